@@ -1,0 +1,144 @@
+//! Every command APDU the product sends, one function each, with the
+//! specification section it follows.
+//!
+//! References:
+//! - ISO/IEC 7816-4:2020 (basic interindustry commands)
+//! - NIST SP 800-73-4 Part 2 (PIV card command interface)
+//! - OpenPGP Card specification 3.4 ("OpenPGP 3.4")
+//!
+//! PIN values are copied straight into the command's zeroizing buffer.
+
+use super::Command;
+use crate::secret::Secret;
+
+/// PIV application identifier (SP 800-73-4 Part 1 §2.2), without version bytes.
+pub const PIV_AID: [u8; 5] = [0xA0, 0x00, 0x00, 0x03, 0x08];
+/// OpenPGP application identifier prefix (OpenPGP 3.4 §4.2.1): RID + PIX application id.
+pub const OPENPGP_AID: [u8; 6] = [0xD2, 0x76, 0x00, 0x01, 0x24, 0x01];
+
+/// PIV key references (SP 800-73-4 Part 1 §3.1, Table 4).
+pub const PIV_PIN_REF: u8 = 0x80;
+pub const PIV_PUK_REF: u8 = 0x81;
+/// Length every PIV PIN/PUK is sent with (SP 800-73-4 Part 2 §2.4.3).
+pub const PIV_PIN_BLOCK_LEN: usize = 8;
+
+/// OpenPGP password references (OpenPGP 3.4 §7.2.2).
+pub const OPENPGP_PW1_SIGN: u8 = 0x81;
+pub const OPENPGP_PW1_OTHER: u8 = 0x82;
+pub const OPENPGP_PW3: u8 = 0x83;
+/// OpenPGP data object "PW status bytes" (OpenPGP 3.4 §4.4.1, tag C4).
+pub const OPENPGP_DO_PW_STATUS: u16 = 0x00C4;
+/// OpenPGP "Application Related Data" (OpenPGP 3.4 §4.4.1, tag 6E).
+pub const OPENPGP_DO_APP_DATA: u16 = 0x006E;
+
+/// GET RESPONSE (ISO 7816-4 §11.5.4 / 7816-3 T=0 procedure). `cla_channel`
+/// keeps the logical channel bits of the command being continued.
+pub fn get_response(cla_channel: u8, le: usize) -> Command {
+    Command::new(cla_channel, 0xC0, 0x00, 0x00).with_le(le)
+}
+
+/// SELECT by DF name, first or only occurrence, return FCI (ISO 7816-4 §11.2.2;
+/// SP 800-73-4 Part 2 §3.1.1; OpenPGP 3.4 §7.2.1).
+pub fn select_aid(aid: &[u8]) -> Command {
+    Command::new(0x00, 0xA4, 0x04, 0x00)
+        .with_data(aid.to_vec())
+        .with_le(256)
+}
+
+/// VERIFY with the reference data (ISO 7816-4 §11.6.6).
+pub fn verify(reference: u8, value: &[u8]) -> Command {
+    Command::new(0x00, 0x20, 0x00, reference).with_data(value.to_vec())
+}
+
+/// VERIFY without data: asks for the verification status without
+/// presenting a value (ISO 7816-4 §11.6.6 "absent data field";
+/// SP 800-73-4 Part 2 §3.2.1; OpenPGP 3.4 §7.2.2).
+pub fn verify_status(reference: u8) -> Command {
+    Command::new(0x00, 0x20, 0x00, reference)
+}
+
+/// VERIFY with P1=FF: resets the security status of the reference, i.e.
+/// logs out (SP 800-73-4 Part 2 §3.2.1; OpenPGP 3.4 §7.2.2).
+pub fn verify_reset(reference: u8) -> Command {
+    Command::new(0x00, 0x20, 0xFF, reference)
+}
+
+/// CHANGE REFERENCE DATA with old and new value (ISO 7816-4 §11.6.7,
+/// P1=00; SP 800-73-4 Part 2 §3.2.2; OpenPGP 3.4 §7.2.3).
+pub fn change_reference_data(reference: u8, old: &[u8], new: &[u8]) -> Command {
+    let mut data = Vec::with_capacity(old.len() + new.len());
+    data.extend_from_slice(old);
+    data.extend_from_slice(new);
+    Command::new(0x00, 0x24, 0x00, reference).with_data(data)
+}
+
+/// RESET RETRY COUNTER with resetting code and new value, P1=00
+/// (ISO 7816-4 §11.6.10; SP 800-73-4 Part 2 §3.2.3 with the PUK;
+/// OpenPGP 3.4 §7.2.4 with the reset code RC).
+pub fn reset_retry_counter(reference: u8, resetting_code: &[u8], new: &[u8]) -> Command {
+    let mut data = Vec::with_capacity(resetting_code.len() + new.len());
+    data.extend_from_slice(resetting_code);
+    data.extend_from_slice(new);
+    Command::new(0x00, 0x2C, 0x00, reference).with_data(data)
+}
+
+/// RESET RETRY COUNTER with the new value only, P1=02: the security officer
+/// has been verified beforehand (ISO 7816-4 §11.6.10; OpenPGP 3.4 §7.2.4
+/// after PW3 verification).
+pub fn reset_retry_counter_after_so(reference: u8, new: &[u8]) -> Command {
+    Command::new(0x00, 0x2C, 0x02, reference).with_data(new.to_vec())
+}
+
+/// GET DATA for a simple tag (ISO 7816-4 §11.4.3; OpenPGP 3.4 §7.2.6).
+pub fn get_data(tag: u16) -> Command {
+    Command::new(0x00, 0xCA, (tag >> 8) as u8, tag as u8).with_le(256)
+}
+
+/// Encodes a PIV PIN or PUK: ASCII, padded with FF to 8 bytes
+/// (SP 800-73-4 Part 2 §2.4.3). The caller has checked the length.
+pub fn piv_pin_block(value: &Secret) -> Vec<u8> {
+    let mut block = value.expose().to_vec();
+    block.resize(PIV_PIN_BLOCK_LEN.max(block.len()), 0xFF);
+    block
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(c: Command) -> String {
+        c.to_bytes()
+            .unwrap()
+            .iter()
+            .map(|x| format!("{x:02X}"))
+            .collect()
+    }
+
+    #[test]
+    fn builds_piv_commands() {
+        assert_eq!(hex(select_aid(&PIV_AID)), "00A4040005A00000030800");
+        let pin = piv_pin_block(&Secret::from("123456"));
+        assert_eq!(hex(verify(PIV_PIN_REF, &pin)), "0020008008313233343536FFFF");
+        assert_eq!(hex(verify_status(PIV_PIN_REF)), "00200080");
+        assert_eq!(hex(verify_reset(PIV_PIN_REF)), "0020FF80");
+        let puk = piv_pin_block(&Secret::from("12345678"));
+        assert_eq!(
+            hex(reset_retry_counter(PIV_PIN_REF, &puk, &pin)),
+            "002C0080103132333435363738313233343536FFFF"
+        );
+    }
+
+    #[test]
+    fn builds_openpgp_commands() {
+        assert_eq!(hex(get_data(OPENPGP_DO_PW_STATUS)), "00CA00C400");
+        assert_eq!(hex(get_data(OPENPGP_DO_APP_DATA)), "00CA006E00");
+        assert_eq!(
+            hex(reset_retry_counter_after_so(OPENPGP_PW1_SIGN, b"654321")),
+            "002C028106363534333231"
+        );
+        assert_eq!(
+            hex(change_reference_data(OPENPGP_PW3, b"12345678", b"87654321")),
+            "002400831031323334353637383837363534333231"
+        );
+    }
+}

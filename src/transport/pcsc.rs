@@ -1,0 +1,1 @@
+//! PC/SC backend (pcscd through the `pcsc` crate).

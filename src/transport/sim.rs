@@ -1,0 +1,1 @@
+//! In-process simulated readers holding virtual cards.
