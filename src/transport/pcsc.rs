@@ -1,1 +1,0 @@
-//! PC/SC backend (pcscd through the `pcsc` crate).
