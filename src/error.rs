@@ -19,7 +19,7 @@ pub enum Error {
     PinFormatInvalid,
     #[error("wrong security officer PIN (PUK, admin PIN or reset code){}", tries_suffix(*remaining_tries))]
     SoPinIncorrect { remaining_tries: Option<u8> },
-    #[error("the security officer PIN (PUK, admin PIN or reset code) is blocked")]
+    #[error("the security officer PIN (PUK, admin PIN or reset code) is blocked or not set")]
     SoPinBlocked,
     #[error("the PIN is not initialized")]
     PinNotInitialized,

@@ -320,6 +320,11 @@ impl Engine {
         match &method {
             SoMethod::CodeWithNewPin(_) => {
                 check_format(&cred, value)?;
+                // A code whose counter is readable and at 0 (OpenPGP: blocked,
+                // or never set) would only fail at init: say so now.
+                if matches!(self.read_counter(&cred)?, Counter::Blocked) {
+                    return Err(Error::SoPinBlocked);
+                }
                 self.held = Some(HeldCode {
                     pin_id: pin.id,
                     method,
@@ -490,6 +495,8 @@ impl Engine {
         );
         if !wrong_value {
             return match sw {
+                // The SO credential itself is unusable (e.g. no reset code set).
+                StatusWord::RefDataNotUsable if so => Error::SoPinBlocked,
                 StatusWord::RefDataNotUsable => {
                     self.state(cred).not_initialized = true;
                     Error::PinNotInitialized

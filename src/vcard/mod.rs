@@ -133,6 +133,15 @@ impl VirtualCard {
         self.profile
     }
 
+    /// The user PIN's retry counter, read from inside the card (for tests
+    /// that check no try was spent).
+    pub fn user_pin_tries(&self) -> u8 {
+        match &self.app {
+            App::Piv(a) => a.user_tries(),
+            App::OpenPgp(a) => a.user_tries(),
+        }
+    }
+
     /// The answer to reset.
     pub fn atr(&self) -> Vec<u8> {
         self.atr.clone()

@@ -99,6 +99,11 @@ impl OpenPgp {
         }
     }
 
+    /// The user PIN's retry counter (for tests that look inside the card).
+    pub fn user_tries(&self) -> u8 {
+        self.pw1.tries()
+    }
+
     pub fn knows(ins: u8) -> bool {
         matches!(
             ins,

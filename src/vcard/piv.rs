@@ -60,6 +60,11 @@ impl Piv {
         }
     }
 
+    /// The user PIN's retry counter (for tests that look inside the card).
+    pub fn user_tries(&self) -> u8 {
+        self.pin.tries()
+    }
+
     pub fn knows(ins: u8) -> bool {
         matches!(
             ins,
