@@ -1,6 +1,7 @@
 //! Our own virtual smart card: an ISO 7816 PIN state machine with a PIV and
 //! an OpenPGP profile. It runs in-process (the simulated transport) or as a
-//! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`).
+//! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`,
+//! see [`vpcd`]).
 //!
 //! The card follows the specifications, not our engine's habits:
 //! - PIV: NIST SP 800-73-4 Part 2 — SELECT (right-truncated AID), VERIFY
@@ -47,6 +48,7 @@ pub mod config;
 mod openpgp;
 mod pin;
 mod piv;
+pub mod vpcd;
 
 pub use config::{CardConfig, ConfigError, Profile, Quirk};
 
