@@ -1,7 +1,7 @@
 //! Our own virtual smart card: an ISO 7816 PIN state machine with a PIV and
 //! an OpenPGP profile. It runs in-process (the simulated transport) or as a
 //! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`,
-//! see [`vpcd`]).
+//! see [`vpcd`] and [`cli`]).
 //!
 //! The card follows the specifications, not our engine's habits:
 //! - PIV: NIST SP 800-73-4 Part 2 — SELECT (right-truncated AID), VERIFY
@@ -43,6 +43,7 @@
 //! Reference data and incoming command data live in zeroizing buffers, and
 //! nothing here logs a PIN value.
 
+pub mod cli;
 mod command;
 pub mod config;
 mod openpgp;
