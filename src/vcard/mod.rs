@@ -8,7 +8,8 @@
 //!   (incl. the empty-data status query and P1=FF reset), CHANGE REFERENCE
 //!   DATA, RESET RETRY COUNTER with the PUK, GET DATA of the discovery object.
 //! - OpenPGP: OpenPGP card 3.4 — SELECT, GET DATA (4F, 5F52, 65, 6E, 7A, C4,
-//!   …), VERIFY 81/82/83 (incl. empty-data status query and P1=FF),
+//!   empty 7F21, …), SELECT DATA (7F21 occurrences),
+//!   VERIFY 81/82/83 (incl. empty-data status query and P1=FF),
 //!   CHANGE REFERENCE DATA 81/83, RESET RETRY COUNTER with the resetting code
 //!   (P1=00) or after PW3 (P1=02), PUT DATA D3 (resetting code) and C4.
 //!
