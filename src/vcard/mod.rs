@@ -1,13 +1,15 @@
 //! Our own virtual smart card: an ISO 7816 PIN state machine with a PIV and
 //! an OpenPGP profile. It runs in-process (the simulated transport) or as a
-//! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`).
+//! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`,
+//! see [`vpcd`] and [`cli`]).
 //!
 //! The card follows the specifications, not our engine's habits:
 //! - PIV: NIST SP 800-73-4 Part 2 — SELECT (right-truncated AID), VERIFY
 //!   (incl. the empty-data status query and P1=FF reset), CHANGE REFERENCE
 //!   DATA, RESET RETRY COUNTER with the PUK, GET DATA of the discovery object.
 //! - OpenPGP: OpenPGP card 3.4 — SELECT, GET DATA (4F, 5F52, 65, 6E, 7A, C4,
-//!   …), VERIFY 81/82/83 (incl. empty-data status query and P1=FF),
+//!   empty 7F21, …), SELECT DATA (7F21 occurrences),
+//!   VERIFY 81/82/83 (incl. empty-data status query and P1=FF),
 //!   CHANGE REFERENCE DATA 81/83, RESET RETRY COUNTER with the resetting code
 //!   (P1=00) or after PW3 (P1=02), PUT DATA D3 (resetting code) and C4.
 //!
@@ -42,11 +44,13 @@
 //! Reference data and incoming command data live in zeroizing buffers, and
 //! nothing here logs a PIN value.
 
+pub mod cli;
 mod command;
 pub mod config;
 mod openpgp;
 mod pin;
 mod piv;
+pub mod vpcd;
 
 pub use config::{CardConfig, ConfigError, Profile, Quirk};
 

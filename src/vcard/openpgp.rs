@@ -22,12 +22,11 @@ const INS_CHANGE_REFERENCE_DATA: u8 = 0x24;
 const INS_RESET_RETRY_COUNTER: u8 = 0x2C;
 const INS_GET_DATA: u8 = 0xCA;
 const INS_PUT_DATA: u8 = 0xDA;
+const INS_SELECT_DATA: u8 = 0xA5;
 /// OpenPGP 3.4 commands this card does not implement: MSE, PSO, GENERATE,
-/// GET CHALLENGE, INTERNAL AUTHENTICATE, SELECT DATA, GET DATA (odd),
-/// GET NEXT DATA, PUT DATA (odd), TERMINATE DF, ACTIVATE FILE.
-const INS_UNIMPLEMENTED: [u8; 11] = [
-    0x22, 0x2A, 0x47, 0x84, 0x88, 0xA5, 0xCB, 0xCC, 0xDB, 0xE6, 0x44,
-];
+/// GET CHALLENGE, INTERNAL AUTHENTICATE, GET DATA (odd), GET NEXT DATA,
+/// PUT DATA (odd), TERMINATE DF, ACTIVATE FILE.
+const INS_UNIMPLEMENTED: [u8; 10] = [0x22, 0x2A, 0x47, 0x84, 0x88, 0xCB, 0xCC, 0xDB, 0xE6, 0x44];
 
 const TAG_AID: u16 = 0x004F;
 const TAG_HISTORICAL: u16 = 0x5F52;
@@ -37,7 +36,25 @@ const TAG_SECURITY_SUPPORT: u16 = 0x007A;
 const TAG_LOGIN: u16 = 0x005E;
 const TAG_URL: u16 = 0x5F50;
 const TAG_PW_STATUS: u16 = 0x00C4;
+const TAG_CARDHOLDER_CERT: u16 = 0x7F21;
 const TAG_RESET_CODE: u16 = 0x00D3;
+
+/// SELECT DATA (3.4 §7.2.5): chooses an occurrence of the cardholder
+/// certificate 7F21 (0..=2). All occurrences are empty on this card.
+fn select_data(cmd: &Apdu) -> Reply {
+    if cmd.p1 > 2 || cmd.p2 != 0x04 {
+        return Reply::sw(StatusWord::WrongP1P2);
+    }
+    match cmd.data.as_slice() {
+        [0x60, 0x04, 0x5C, 0x02, 0x7F, 0x21] => Reply::ok(),
+        [0x60, len, 0x5C, n, tag @ ..]
+            if usize::from(*len) == tag.len() + 2 && usize::from(*n) == tag.len() =>
+        {
+            Reply::sw(StatusWord::RefNotFound)
+        }
+        _ => Reply::sw(StatusWord::WrongData),
+    }
+}
 
 /// Manufacturer FFFF: test card (3.4 §4.2.1).
 const MANUFACTURER: [u8; 2] = [0xFF, 0xFF];
@@ -112,6 +129,7 @@ impl OpenPgp {
                 | INS_RESET_RETRY_COUNTER
                 | INS_GET_DATA
                 | INS_PUT_DATA
+                | INS_SELECT_DATA
         ) || INS_UNIMPLEMENTED.contains(&ins)
     }
 
@@ -134,6 +152,7 @@ impl OpenPgp {
             INS_RESET_RETRY_COUNTER => self.reset_retry_counter(cmd),
             INS_GET_DATA => self.get_data(cmd),
             INS_PUT_DATA => self.put_data(cmd),
+            INS_SELECT_DATA => select_data(cmd),
             _ => Reply::sw(SW_FUNCTION_NOT_SUPPORTED),
         }
     }
@@ -323,7 +342,9 @@ impl OpenPgp {
             TAG_AID => Reply::data(self.aid.to_vec()),
             TAG_HISTORICAL => Reply::data(historical_bytes(super::Profile::OpenPgp)),
             TAG_PW_STATUS => Reply::data(self.pw_status().to_vec()),
-            TAG_LOGIN | TAG_URL => Reply::data(Vec::new()),
+            // Empty: no login data, no URL, no cardholder certificate (in
+            // any occurrence chosen by SELECT DATA).
+            TAG_LOGIN | TAG_URL | TAG_CARDHOLDER_CERT => Reply::data(Vec::new()),
             TAG_CARDHOLDER => {
                 let mut value = Vec::new();
                 tlv(&mut value, &[0x5B], &[]);
