@@ -29,6 +29,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Card(CardCommand),
+    /// Run our virtual card (PIV or OpenPGP) in pcscd's vpcd virtual reader.
+    Vcard(crate::vcard::cli::VcardArgs),
+}
+
+/// Commands that work with readers and cards through PC/SC.
+#[derive(Subcommand)]
+enum CardCommand {
     /// List readers, cards and the PIN objects on them.
     Readers(ReadersArgs),
     /// Work with a card's PINs.
@@ -137,9 +146,14 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
-    let service = Service::new(backend);
-    ExitCode::from(run(&service, cli.command))
+    match cli.command {
+        // The virtual card needs no PC/SC client.
+        Command::Vcard(args) => crate::vcard::cli::run(args),
+        Command::Card(command) => {
+            let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
+            ExitCode::from(run(&Service::new(backend), command))
+        }
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -156,21 +170,21 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn run(service: &Service, command: Command) -> u8 {
+fn run(service: &Service, command: CardCommand) -> u8 {
     match command {
-        Command::Readers(a) => output::report(a.json, readers(service), output::print_readers),
-        Command::Pin(PinCommand::Status(t)) => {
+        CardCommand::Readers(a) => output::report(a.json, readers(service), output::print_readers),
+        CardCommand::Pin(PinCommand::Status(t)) => {
             output::report(t.json, status(service, &t), output::print_status)
         }
-        Command::Pin(PinCommand::Verify { entry, so }) => {
+        CardCommand::Pin(PinCommand::Verify { entry, so }) => {
             let json = entry.target.json;
             output::report_done(json, verify(service, entry, so), "PIN verified")
         }
-        Command::Pin(PinCommand::Change { entry }) => {
+        CardCommand::Pin(PinCommand::Change { entry }) => {
             let json = entry.target.json;
             output::report_done(json, change(service, entry), "PIN changed")
         }
-        Command::Pin(PinCommand::Unblock { entry, reset_code }) => {
+        CardCommand::Pin(PinCommand::Unblock { entry, reset_code }) => {
             let json = entry.target.json;
             output::report_done(
                 json,
@@ -178,7 +192,7 @@ fn run(service: &Service, command: Command) -> u8 {
                 "PIN unblocked and set",
             )
         }
-        Command::Pin(PinCommand::Logout(t)) => {
+        CardCommand::Pin(PinCommand::Logout(t)) => {
             output::report_done(t.json, logout(service, &t), "logged out")
         }
     }
