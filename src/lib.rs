@@ -5,6 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod apdu;
+pub mod card;
+pub mod cli;
+pub mod error;
+pub mod pin;
 pub mod secret;
+pub mod service;
 pub mod transport;
 pub mod vcard;

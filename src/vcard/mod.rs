@@ -1,21 +1,371 @@
 //! Our own virtual smart card: an ISO 7816 PIN state machine with a PIV and
 //! an OpenPGP profile. It runs in-process (the simulated transport) or as a
-//! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`).
+//! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`,
+//! see [`vpcd`] and [`cli`]).
+//!
+//! The card follows the specifications, not our engine's habits:
+//! - PIV: NIST SP 800-73-4 Part 2 — SELECT (right-truncated AID), VERIFY
+//!   (incl. the empty-data status query and P1=FF reset), CHANGE REFERENCE
+//!   DATA, RESET RETRY COUNTER with the PUK, GET DATA of the discovery object.
+//! - OpenPGP: OpenPGP card 3.4 — SELECT, GET DATA (4F, 5F52, 65, 6E, 7A, C4,
+//!   empty 7F21, …), SELECT DATA (7F21 occurrences),
+//!   VERIFY 81/82/83 (incl. empty-data status query and P1=FF),
+//!   CHANGE REFERENCE DATA 81/83, RESET RETRY COUNTER with the resetting code
+//!   (P1=00) or after PW3 (P1=02), PUT DATA D3 (resetting code) and C4.
+//!
+//! # Conventions where the specifications leave room
+//!
+//! | situation | answer |
+//! |---|---|
+//! | fewer than 4 bytes, or Lc/Le inconsistent with the length | 6700 |
+//! | CLA with the chaining bit (10) | 6884; any other CLA but 00: 6E00 |
+//! | unknown INS | 6D00; an INS of the profile's spec we do not implement: 6A81 |
+//! | a known INS before the application is selected | 6985 |
+//! | SELECT of another AID | 6A82, the current selection is kept |
+//! | SELECT with P1≠04 or P2≠00 | 6A86 |
+//! | P1 not 00/FF in VERIFY, not 00 in CHANGE | 6A86 |
+//! | unsupported reference | PIV: 6A88 (incl. global PIN 00); OpenPGP: 6A86 |
+//! | VERIFY P1=FF with data | 6700 |
+//! | a failed VERIFY | clears the verified state of that PIN |
+//! | wrong value, x tries left | 63Cx; PIV answers 6983 for the try that blocks, OpenPGP 63C0 |
+//! | presenting to a blocked reference | 6983 (63C0 with quirk `blocked_sw_63c0`), no try spent |
+//! | empty-data VERIFY | 9000 when verified, else 63Cx (6983 when blocked), no try spent |
+//! | PIV PIN/PUK block not 8 bytes / PIN not 6–8 digits FF-padded | 6A80, no try spent |
+//! | OpenPGP password length out of min..=127 | 6700, no try spent |
+//! | OpenPGP CHANGE/RESET: the old value / RC is split off at its stored length and checked first, then the new value's length | wrong → 63Cx, new too short/long → 6700 |
+//! | OpenPGP RESET RETRY COUNTER P1=00 while no resetting code is set | 6984 |
+//! | OpenPGP P1=02 / PUT DATA without PW3 verified | 6982 |
+//! | user PIN not initialized (`pin_not_initialized`) | VERIFY (also empty) and CHANGE: 6984; RESET RETRY COUNTER sets it |
+//! | user PIN must be changed (`pin_must_change`) | VERIFY with the correct value: 6985, not verified, no try spent (the counter is reset as for any correct value); a wrong value counts as usual; the empty status query answers 63Cx; a successful CHANGE REFERENCE DATA or RESET RETRY COUNTER clears the flag |
+//! | re-SELECT of the selected application | keeps verified states (only reset and power cycle drop them) |
+//! | response longer than Ne | the first Ne bytes + 61xx; the rest with GET RESPONSE |
+//! | GET RESPONSE with nothing pending | 6985 |
+//!
+//! Reference data and incoming command data live in zeroizing buffers, and
+//! nothing here logs a PIN value.
+
+pub mod cli;
+mod command;
+pub mod config;
+mod openpgp;
+mod pin;
+mod piv;
+pub mod vpcd;
+
+pub use config::{CardConfig, ConfigError, Profile, Quirk};
+
+use crate::apdu::StatusWord;
+use command::Apdu;
+
+/// What an application answers to one command.
+pub(crate) struct Reply {
+    pub data: Vec<u8>,
+    pub sw: StatusWord,
+}
+
+impl Reply {
+    pub fn sw(sw: StatusWord) -> Self {
+        Reply {
+            data: Vec::new(),
+            sw,
+        }
+    }
+
+    pub fn ok() -> Self {
+        Reply::sw(StatusWord::Ok)
+    }
+
+    pub fn data(data: Vec<u8>) -> Self {
+        Reply {
+            data,
+            sw: StatusWord::Ok,
+        }
+    }
+}
+
+/// 6A81: function not supported.
+pub(crate) const SW_FUNCTION_NOT_SUPPORTED: StatusWord = StatusWord::Other(0x6A81);
+/// 6884: command chaining not supported.
+const SW_CHAINING_NOT_SUPPORTED: StatusWord = StatusWord::Other(0x6884);
+
+const INS_SELECT: u8 = 0xA4;
+const INS_GET_RESPONSE: u8 = 0xC0;
+
+enum App {
+    Piv(piv::Piv),
+    OpenPgp(openpgp::OpenPgp),
+}
 
 /// A virtual card in one reader.
-pub struct VirtualCard {}
+pub struct VirtualCard {
+    profile: Profile,
+    app: App,
+    selected: bool,
+    /// Response bytes waiting for GET RESPONSE.
+    pending: Vec<u8>,
+    atr: Vec<u8>,
+}
+
+impl std::fmt::Debug for VirtualCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualCard")
+            .field("profile", &self.profile)
+            .field("selected", &self.selected)
+            .finish_non_exhaustive()
+    }
+}
 
 impl VirtualCard {
+    /// A card as configured. The configuration is expected to be valid
+    /// ([`CardConfig::validate`]); out-of-range values are clamped.
+    pub fn new(config: CardConfig) -> Self {
+        let profile = config.profile;
+        let app = match profile {
+            Profile::Piv => App::Piv(piv::Piv::new(&config)),
+            Profile::OpenPgp => App::OpenPgp(openpgp::OpenPgp::new(&config)),
+        };
+        VirtualCard {
+            profile,
+            app,
+            selected: false,
+            pending: Vec::new(),
+            atr: build_atr(&historical_bytes(profile)),
+        }
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// The user PIN's retry counter, read from inside the card (for tests
+    /// that check no try was spent).
+    pub fn user_pin_tries(&self) -> u8 {
+        match &self.app {
+            App::Piv(a) => a.user_tries(),
+            App::OpenPgp(a) => a.user_tries(),
+        }
+    }
+
     /// The answer to reset.
     pub fn atr(&self) -> Vec<u8> {
-        vec![0x3B, 0x00]
+        self.atr.clone()
     }
 
     /// Cold or warm reset: every verified state and the selection are dropped.
-    pub fn reset(&mut self) {}
+    pub fn reset(&mut self) {
+        self.selected = false;
+        self.pending.clear();
+        match &mut self.app {
+            App::Piv(a) => a.reset(),
+            App::OpenPgp(a) => a.reset(),
+        }
+    }
 
     /// Processes one command APDU; returns response data || SW1 SW2.
-    pub fn process(&mut self, _apdu: &[u8]) -> Vec<u8> {
-        vec![0x6D, 0x00]
+    /// Never panics, whatever the input.
+    pub fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        let Ok(cmd) = Apdu::parse(apdu) else {
+            self.pending.clear();
+            return StatusWord::WrongLength.to_bytes().to_vec();
+        };
+        let reply = self.dispatch(&cmd);
+        tracing::trace!(
+            ins = format_args!("{:02X}", cmd.ins),
+            p1 = format_args!("{:02X}", cmd.p1),
+            p2 = format_args!("{:02X}", cmd.p2),
+            sw = %reply.sw,
+            "vcard command"
+        );
+        self.respond(reply, cmd.ne)
+    }
+
+    fn dispatch(&mut self, cmd: &Apdu) -> Reply {
+        if cmd.cla != 0 {
+            self.pending.clear();
+            return Reply::sw(if cmd.cla & 0xEF == 0 {
+                SW_CHAINING_NOT_SUPPORTED
+            } else {
+                StatusWord::ClaNotSupported
+            });
+        }
+        if cmd.ins == INS_GET_RESPONSE {
+            return self.get_response(cmd);
+        }
+        self.pending.clear();
+        if cmd.ins == INS_SELECT {
+            return self.select(cmd);
+        }
+        let known = match &self.app {
+            App::Piv(_) => piv::Piv::knows(cmd.ins),
+            App::OpenPgp(_) => openpgp::OpenPgp::knows(cmd.ins),
+        };
+        if !known {
+            return Reply::sw(StatusWord::InsNotSupported);
+        }
+        if !self.selected {
+            return Reply::sw(StatusWord::ConditionsNotSatisfied);
+        }
+        match &mut self.app {
+            App::Piv(a) => a.process(cmd),
+            App::OpenPgp(a) => a.process(cmd),
+        }
+    }
+
+    /// SELECT by DF name (ISO 7816-4 §11.2.2).
+    fn select(&mut self, cmd: &Apdu) -> Reply {
+        if cmd.p1 != 0x04 || cmd.p2 != 0x00 {
+            return Reply::sw(StatusWord::WrongP1P2);
+        }
+        let answer = match &self.app {
+            App::Piv(a) => a.select(&cmd.data),
+            App::OpenPgp(a) => a.select(&cmd.data),
+        };
+        match answer {
+            Some(reply) => {
+                self.selected = true;
+                reply
+            }
+            None => Reply::sw(StatusWord::FileNotFound),
+        }
+    }
+
+    /// GET RESPONSE (ISO 7816-4 §11.5.4).
+    fn get_response(&mut self, cmd: &Apdu) -> Reply {
+        if cmd.p1 != 0 || cmd.p2 != 0 {
+            self.pending.clear();
+            return Reply::sw(StatusWord::WrongP1P2);
+        }
+        if self.pending.is_empty() {
+            return Reply::sw(StatusWord::ConditionsNotSatisfied);
+        }
+        Reply::data(std::mem::take(&mut self.pending))
+    }
+
+    /// Appends the status word, cutting the data at Ne (61xx for the rest).
+    fn respond(&mut self, reply: Reply, ne: Option<usize>) -> Vec<u8> {
+        let Reply { mut data, sw } = reply;
+        if let Some(ne) = ne
+            && data.len() > ne
+        {
+            self.pending = data.split_off(ne);
+            let more = self.pending.len().min(256) as u8; // 256 is encoded 00
+            data.extend_from_slice(&[0x61, more]);
+            return data;
+        }
+        data.extend_from_slice(&sw.to_bytes());
+        data
+    }
+}
+
+/// Historical bytes (ISO 7816-4 §8.1.1), distinct per profile.
+fn historical_bytes(profile: Profile) -> Vec<u8> {
+    match profile {
+        // Category 80, card capabilities (73: selection by full and partial
+        // DF name, no chaining, no extended length), card issuer's data
+        // (5x) "cardgate".
+        Profile::Piv => {
+            let mut h = vec![0x80, 0x73, 0xC0, 0x01, 0x00, 0x58];
+            h.extend_from_slice(b"cardgate");
+            h
+        }
+        // The layout OpenPGP cards use (3.4 §6): category 00, card service
+        // data, card capabilities, then status indicator (LCS 05 =
+        // operational, 9000).
+        Profile::OpenPgp => vec![0x00, 0x31, 0xC5, 0x73, 0xC0, 0x01, 0x00, 0x05, 0x90, 0x00],
+    }
+}
+
+/// ATR: direct convention, T=0 and T=1 offered, historical bytes, TCK
+/// (ISO 7816-3 §8.2).
+fn build_atr(historical: &[u8]) -> Vec<u8> {
+    let k = historical.len().min(15);
+    // TS, T0 (TD1 present, K), TD1 (TD2 present, T=0), TD2 (T=1).
+    let mut atr = vec![0x3B, 0x80 | k as u8, 0x80, 0x01];
+    atr.extend_from_slice(&historical[..k]);
+    let tck = atr[1..].iter().fold(0u8, |acc, b| acc ^ b);
+    atr.push(tck);
+    atr
+}
+
+/// Appends a BER-TLV with a definite length.
+pub(crate) fn tlv(out: &mut Vec<u8>, tag: &[u8], value: &[u8]) {
+    out.extend_from_slice(tag);
+    let n = value.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else if n <= 0xFF {
+        out.extend_from_slice(&[0x81, n as u8]);
+    } else {
+        out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
+    }
+    out.extend_from_slice(value);
+}
+
+/// Copies reference data out of a command into a zeroizing secret.
+pub(crate) fn secret_bytes(bytes: &[u8]) -> crate::secret::Secret {
+    crate::secret::Secret::new(bytes.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn atrs_are_valid_and_distinct() {
+        let piv = VirtualCard::new(CardConfig::piv()).atr();
+        let pgp = VirtualCard::new(CardConfig::openpgp()).atr();
+        assert_ne!(piv, pgp);
+        for atr in [&piv, &pgp] {
+            assert_eq!(atr[0], 0x3B);
+            let k = usize::from(atr[1] & 0x0F);
+            assert_eq!(atr.len(), 4 + k + 1);
+            assert_eq!(atr[1..].iter().fold(0, |a, b| a ^ b), 0, "TCK");
+        }
+        assert!(piv.windows(8).any(|w| w == b"cardgate"));
+    }
+
+    #[test]
+    fn long_tlv_lengths() {
+        let mut out = Vec::new();
+        tlv(&mut out, &[0x53], &[0; 200]);
+        assert_eq!(&out[..3], &[0x53, 0x81, 200]);
+        out.clear();
+        tlv(&mut out, &[0x53], &[0; 300]);
+        assert_eq!(&out[..4], &[0x53, 0x82, 0x01, 0x2C]);
+    }
+
+    #[test]
+    fn card_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<VirtualCard>();
+    }
+
+    #[test]
+    fn chains_long_responses_with_get_response() {
+        let mut card = VirtualCard::new(CardConfig::openpgp());
+        assert_eq!(card.process(&hex("00A4040006D27600012401")), hex("9000"));
+        let full = card.process(&hex("00CA006E00"));
+        assert_eq!(&full[full.len() - 2..], &[0x90, 0x00]);
+        let body = &full[..full.len() - 2];
+        let first = card.process(&hex("00CA006E10"));
+        assert_eq!(&first[..16], &body[..16]);
+        let rest_len = body.len() - 16;
+        assert_eq!(&first[16..], &[0x61, rest_len as u8]);
+        let rest = card.process(
+            &hex("00C00000")
+                .into_iter()
+                .chain([rest_len as u8])
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(&rest[..rest.len() - 2], &body[16..]);
+        assert_eq!(card.process(&hex("00C0000010")), hex("6985"));
     }
 }

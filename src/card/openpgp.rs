@@ -1,0 +1,180 @@
+//! OpenPGP card 3.4: user PIN PW1 (references 81/82), admin PIN PW3 (83)
+//! and the optional resetting code RC.
+
+use super::{
+    Credential, Encoding, PinFormat, PinObject, ProfileKind, SoMethod, StatusSource, Token, hex,
+};
+use crate::apdu::StatusWord;
+use crate::apdu::commands::{
+    self, OPENPGP_AID, OPENPGP_DO_PW_STATUS, OPENPGP_PW1_OTHER, OPENPGP_PW1_SIGN, OPENPGP_PW3,
+};
+use crate::transport::{self, Transport, TransportError};
+
+/// Minimum lengths (OpenPGP 3.4 §4.3): PW1 6, PW3 8, RC 8.
+pub const PW1_MIN: usize = 6;
+pub const PW3_MIN: usize = 8;
+pub const RC_MIN: usize = 8;
+/// Used when DO C4 gives no maximum.
+const DEFAULT_MAX: usize = 127;
+
+/// Byte indexes of the try counters in DO C4 (OpenPGP 3.4 §4.4.1).
+pub const C4_TRIES_PW1: usize = 4;
+pub const C4_TRIES_RC: usize = 5;
+pub const C4_TRIES_PW3: usize = 6;
+
+/// "PW status bytes", DO C4 (OpenPGP 3.4 §4.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PwStatus {
+    /// 00: PW1 (81) is valid for one signature only.
+    pub pw1_single_signature: bool,
+    pub max_pw1: usize,
+    pub max_rc: usize,
+    pub max_pw3: usize,
+    pub tries: [u8; 3],
+}
+
+impl PwStatus {
+    pub fn parse(data: &[u8]) -> Option<PwStatus> {
+        // Some cards wrap the value in its tag.
+        let v = match data {
+            [0xC4, 7, rest @ ..] if rest.len() == 7 => rest,
+            _ => data,
+        };
+        if v.len() != 7 {
+            return None;
+        }
+        // Bits 1-7: maximum length; bit 8 flags PIN block format 2.
+        let max = |b: u8| match (b & 0x7F) as usize {
+            0 => DEFAULT_MAX,
+            n => n,
+        };
+        Some(PwStatus {
+            pw1_single_signature: v[0] == 0,
+            max_pw1: max(v[1]),
+            max_rc: max(v[2]),
+            max_pw3: max(v[3]),
+            tries: [v[4], v[5], v[6]],
+        })
+    }
+
+    /// The retry counter at a DO C4 byte index.
+    pub fn tries_at(&self, index: usize) -> Option<u8> {
+        index
+            .checked_sub(C4_TRIES_PW1)
+            .and_then(|i| self.tries.get(i))
+            .copied()
+    }
+}
+
+/// Reads DO C4.
+pub fn read_pw_status(
+    t: &mut dyn Transport,
+) -> Result<Result<PwStatus, StatusWord>, TransportError> {
+    let resp = transport::exchange(t, &commands::get_data(OPENPGP_DO_PW_STATUS))?;
+    if resp.sw != StatusWord::Ok {
+        return Ok(Err(resp.sw));
+    }
+    Ok(PwStatus::parse(&resp.data).ok_or(StatusWord::Other(0x6F00)))
+}
+
+fn format(min: usize, max: usize) -> PinFormat {
+    PinFormat {
+        min_len: min,
+        max_len: max.max(min),
+        numeric: false,
+        encoding: Encoding::Utf8,
+    }
+}
+
+/// Builds the token after a successful SELECT: reads the full AID (serial)
+/// and the maximum lengths from DO C4.
+pub fn token(t: &mut dyn Transport) -> Result<Token, TransportError> {
+    let aid = transport::exchange(t, &commands::get_data(0x004F))?;
+    let serial = (aid.sw == StatusWord::Ok && aid.data.len() >= 14).then(|| hex(&aid.data[8..14]));
+    let status = read_pw_status(t)?.ok();
+    let (max_pw1, max_rc, max_pw3) = status.map_or((DEFAULT_MAX, DEFAULT_MAX, DEFAULT_MAX), |s| {
+        (s.max_pw1, s.max_rc, s.max_pw3)
+    });
+    let credential = |label: &str, reference, change_reference, format, tries_index| Credential {
+        label: label.into(),
+        reference,
+        change_reference,
+        format,
+        status: StatusSource::OpenPgpPwStatus { tries_index },
+        verifiable: true,
+        default_max_tries: 3,
+    };
+    let user = credential(
+        "User PIN",
+        OPENPGP_PW1_OTHER,
+        OPENPGP_PW1_SIGN,
+        format(PW1_MIN, max_pw1),
+        C4_TRIES_PW1,
+    );
+    let admin = credential(
+        "Admin PIN",
+        OPENPGP_PW3,
+        OPENPGP_PW3,
+        format(PW3_MIN, max_pw3),
+        C4_TRIES_PW3,
+    );
+    // The resetting code is never VERIFYed: it travels with the new PIN.
+    let mut rc = credential(
+        "Reset Code",
+        OPENPGP_PW1_SIGN,
+        OPENPGP_PW1_SIGN,
+        format(RC_MIN, max_rc),
+        C4_TRIES_RC,
+    );
+    rc.verifiable = false;
+    let label = match &serial {
+        Some(s) => format!("OpenPGP card {s}"),
+        None => "OpenPGP card".into(),
+    };
+    Ok(Token {
+        profile: ProfileKind::OpenPgp,
+        label,
+        aid: OPENPGP_AID.to_vec(),
+        serial,
+        pins: vec![
+            PinObject {
+                id: "user",
+                credential: user,
+                so: Some(SoMethod::VerifyThenReset(admin.clone())),
+                reset_code: Some(SoMethod::CodeWithNewPin(rc)),
+            },
+            PinObject {
+                id: "admin",
+                credential: admin,
+                so: None,
+                reset_code: None,
+            },
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pw_status() {
+        let s = PwStatus::parse(&[0x00, 0x7F, 0x7F, 0x7F, 3, 0, 3]).unwrap();
+        assert!(s.pw1_single_signature);
+        assert_eq!((s.max_pw1, s.max_rc, s.max_pw3), (127, 127, 127));
+        assert_eq!(s.tries_at(C4_TRIES_PW1), Some(3));
+        assert_eq!(s.tries_at(C4_TRIES_RC), Some(0));
+        assert_eq!(s.tries_at(7), None);
+        // Bit 8 of a length byte is a format flag, not part of the length.
+        let s = PwStatus::parse(&[0x01, 0xA0, 0x20, 0x20, 2, 1, 3]).unwrap();
+        assert_eq!(s.max_pw1, 0x20);
+        assert!(!s.pw1_single_signature);
+        assert_eq!(
+            PwStatus::parse(&[0xC4, 7, 1, 32, 32, 32, 3, 3, 3])
+                .unwrap()
+                .tries,
+            [3, 3, 3]
+        );
+        assert_eq!(PwStatus::parse(&[1, 2, 3]), None);
+    }
+}

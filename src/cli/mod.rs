@@ -1,0 +1,353 @@
+//! The `cardgate` command line.
+
+mod output;
+mod prompt;
+
+use crate::card::SoMethod;
+use crate::error::Error;
+use crate::pin::SoPath;
+use crate::service::Service;
+use crate::transport::Backend;
+use clap::{Args, Parser, Subcommand};
+use prompt::{PinInput, PromptError};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "cardgate",
+    version,
+    about = "Smart-card PIN middleware: readers, PIN status, verify, change, unblock"
+)]
+struct Cli {
+    /// More log output on stderr (-v debug, -vv trace). PIN values are never logged.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Card(CardCommand),
+    /// Run our virtual card (PIV or OpenPGP) in pcscd's vpcd virtual reader.
+    Vcard(crate::vcard::cli::VcardArgs),
+}
+
+/// Commands that work with readers and cards through PC/SC.
+#[derive(Subcommand)]
+enum CardCommand {
+    /// List readers, cards and the PIN objects on them.
+    Readers(ReadersArgs),
+    /// Work with a card's PINs.
+    #[command(subcommand)]
+    Pin(PinCommand),
+}
+
+#[derive(Args)]
+struct ReadersArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// Reader name, or a unique part of it (default: the first reader with a card).
+    #[arg(long, short)]
+    reader: Option<String>,
+    /// PIN object id, as listed by `pin status` (default: the card's user PIN).
+    #[arg(long = "pin", short = 'p', value_name = "ID")]
+    pin: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EntryArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Read values from stdin, one per line, instead of a no-echo prompt.
+    #[arg(long)]
+    pin_stdin: bool,
+}
+
+#[derive(Subcommand)]
+enum PinCommand {
+    /// Show every PIN object's status (tries left, blocked, verified …) without spending a try.
+    Status(Target),
+    /// Verify (log in with) a PIN. With --so, the security officer PIN.
+    Verify {
+        #[command(flatten)]
+        entry: EntryArgs,
+        /// Verify the security officer PIN (OpenPGP admin PIN).
+        #[arg(long)]
+        so: bool,
+    },
+    /// Change a PIN: asks for the current and the new value.
+    Change {
+        #[command(flatten)]
+        entry: EntryArgs,
+    },
+    /// Unblock / re-initialise a PIN with the PUK, admin PIN or reset code, setting a new value.
+    Unblock {
+        #[command(flatten)]
+        entry: EntryArgs,
+        /// Use the OpenPGP reset code instead of the admin PIN.
+        #[arg(long)]
+        reset_code: bool,
+    },
+    /// End the verified state of a PIN.
+    Logout(Target),
+}
+
+/// Exit statuses, documented in README.md and docs/errors.md.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const WRONG_PIN: u8 = 3;
+    pub const BLOCKED: u8 = 4;
+    pub const NO_READER: u8 = 5;
+    pub const NO_SERVICE: u8 = 6;
+    pub const NOT_SUPPORTED: u8 = 7;
+    pub const BAD_VALUE: u8 = 8;
+    pub const INPUT: u8 = 9;
+}
+
+/// The exit status for an error.
+pub fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::PinIncorrect { .. } | Error::SoPinIncorrect { .. } => exit::WRONG_PIN,
+        Error::PinBlocked | Error::SoPinBlocked => exit::BLOCKED,
+        Error::ReaderNotFound(_) | Error::CardAbsent | Error::CardRemoved => exit::NO_READER,
+        Error::NoPcscService => exit::NO_SERVICE,
+        Error::CardNotSupported { .. }
+        | Error::OperationNotSupported(_)
+        | Error::PinNotFound(_) => exit::NOT_SUPPORTED,
+        Error::PinLengthInvalid { .. } | Error::PinFormatInvalid => exit::BAD_VALUE,
+        _ => exit::OTHER,
+    }
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging(cli.verbose);
+    match cli.command {
+        // The virtual card needs no PC/SC client.
+        Command::Vcard(args) => crate::vcard::cli::run(args),
+        Command::Card(command) => {
+            let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
+            ExitCode::from(run(&Service::new(backend), command))
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "cardgate=debug",
+        _ => "cardgate=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CARDGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(service: &Service, command: CardCommand) -> u8 {
+    match command {
+        CardCommand::Readers(a) => output::report(a.json, readers(service), output::print_readers),
+        CardCommand::Pin(PinCommand::Status(t)) => {
+            output::report(t.json, status(service, &t), output::print_status)
+        }
+        CardCommand::Pin(PinCommand::Verify { entry, so }) => {
+            let json = entry.target.json;
+            output::report_done(json, verify(service, entry, so), "PIN verified")
+        }
+        CardCommand::Pin(PinCommand::Change { entry }) => {
+            let json = entry.target.json;
+            output::report_done(json, change(service, entry), "PIN changed")
+        }
+        CardCommand::Pin(PinCommand::Unblock { entry, reset_code }) => {
+            let json = entry.target.json;
+            output::report_done(
+                json,
+                unblock(service, entry, reset_code),
+                "PIN unblocked and set",
+            )
+        }
+        CardCommand::Pin(PinCommand::Logout(t)) => {
+            output::report_done(t.json, logout(service, &t), "logged out")
+        }
+    }
+}
+
+/// A failure of a CLI command: from the card, or from reading input.
+pub enum CliError {
+    Card(Error),
+    Input(PromptError),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Card(e)
+    }
+}
+
+impl From<PromptError> for CliError {
+    fn from(e: PromptError) -> Self {
+        CliError::Input(e)
+    }
+}
+
+fn readers(service: &Service) -> Result<Vec<output::ReaderReport>, CliError> {
+    let mut out = Vec::new();
+    for r in service.readers()? {
+        let token = match &r.atr {
+            None => None,
+            Some(_) => {
+                let name = r.name.clone();
+                Some(service.with_engine(&name, |e| Ok(e.token().clone())))
+            }
+        };
+        out.push(output::ReaderReport::new(&r, token));
+    }
+    Ok(out)
+}
+
+fn status(service: &Service, t: &Target) -> Result<output::StatusReport, CliError> {
+    let reader = service.resolve_reader(t.reader.as_deref())?;
+    let pin = t.pin.clone();
+    let name = reader.clone();
+    let (token, pins) = service.with_engine(&reader, move |e| {
+        let pins = match &pin {
+            Some(id) => vec![e.status(id)?],
+            None => e.statuses()?,
+        };
+        Ok((e.token().clone(), pins))
+    })?;
+    Ok(output::StatusReport::new(name, &token, pins))
+}
+
+/// The reader and PIN object a command targets, plus what the prompts need.
+struct Resolved {
+    reader: String,
+    pin_id: String,
+    label: String,
+    so: Option<SoMethod>,
+    reset_code: Option<SoMethod>,
+}
+
+fn resolve(service: &Service, t: &Target) -> Result<Resolved, CliError> {
+    let reader = service.resolve_reader(t.reader.as_deref())?;
+    let wanted = t.pin.clone();
+    let pin = service.with_engine(&reader, move |e| {
+        let token = e.token();
+        match &wanted {
+            Some(id) => token
+                .pin(id)
+                .cloned()
+                .ok_or_else(|| Error::PinNotFound(id.clone())),
+            None => Ok(token.default_pin().clone()),
+        }
+    })?;
+    Ok(Resolved {
+        reader,
+        pin_id: pin.id.to_string(),
+        label: pin.credential.label.clone(),
+        so: pin.so,
+        reset_code: pin.reset_code,
+    })
+}
+
+fn verify(service: &Service, entry: EntryArgs, so: bool) -> Result<(), CliError> {
+    let r = resolve(service, &entry.target)?;
+    let label = if so {
+        match &r.so {
+            Some(SoMethod::VerifyThenReset(c)) => c.label.clone(),
+            Some(SoMethod::CodeWithNewPin(c)) => {
+                // Nothing would be checked now: the card only sees the PUK
+                // together with a new PIN.
+                return Err(Error::OperationNotSupported(format!(
+                    "checking the {} on its own (use `cardgate pin unblock`)",
+                    c.label
+                ))
+                .into());
+            }
+            None => {
+                return Err(Error::OperationNotSupported(format!(
+                    "security officer login for the {}",
+                    r.label
+                ))
+                .into());
+            }
+        }
+    } else {
+        r.label.clone()
+    };
+    let mut input = PinInput::new(entry.pin_stdin);
+    let value = input.read(&format!("{label}: "))?;
+    let id = r.pin_id.clone();
+    Ok(service.with_engine(&r.reader, move |e| e.login(&id, &value, so))?)
+}
+
+fn change(service: &Service, entry: EntryArgs) -> Result<(), CliError> {
+    let r = resolve(service, &entry.target)?;
+    let mut input = PinInput::new(entry.pin_stdin);
+    let old = input.read(&format!("Current {}: ", r.label))?;
+    let new = input.read_new(&r.label)?;
+    let id = r.pin_id.clone();
+    Ok(service.with_engine(&r.reader, move |e| e.change(&id, &old, &new))?)
+}
+
+fn unblock(service: &Service, entry: EntryArgs, reset_code: bool) -> Result<(), CliError> {
+    let r = resolve(service, &entry.target)?;
+    let (method, path) = if reset_code {
+        (r.reset_code.as_ref(), SoPath::ResetCode)
+    } else {
+        (r.so.as_ref(), SoPath::Default)
+    };
+    let Some(method) = method else {
+        let what = if reset_code {
+            "a reset code"
+        } else {
+            "unblocking"
+        };
+        return Err(Error::OperationNotSupported(format!("{what} for the {}", r.label)).into());
+    };
+    let mut input = PinInput::new(entry.pin_stdin);
+    let code = input.read(&format!("{}: ", method.credential().label))?;
+    let new = input.read_new(&r.label)?;
+    let id = r.pin_id.clone();
+    // SO login and init in one job: the code never outlives the operation.
+    Ok(service.with_engine(&r.reader, move |e| {
+        let result = e
+            .login_so(&id, &code, path)
+            .and_then(|()| e.init(&id, &new));
+        // Never leave an admin PIN verified on the card once we are done.
+        let _ = e.logout(&id);
+        result
+    })?)
+}
+
+fn logout(service: &Service, t: &Target) -> Result<(), CliError> {
+    let r = resolve(service, t)?;
+    let id = r.pin_id.clone();
+    Ok(service.with_engine(&r.reader, move |e| e.logout(&id))?)
+}

@@ -1,0 +1,188 @@
+//! Human and JSON output of the CLI.
+
+use super::{CliError, exit, exit_code};
+use crate::card::{Token, hex};
+use crate::error::Error;
+use crate::pin::PinStatus;
+use crate::transport::ReaderInfo;
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenReport {
+    pub profile: &'static str,
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    pub pins: Vec<&'static str>,
+}
+
+impl TokenReport {
+    fn new(t: &Token) -> Self {
+        TokenReport {
+            profile: t.profile.name(),
+            label: t.label.clone(),
+            serial: t.serial.clone(),
+            pins: t.pins.iter().map(|p| p.id).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReaderReport {
+    pub name: String,
+    pub card_present: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub atr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenReport>,
+    /// Why the card could not be used (e.g. CARD_NOT_SUPPORTED).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+impl ReaderReport {
+    pub fn new(r: &ReaderInfo, token: Option<Result<Token, Error>>) -> Self {
+        let (token, error) = match token {
+            Some(Ok(t)) => (Some(TokenReport::new(&t)), None),
+            Some(Err(e)) => (None, Some(e.to_json())),
+            None => (None, None),
+        };
+        ReaderReport {
+            name: r.name.clone(),
+            card_present: r.atr.is_some(),
+            atr: r.atr.as_deref().map(hex),
+            token,
+            error,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct StatusReport {
+    pub reader: String,
+    pub token: TokenReport,
+    pub pins: Vec<PinStatus>,
+}
+
+impl StatusReport {
+    pub fn new(reader: String, token: &Token, pins: Vec<PinStatus>) -> Self {
+        StatusReport {
+            reader,
+            token: TokenReport::new(token),
+            pins,
+        }
+    }
+}
+
+pub fn print_readers(readers: &Vec<ReaderReport>) {
+    if readers.is_empty() {
+        println!("No readers found.");
+    }
+    for r in readers {
+        println!("{}", r.name);
+        match (&r.atr, &r.token, &r.error) {
+            (None, _, _) => println!("  no card"),
+            (Some(atr), Some(t), _) => {
+                println!("  card:  {} ({}), ATR {atr}", t.label, t.profile);
+                println!("  PINs:  {}", t.pins.join(", "));
+            }
+            (Some(atr), None, Some(e)) => println!(
+                "  card:  {} (ATR {atr})",
+                e["message"].as_str().unwrap_or("")
+            ),
+            (Some(atr), None, None) => println!("  card:  ATR {atr}"),
+        }
+    }
+}
+
+pub fn print_status(s: &StatusReport) {
+    println!("{}: {} ({})", s.reader, s.token.label, s.token.profile);
+    for p in &s.pins {
+        let tries = match p.remaining_tries {
+            Some(n) => format!("{n}/{} tries left", p.max_tries),
+            None => "tries left unknown".to_string(),
+        };
+        let mut flags = Vec::new();
+        if p.blocked {
+            flags.push("BLOCKED");
+        }
+        if !p.initialized {
+            flags.push("not initialized");
+        }
+        if p.to_be_changed {
+            flags.push("must be changed");
+        }
+        if p.last_try {
+            flags.push("last try");
+        }
+        flags.push(if p.validated {
+            "verified"
+        } else {
+            "not verified"
+        });
+        println!(
+            "  {:<6} {:<11} {:<20} {}",
+            p.id,
+            p.label,
+            tries,
+            flags.join(", ")
+        );
+    }
+}
+
+fn print_error(json: bool, e: &CliError) -> u8 {
+    let (value, code) = match e {
+        CliError::Card(e) => (e.to_json(), exit_code(e)),
+        CliError::Input(e) => (
+            json!({ "code": e.code(), "message": e.to_string() }),
+            if e.code() == "PIN_MISMATCH" {
+                exit::BAD_VALUE
+            } else {
+                exit::INPUT
+            },
+        ),
+    };
+    if json {
+        println!("{}", json!({ "ok": false, "error": value }));
+    } else {
+        eprintln!(
+            "error: {} [{}]",
+            value["message"].as_str().unwrap_or(""),
+            value["code"].as_str().unwrap_or("")
+        );
+    }
+    code
+}
+
+/// Prints a command's result or error; returns the exit status.
+pub fn report<T: Serialize>(json: bool, result: Result<T, CliError>, human: impl Fn(&T)) -> u8 {
+    match result {
+        Ok(v) if json => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            exit::OK
+        }
+        Ok(v) => {
+            human(&v);
+            exit::OK
+        }
+        Err(e) => print_error(json, &e),
+    }
+}
+
+/// Like [`report`] for commands that return nothing.
+pub fn report_done(json: bool, result: Result<(), CliError>, done: &str) -> u8 {
+    match result {
+        Ok(()) if json => {
+            println!("{}", json!({ "ok": true }));
+            exit::OK
+        }
+        Ok(()) => {
+            println!("{done}");
+            exit::OK
+        }
+        Err(e) => print_error(json, &e),
+    }
+}

@@ -1,0 +1,166 @@
+//! The stable error codes every layer above the transport reports.
+//! Documented for users in `docs/errors.md`; the codes never change meaning.
+
+use crate::apdu::StatusWord;
+use crate::transport::TransportError;
+use serde_json::{Value, json};
+
+/// An operation's failure, with a stable string code and its data.
+/// Messages never contain PIN values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("wrong PIN{}", tries_suffix(*remaining_tries))]
+    PinIncorrect { remaining_tries: Option<u8> },
+    #[error("the PIN is blocked")]
+    PinBlocked,
+    #[error("the PIN must have {min} to {max} characters")]
+    PinLengthInvalid { min: usize, max: usize },
+    #[error("the PIN may only contain the digits 0-9")]
+    PinFormatInvalid,
+    #[error("wrong security officer PIN (PUK, admin PIN or reset code){}", tries_suffix(*remaining_tries))]
+    SoPinIncorrect { remaining_tries: Option<u8> },
+    #[error("the security officer PIN (PUK, admin PIN or reset code) is blocked or not set")]
+    SoPinBlocked,
+    #[error("the PIN is not initialized")]
+    PinNotInitialized,
+    #[error("the PIN must be changed before it can be used")]
+    PinToBeChanged,
+    #[error("the security officer PIN must be verified first")]
+    SoLoginRequired,
+    #[error("no PIN object {0:?} on this card")]
+    PinNotFound(String),
+    #[error("the card was removed")]
+    CardRemoved,
+    #[error("there is no card in the reader")]
+    CardAbsent,
+    #[error("reader {0:?} not found")]
+    ReaderNotFound(String),
+    #[error("the PC/SC service (pcscd) is not running")]
+    NoPcscService,
+    #[error("the card is in use by another application")]
+    CardBusy,
+    #[error("this card is not supported (ATR {atr})")]
+    CardNotSupported { atr: String },
+    #[error("{0} is not supported by this card")]
+    OperationNotSupported(String),
+    #[error("the card answered {sw}")]
+    CardError { sw: StatusWord },
+    #[error("reader error: {0}")]
+    ReaderError(String),
+}
+
+fn tries_suffix(tries: Option<u8>) -> String {
+    match tries {
+        Some(1) => ", 1 try left".to_string(),
+        Some(n) => format!(", {n} tries left"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// The stable code, as in `docs/errors.md`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::PinIncorrect { .. } => "PIN_INCORRECT",
+            Error::PinBlocked => "PIN_BLOCKED",
+            Error::PinLengthInvalid { .. } => "PIN_LENGTH_INVALID",
+            Error::PinFormatInvalid => "PIN_FORMAT_INVALID",
+            Error::SoPinIncorrect { .. } => "SO_PIN_INCORRECT",
+            Error::SoPinBlocked => "SO_PIN_BLOCKED",
+            Error::PinNotInitialized => "PIN_NOT_INITIALIZED",
+            Error::PinToBeChanged => "PIN_TO_BE_CHANGED",
+            Error::SoLoginRequired => "SO_LOGIN_REQUIRED",
+            Error::PinNotFound(_) => "PIN_NOT_FOUND",
+            Error::CardRemoved => "CARD_REMOVED",
+            Error::CardAbsent => "CARD_ABSENT",
+            Error::ReaderNotFound(_) => "READER_NOT_FOUND",
+            Error::NoPcscService => "NO_PCSC_SERVICE",
+            Error::CardBusy => "CARD_BUSY",
+            Error::CardNotSupported { .. } => "CARD_NOT_SUPPORTED",
+            Error::OperationNotSupported(_) => "OPERATION_NOT_SUPPORTED",
+            Error::CardError { .. } => "CARD_ERROR",
+            Error::ReaderError(_) => "READER_ERROR",
+        }
+    }
+
+    pub fn remaining_tries(&self) -> Option<u8> {
+        match self {
+            Error::PinIncorrect { remaining_tries } | Error::SoPinIncorrect { remaining_tries } => {
+                *remaining_tries
+            }
+            Error::PinBlocked | Error::SoPinBlocked => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Machine-readable details: `{"code": …, "message": …, …}`.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({ "code": self.code(), "message": self.to_string() });
+        let extra = match self {
+            Error::PinIncorrect {
+                remaining_tries: Some(n),
+            }
+            | Error::SoPinIncorrect {
+                remaining_tries: Some(n),
+            } => json!({ "remainingTries": n }),
+            Error::PinBlocked | Error::SoPinBlocked => json!({ "remainingTries": 0 }),
+            Error::PinLengthInvalid { min, max } => json!({ "minLength": min, "maxLength": max }),
+            Error::PinNotFound(id) => json!({ "pin": id }),
+            Error::ReaderNotFound(r) => json!({ "reader": r }),
+            Error::CardNotSupported { atr } => json!({ "atr": atr }),
+            Error::OperationNotSupported(op) => json!({ "operation": op }),
+            Error::CardError { sw } => json!({ "sw": sw.to_string() }),
+            _ => json!({}),
+        };
+        if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            obj.extend(extra);
+        }
+        v
+    }
+}
+
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::NoService => Error::NoPcscService,
+            TransportError::ReaderNotFound(r) => Error::ReaderNotFound(r),
+            TransportError::NoCard => Error::CardAbsent,
+            // A reset that could not be recovered from means the card went away.
+            TransportError::CardRemoved | TransportError::CardReset => Error::CardRemoved,
+            TransportError::Busy => Error::CardBusy,
+            TransportError::Unsupported => {
+                Error::OperationNotSupported("this reader feature".into())
+            }
+            TransportError::Malformed(m) | TransportError::Other(m) => Error::ReaderError(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_data_are_stable() {
+        let e = Error::PinIncorrect {
+            remaining_tries: Some(2),
+        };
+        assert_eq!(e.code(), "PIN_INCORRECT");
+        assert_eq!(e.to_string(), "wrong PIN, 2 tries left");
+        assert_eq!(e.to_json()["remainingTries"], 2);
+        assert_eq!(Error::PinBlocked.to_json()["remainingTries"], 0);
+        let sw = Error::CardError {
+            sw: StatusWord::from_u16(0x6A81),
+        };
+        assert_eq!(sw.to_json()["sw"], "6A81");
+        assert_eq!(
+            Error::from(TransportError::NoService).code(),
+            "NO_PCSC_SERVICE"
+        );
+        assert_eq!(Error::from(TransportError::NoCard).code(), "CARD_ABSENT");
+        assert_eq!(
+            Error::from(TransportError::CardRemoved).code(),
+            "CARD_REMOVED"
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! Reader workers: one thread per reader owns the connection to its card
+//! and runs operations one at a time, in the order they were asked for.
+//! Blocking PC/SC calls never run on the caller's thread.
+
+use crate::card::CardSession;
+use crate::error::Error;
+use crate::pin::Engine;
+use crate::transport::{Backend, Event, ReaderInfo};
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+type Job = Box<dyn FnOnce(&mut Slot) + Send>;
+
+/// What a worker owns: the reader and, once used, the engine for its card.
+pub struct Slot {
+    backend: Arc<dyn Backend>,
+    reader: String,
+    engine: Option<Engine>,
+}
+
+impl Slot {
+    /// The engine for the card, connecting and recognising it if needed.
+    pub fn engine(&mut self) -> Result<&mut Engine, Error> {
+        if self.engine.is_none() {
+            let transport = self.backend.connect(&self.reader)?;
+            self.engine = Some(Engine::new(CardSession::open(transport)?));
+        }
+        Ok(self.engine.as_mut().expect("engine was just set"))
+    }
+
+    /// Forgets the connection (after the card went away): the next
+    /// operation connects again.
+    pub fn drop_connection(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            engine.close();
+        }
+    }
+}
+
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The readers of one backend and their workers.
+pub struct Service {
+    backend: Arc<dyn Backend>,
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+/// Errors after which the connection to the card is not usable any more.
+fn connection_lost(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::CardRemoved | Error::CardAbsent | Error::ReaderError(_) | Error::NoPcscService
+    )
+}
+
+impl Service {
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Service {
+            backend,
+            workers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn readers(&self) -> Result<Vec<ReaderInfo>, Error> {
+        Ok(self.backend.list_readers()?)
+    }
+
+    /// Picks a reader: by exact name, else by a unique case-insensitive part
+    /// of its name; with no name, the first reader holding a card.
+    pub fn resolve_reader(&self, wanted: Option<&str>) -> Result<String, Error> {
+        let readers = self.readers()?;
+        match wanted {
+            Some(w) => {
+                if let Some(r) = readers.iter().find(|r| r.name == w) {
+                    return Ok(r.name.clone());
+                }
+                let lw = w.to_lowercase();
+                let matches: Vec<_> = readers
+                    .iter()
+                    .filter(|r| r.name.to_lowercase().contains(&lw))
+                    .collect();
+                match matches.as_slice() {
+                    [one] => Ok(one.name.clone()),
+                    _ => Err(Error::ReaderNotFound(w.to_string())),
+                }
+            }
+            None => {
+                if readers.is_empty() {
+                    return Err(Error::ReaderNotFound("no reader is connected".into()));
+                }
+                readers
+                    .iter()
+                    .find(|r| r.atr.is_some())
+                    .map(|r| r.name.clone())
+                    .ok_or(Error::CardAbsent)
+            }
+        }
+    }
+
+    /// Runs `f` with the engine of the card in `reader`, on that reader's
+    /// worker, after every operation queued before it.
+    pub fn with_engine<R, F>(&self, reader: &str, f: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(
+            reader,
+            Box::new(move |slot: &mut Slot| {
+                let result = slot.engine().and_then(f);
+                if let Err(e) = &result
+                    && connection_lost(e)
+                {
+                    slot.drop_connection();
+                }
+                let _ = tx.send(result);
+            }),
+        );
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::ReaderError("the reader worker stopped".into())))
+    }
+
+    /// Updates workers after a reader event: a removed card or reader drops
+    /// the connection (and every login and held code with it).
+    pub fn handle_event(&self, event: &Event) {
+        match event {
+            Event::CardRemoved { reader } | Event::CardInserted { reader, .. } => {
+                if self.has_worker(reader) {
+                    self.submit(reader, Box::new(Slot::drop_connection));
+                }
+            }
+            Event::ReaderRemoved { reader } => self.stop_worker(reader),
+            Event::ServiceDown => {
+                let names: Vec<String> = self.lock().keys().cloned().collect();
+                for name in names {
+                    self.stop_worker(&name);
+                }
+            }
+            Event::ReaderAdded { .. } | Event::ServiceUp => {}
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn has_worker(&self, reader: &str) -> bool {
+        self.lock().contains_key(reader)
+    }
+
+    fn submit(&self, reader: &str, job: Job) {
+        let mut workers = self.lock();
+        let worker = workers
+            .entry(reader.to_string())
+            .or_insert_with(|| spawn_worker(self.backend.clone(), reader));
+        if let Err(mpsc::SendError(job)) = worker.jobs.send(job) {
+            // The worker died (a panic in a job): start a fresh one.
+            let fresh = spawn_worker(self.backend.clone(), reader);
+            let _ = fresh.jobs.send(job);
+            *worker = fresh;
+        }
+    }
+
+    fn stop_worker(&self, reader: &str) {
+        let worker = self.lock().remove(reader);
+        if let Some(w) = worker {
+            finish(w);
+        }
+    }
+}
+
+impl Drop for Service {
+    /// Ends every connection, leaving the cards' verified states alone.
+    fn drop(&mut self) {
+        let workers: Vec<Worker> = self.lock().drain().map(|(_, w)| w).collect();
+        workers.into_iter().for_each(finish);
+    }
+}
+
+fn finish(mut w: Worker) {
+    drop(w.jobs);
+    if let Some(t) = w.thread.take() {
+        let _ = t.join();
+    }
+}
+
+fn spawn_worker(backend: Arc<dyn Backend>, reader: &str) -> Worker {
+    let (jobs, rx) = mpsc::channel::<Job>();
+    let mut slot = Slot {
+        backend,
+        reader: reader.to_string(),
+        engine: None,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("reader {reader}"))
+        .spawn(move || {
+            loop {
+                // Wake up when a held PUK / resetting code must be wiped.
+                let deadline = slot.engine.as_ref().and_then(Engine::held_code_deadline);
+                let next = match deadline {
+                    Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match next {
+                    Ok(job) => job(&mut slot),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Some(e) = slot.engine.as_mut() {
+                            e.expire_held_code(Instant::now());
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            slot.drop_connection();
+        })
+        .expect("spawning a reader worker thread");
+    Worker {
+        jobs,
+        thread: Some(thread),
+    }
+}

@@ -1,0 +1,155 @@
+//! Card recognition and session behaviour with a scripted transport.
+
+use cardgate::card::{CardSession, ProfileKind};
+use cardgate::error::Error;
+use cardgate::transport::{Transport, TransportError};
+use std::sync::{Arc, Mutex};
+
+/// Answers each command with the reply of the first rule whose prefix matches.
+struct Scripted {
+    rules: Vec<(Vec<u8>, Vec<u8>)>,
+    log: SentLog,
+    fail_next: Arc<Mutex<Option<TransportError>>>,
+    reconnects: Arc<Mutex<Vec<bool>>>,
+}
+
+impl Transport for Scripted {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        if let Some(e) = self.fail_next.lock().unwrap().take() {
+            return Err(e);
+        }
+        self.log.lock().unwrap().push(apdu.to_vec());
+        Ok(self
+            .rules
+            .iter()
+            .find(|(p, _)| apdu.starts_with(p))
+            .map(|(_, r)| r.clone())
+            .unwrap_or(vec![0x6D, 0x00]))
+    }
+    fn control(&mut self, _: u32, _: &[u8]) -> Result<Vec<u8>, TransportError> {
+        Err(TransportError::Unsupported)
+    }
+    fn reconnect(&mut self, reset: bool) -> Result<(), TransportError> {
+        self.reconnects.lock().unwrap().push(reset);
+        Ok(())
+    }
+    fn atr(&self) -> &[u8] {
+        &[0x3B, 0x02, 0x14, 0x50]
+    }
+}
+
+type SentLog = Arc<Mutex<Vec<Vec<u8>>>>;
+
+fn scripted(rules: &[(&[u8], &[u8])]) -> (Box<Scripted>, SentLog) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let t = Scripted {
+        rules: rules
+            .iter()
+            .map(|(a, b)| (a.to_vec(), b.to_vec()))
+            .collect(),
+        log: log.clone(),
+        fail_next: Arc::default(),
+        reconnects: Arc::default(),
+    };
+    (Box::new(t), log)
+}
+
+#[test]
+fn unknown_card_is_unsupported_with_its_atr() {
+    let (t, log) = scripted(&[(&[0x00, 0xA4], &[0x6A, 0x82])]);
+    let err = CardSession::open(t).err().unwrap();
+    assert_eq!(
+        err,
+        Error::CardNotSupported {
+            atr: "3B021450".into()
+        }
+    );
+    // Both applications were tried, nothing else was sent.
+    assert_eq!(log.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn piv_is_recognised_by_select() {
+    let (t, _) = scripted(&[(
+        &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0],
+        &[0x61, 0x02, 0x4F, 0x00, 0x90, 0x00],
+    )]);
+    let s = CardSession::open(t).ok().unwrap();
+    assert_eq!(s.token.profile, ProfileKind::Piv);
+}
+
+#[test]
+fn openpgp_long_pw_status_through_get_response() {
+    // SELECT PIV fails, SELECT OpenPGP works, the AID and C4 come in pieces (61xx).
+    let (t, log) = scripted(&[
+        (&[0x00, 0xA4, 0x04, 0x00, 0x05], &[0x6A, 0x82]),
+        (&[0x00, 0xA4, 0x04, 0x00, 0x06], &[0x90, 0x00]),
+        (
+            &[0x00, 0xCA, 0x00, 0x4F],
+            &[
+                0xD2, 0x76, 0x00, 0x01, 0x24, 0x01, 0x03, 0x04, 0xFF, 0xFE, 0x61, 0x06,
+            ],
+        ),
+        (
+            &[0x00, 0xC0, 0x00, 0x00, 0x06],
+            &[0x00, 0x00, 0x12, 0x34, 0x00, 0x00, 0x90, 0x00],
+        ),
+        // Most specific first: the re-sent command carries Le.
+        (
+            &[0x00, 0xCA, 0x00, 0xC4, 0x07],
+            &[0x01, 0x20, 0x20, 0x40, 0x03, 0x00, 0x03, 0x90, 0x00],
+        ),
+        (&[0x00, 0xCA, 0x00, 0xC4], &[0x6C, 0x07]),
+    ]);
+    let s = CardSession::open(t).ok().unwrap();
+    assert_eq!(s.token.profile, ProfileKind::OpenPgp);
+    assert_eq!(s.token.serial.as_deref(), Some("FFFE00001234"));
+    let user = s.token.pin("user").unwrap();
+    assert_eq!(user.credential.format.max_len, 0x20);
+    assert_eq!(
+        s.token.pin("admin").unwrap().credential.format.max_len,
+        0x40
+    );
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|c| c == &[0x00, 0xCA, 0x00, 0xC4, 0x07])
+    );
+}
+
+#[test]
+fn reset_by_someone_else_reselects_and_resends_once() {
+    let (t, log) = scripted(&[
+        (&[0x00, 0xA4, 0x04, 0x00, 0x05], &[0x90, 0x00]),
+        (&[0x00, 0x20], &[0x63, 0xC3]),
+    ]);
+    let (fail, reconnects) = (t.fail_next.clone(), t.reconnects.clone());
+    let mut s = CardSession::open(t).ok().unwrap();
+    log.lock().unwrap().clear();
+    *fail.lock().unwrap() = Some(TransportError::CardReset);
+    let r = s
+        .send(&cardgate::apdu::commands::verify_status(0x80))
+        .unwrap();
+    assert_eq!(r.sw.to_u16(), 0x63C3);
+    // Reconnected without resetting, selected PIV again, then the command.
+    assert_eq!(*reconnects.lock().unwrap(), vec![false]);
+    let sent = log.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(&sent[0][..2], &[0x00, 0xA4]);
+    assert_eq!(sent[1], vec![0x00, 0x20, 0x00, 0x80]);
+    assert!(s.take_reset());
+    assert!(!s.take_reset());
+}
+
+#[test]
+fn removed_card_is_reported() {
+    let (t, _) = scripted(&[(&[0x00, 0xA4, 0x04, 0x00, 0x05], &[0x90, 0x00])]);
+    let fail = t.fail_next.clone();
+    let mut s = CardSession::open(t).ok().unwrap();
+    *fail.lock().unwrap() = Some(TransportError::CardRemoved);
+    let e = s
+        .send(&cardgate::apdu::commands::verify_status(0x80))
+        .unwrap_err();
+    assert_eq!(e, Error::CardRemoved);
+}
