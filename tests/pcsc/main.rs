@@ -23,6 +23,13 @@ const CHILD_VAR: &str = "CARDGATE_PCSC_TEST_CHILD";
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
+    // `CARDGATE_TEST_LOG=cardgate=debug` shows the backend's events on stderr.
+    if std::env::var_os("CARDGATE_TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("CARDGATE_TEST_LOG"))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     if let Ok(mode) = std::env::var(CHILD_VAR) {
         return run_child(&mode);
     }
