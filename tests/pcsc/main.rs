@@ -66,6 +66,11 @@ fn main() -> ExitCode {
         card_test("card_insert_transmit_remove", card_insert_transmit_remove),
         card_test("card_on_other_slot", card_on_other_slot),
         card_test("reconnect_reset_and_leave", reconnect_reset_and_leave),
+        card_test(
+            "reset_busy_and_control_errors",
+            reset_busy_and_control_errors,
+        ),
+        card_test("quick_reinsert_gives_removed_then_inserted", quick_reinsert),
     ];
     let recovery = Trial::test("service_loss_and_recovery", service_loss_in_child);
     tests.push(if private {
@@ -392,19 +397,32 @@ fn watch_with_empty(
     let reader = reader_for_port(port);
     let (tx, rx) = mpsc::channel();
     let guard = backend.watch(tx);
-    let initial = collect_events(&rx, Duration::from_millis(500));
+    let mut initial = collect_events(&rx, Duration::from_millis(500));
     check(
         initial.contains(&Event::ReaderAdded {
             reader: reader.into(),
         }),
         || format!("initial events {initial:?}"),
     )?;
-    check(
-        !initial
-            .iter()
-            .any(|e| matches!(e, Event::CardInserted { reader: r, .. } if r == reader)),
-        || format!("{reader} already holds a card (another process?): {initial:?}"),
-    )?;
+    let holds_card = |events: &[Event]| {
+        events.iter().fold(false, |card, e| match e {
+            Event::CardInserted { reader: r, .. } if r == reader => true,
+            Event::CardRemoved { reader: r } if r == reader => false,
+            _ => card,
+        })
+    };
+    if holds_card(&initial) {
+        // The previous test's card may still be on its way out (~0.2 s).
+        let _ = wait_for_event(&rx, Duration::from_secs(5), |e| {
+            *e == Event::CardRemoved {
+                reader: reader.into(),
+            }
+        })
+        .map(|e| initial.push(e));
+    }
+    check(!holds_card(&initial), || {
+        format!("{reader} holds a card (another process?): {initial:?}")
+    })?;
     Ok((guard, rx))
 }
 
@@ -502,6 +520,91 @@ fn reconnect_reset_and_leave() -> Result<(), Failed> {
     check(sw(&resp) & 0xFFF0 == 0x63C0, || {
         format!("after reset, PIN status {resp:02X?}")
     })?;
+    t.disconnect();
+    Ok(())
+}
+
+fn reset_busy_and_control_errors() -> Result<(), Failed> {
+    let backend = PcscBackend::new();
+    let (_guard, rx) = watch_with_empty(&backend, PORT_1)?;
+    let (_card, _atr) = poll_insert(&rx, "piv", PORT_1)?;
+
+    // Another connection resets the card: ours gets CardReset (the APDU was
+    // not sent) until it reconnects.
+    let mut a = backend.connect(READER_1)?;
+    let mut b = backend.connect(READER_1)?;
+    expect_sw(a.as_mut(), &SELECT_PIV, 0x9000)?;
+    b.reconnect(true)?;
+    match a.transmit(&SELECT_PIV) {
+        Err(TransportError::CardReset) => {}
+        other => return Err(format!("after a foreign reset: {other:?}").into()),
+    }
+    a.reconnect(false)?;
+    expect_sw(a.as_mut(), &SELECT_PIV, 0x9000)?;
+
+    // vpcd has no pinpad: GET_FEATURE_REQUEST is unsupported.
+    let get_feature_request = 0x4200_0D48; // SCARD_CTL_CODE(3400) on Linux
+    match a.control(get_feature_request, &[]) {
+        Err(TransportError::Unsupported) => {}
+        other => return Err(format!("GET_FEATURE_REQUEST gave {other:?}").into()),
+    }
+    a.disconnect();
+    b.disconnect();
+
+    // Another application holds the card exclusively: Busy.
+    let ctx = pcsc::Context::establish(pcsc::Scope::User)?;
+    let name = std::ffi::CString::new(READER_1)?;
+    let exclusive = ctx.connect(&name, pcsc::ShareMode::Exclusive, pcsc::Protocols::ANY)?;
+    let busy = backend.connect(READER_1).err();
+    // Leave the card as it is (dropping a pcsc::Card would reset it).
+    exclusive
+        .disconnect(pcsc::Disposition::LeaveCard)
+        .map_err(|(_, e)| e)?;
+    check(busy == Some(TransportError::Busy), || {
+        format!("connect while held exclusively gave {busy:?}")
+    })?;
+    backend.connect(READER_1)?.disconnect();
+    Ok(())
+}
+
+/// Killing the card process and starting a new one at once in the same slot,
+/// while a connection is open (as a reader worker holds one): CardRemoved,
+/// then CardInserted, never a lost removal; the old connection fails with
+/// CardRemoved and a new one reaches the new card.
+///
+/// vpcd caveat: with *no* connection open, such an immediate swap can be
+/// invisible to pcscd itself (vpcd reports "present" while a socket is
+/// connected and keeps the old ATR), so no PC/SC client can see it.
+fn quick_reinsert() -> Result<(), Failed> {
+    let backend = PcscBackend::new();
+    let (_guard, rx) = watch_with_empty(&backend, PORT_1)?;
+    let (mut card, _atr) = poll_insert(&rx, "piv", PORT_1)?;
+    let mut old = backend.connect(READER_1)?;
+    expect_sw(old.as_mut(), &SELECT_PIV, 0x9000)?;
+    card.kill();
+    // The new process retries until vpcd takes it.
+    let _card = VirtualCardProcess::spawn("openpgp", PORT_1, &[])?;
+    let removed = Event::CardRemoved {
+        reader: READER_1.into(),
+    };
+    let first = wait_for_event(&rx, Duration::from_secs(20), |e| {
+        *e == removed || matches!(e, Event::CardInserted { .. })
+    })?;
+    check(first == removed, || format!("first card event {first:?}"))?;
+    wait_for_event(
+        &rx,
+        Duration::from_secs(20),
+        |e| matches!(e, Event::CardInserted { reader, .. } if reader == READER_1),
+    )?;
+    match old.transmit(&SELECT_PIV) {
+        Err(TransportError::CardRemoved) => {}
+        other => return Err(format!("old connection gave {other:?}").into()),
+    }
+    let mut t = backend.connect(READER_1)?;
+    let select_openpgp = [
+        0x00, 0xA4, 0x04, 0x00, 0x06, 0xD2, 0x76, 0x00, 0x01, 0x24, 0x01, 0x00,
+    ];
+    expect_sw(t.as_mut(), &select_openpgp, 0x9000)?;
     t.disconnect();
     Ok(())
 }
