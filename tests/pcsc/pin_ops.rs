@@ -12,16 +12,18 @@ use cardgate::secret::Secret;
 use cardgate::service::Service;
 use cardgate::transport::Backend;
 use cardgate::transport::pcsc::PcscBackend;
-use libtest_mimic::Failed;
+use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::harness::*;
 
 const CARD_TIMEOUT: Duration = Duration::from_secs(15);
 
+type TestFn = fn() -> Result<(), Failed>;
+
 /// Every test of this module, by name.
-pub fn tests() -> Vec<(&'static str, fn() -> Result<(), Failed>)> {
-    vec![
+pub fn tests() -> Vec<Trial> {
+    let tests: [(&str, TestFn); 7] = [
         (
             "piv_tries_count_down_and_right_pin_resets",
             piv_tries_count_down_and_right_pin_resets,
@@ -41,7 +43,11 @@ pub fn tests() -> Vec<(&'static str, fn() -> Result<(), Failed>)> {
         ("cli_status_verify_exit_codes", cli_status_verify_exit_codes),
         ("cli_unblock_and_readers_json", cli_unblock_and_readers_json),
         ("cli_no_pcsc_service", cli_no_pcsc_service),
-    ]
+    ];
+    tests
+        .into_iter()
+        .map(|(name, f)| Trial::test(name, f))
+        .collect()
 }
 
 fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
