@@ -2,6 +2,7 @@
 
 mod output;
 mod prompt;
+mod serve;
 
 use crate::card::SoMethod;
 use crate::error::Error;
@@ -33,6 +34,10 @@ enum Command {
     Card(CardCommand),
     /// Run our virtual card (PIV or OpenPGP) in pcscd's vpcd virtual reader.
     Vcard(crate::vcard::cli::VcardArgs),
+    /// Run the daemon: WebSocket protocol, JavaScript client and demo page on 127.0.0.1.
+    Serve(serve::ServeArgs),
+    /// Run the daemon with simulated readers and cards (no hardware, no pcscd) and its demo page.
+    Demo(serve::DemoArgs),
 }
 
 /// Commands that work with readers and cards through PC/SC.
@@ -149,6 +154,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         // The virtual card needs no PC/SC client.
         Command::Vcard(args) => crate::vcard::cli::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
             ExitCode::from(run(&Service::new(backend), command))
