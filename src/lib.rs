@@ -11,6 +11,7 @@ pub mod error;
 pub mod pin;
 pub mod protocol;
 pub mod secret;
+pub mod security;
 pub mod server;
 pub mod service;
 pub mod transport;

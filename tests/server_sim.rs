@@ -4,6 +4,7 @@
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
+use cardgate::security::origin::OriginsFile;
 use cardgate::server::{Server, ServerConfig};
 use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
@@ -30,6 +31,12 @@ async fn daemon() -> (Server, SimBackend) {
     let config = ServerConfig {
         port: 0,
         op_timeout: Duration::from_secs(10),
+        origins_file: None,
+        // The test client is a local tool: it sends no Origin.
+        origins: OriginsFile {
+            allow_missing_origin: true,
+            ..OriginsFile::default()
+        },
     };
     let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
     (server, sim)

@@ -1,5 +1,6 @@
 //! The `cardgate` command line.
 
+mod origins;
 mod output;
 mod prompt;
 mod serve;
@@ -36,6 +37,8 @@ enum Command {
     Vcard(crate::vcard::cli::VcardArgs),
     /// Run the daemon: WebSocket protocol, JavaScript client and demo page on 127.0.0.1.
     Serve(serve::ServeArgs),
+    /// Manage the web origins allowed to use the daemon.
+    Origins(origins::OriginsArgs),
     /// Run the daemon with simulated readers and cards (no hardware, no pcscd) and its demo page.
     Demo(serve::DemoArgs),
 }
@@ -156,6 +159,7 @@ pub fn main() -> ExitCode {
         Command::Vcard(args) => crate::vcard::cli::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
+        Command::Origins(args) => origins::run(args),
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
             ExitCode::from(run(&Service::new(backend), command))

@@ -18,6 +18,10 @@ pub struct ServeArgs {
     /// Seconds a card operation may take before its caller gets TIMEOUT.
     #[arg(long, default_value_t = 30)]
     op_timeout: u64,
+    /// The origins allowlist (default: origins.toml in the user's config
+    /// directory; managed with `cardgate origins`).
+    #[arg(long, value_name = "FILE")]
+    origins_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -39,9 +43,12 @@ pub struct DemoArgs {
 }
 
 fn config(args: &ServeArgs) -> ServerConfig {
+    let defaults = ServerConfig::default();
     ServerConfig {
         port: args.port,
         op_timeout: Duration::from_secs(args.op_timeout.max(1)),
+        origins_file: args.origins_file.clone().or(defaults.origins_file),
+        origins: defaults.origins,
     }
 }
 

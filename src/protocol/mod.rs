@@ -81,6 +81,16 @@ impl RpcError {
         )
     }
 
+    pub fn origin_not_allowed(origin: &str) -> Self {
+        let mut e = Self::new(
+            code::OPERATION_FAILED,
+            "ORIGIN_NOT_ALLOWED",
+            format!("{origin} is not allowed to use the smart card daemon"),
+        );
+        e.data["origin"] = json!(origin);
+        e
+    }
+
     pub fn message(&self) -> &str {
         self.data["message"].as_str().unwrap_or("error")
     }

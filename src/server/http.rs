@@ -2,6 +2,7 @@
 
 use super::hub::Hub;
 use super::ws;
+use crate::security::origin::{Refusal, host_is_us};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -63,6 +64,17 @@ pub async fn accept_loop(
 }
 
 fn route(req: Request<Incoming>, hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Response<Body> {
+    // DNS rebinding: a page of evil.test resolving to 127.0.0.1 sends
+    // `Host: evil.test:PORT`. Nothing is served to it.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if !host_is_us(host.unwrap_or(""), hub.port) {
+        let refusal = Refusal::BadHost(host.unwrap_or("").to_string());
+        tracing::warn!(reason = %refusal, path = req.uri().path(), "request refused");
+        return forbidden(&refusal);
+    }
     if req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
     }
@@ -111,6 +123,22 @@ fn upgrade(
             "a WebSocket upgrade is expected here\n",
         );
     }
+    let origin = match headers.get(header::ORIGIN).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(o)) => Some(o),
+        Some(Err(_)) => Some("\u{fffd}"),
+    };
+    let peer = match hub.gate.check(
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+        origin,
+        hub.port,
+    ) {
+        Ok(peer) => peer,
+        Err(refusal) => {
+            tracing::warn!(reason = %refusal, "WebSocket handshake refused");
+            return forbidden(&refusal);
+        }
+    };
     if !version_ok {
         let mut r = text(
             StatusCode::UPGRADE_REQUIRED,
@@ -132,7 +160,7 @@ fn upgrade(
                     Some(ws::config()),
                 )
                 .await;
-                ws::serve(hub, stream, shutdown).await;
+                ws::serve(hub, stream, peer, shutdown).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -163,6 +191,12 @@ fn with_type(
         HeaderValue::from_static("nosniff"),
     );
     r
+}
+
+/// 403 with the stable code and the reason, before any upgrade.
+fn forbidden(refusal: &Refusal) -> Response<Body> {
+    let body = serde_json::json!({ "code": refusal.code(), "message": refusal.to_string() });
+    with_type(StatusCode::FORBIDDEN, "application/json", body.to_string())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

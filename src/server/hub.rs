@@ -5,6 +5,7 @@ use crate::card::Token;
 use crate::error::Error;
 use crate::pin::PinStatus;
 use crate::protocol::notification;
+use crate::security::origin::OriginGate;
 use crate::service::Service;
 use crate::transport::{Backend, Event, WatchGuard};
 use serde_json::{Value, json};
@@ -28,13 +29,22 @@ pub struct Hub {
     notify: broadcast::Sender<Arc<str>>,
     readers: Mutex<Readers>,
     pub op_timeout: Duration,
+    /// Who may connect.
+    pub gate: OriginGate,
+    /// The port the daemon listens on (for the Host check).
+    pub port: u16,
     watch: Mutex<Option<Box<dyn WatchGuard>>>,
 }
 
 impl Hub {
     /// Starts watching the backend's readers; events are applied by a
     /// thread of their own (it may wait on a card to describe its token).
-    pub fn start(backend: Arc<dyn Backend>, op_timeout: Duration) -> Arc<Hub> {
+    pub fn start(
+        backend: Arc<dyn Backend>,
+        op_timeout: Duration,
+        gate: OriginGate,
+        port: u16,
+    ) -> Arc<Hub> {
         let mut initial = Readers::default();
         if let Ok(list) = backend.list_readers() {
             initial.pcsc_up = true;
@@ -46,6 +56,8 @@ impl Hub {
             notify,
             readers: Mutex::new(initial),
             op_timeout,
+            gate,
+            port,
             watch: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();

@@ -7,9 +7,11 @@ mod http;
 pub mod hub;
 mod ws;
 
+use crate::security::origin::{OriginGate, OriginsFile};
 use crate::transport::Backend;
 use hub::Hub;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -26,6 +28,10 @@ pub struct ServerConfig {
     /// 0 picks a free port (tests).
     pub port: u16,
     pub op_timeout: Duration,
+    /// The origins allowlist file, re-read when it changes (`None`: none).
+    pub origins_file: Option<PathBuf>,
+    /// Origins settings given directly (added to the file's).
+    pub origins: OriginsFile,
 }
 
 impl Default for ServerConfig {
@@ -33,8 +39,15 @@ impl Default for ServerConfig {
         ServerConfig {
             port: DEFAULT_PORT,
             op_timeout: DEFAULT_OP_TIMEOUT,
+            origins_file: default_origins_file(),
+            origins: OriginsFile::default(),
         }
     }
+}
+
+/// `origins.toml` in the user's configuration directory.
+pub fn default_origins_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "cardgate").map(|d| d.config_dir().join("origins.toml"))
 }
 
 /// A running daemon.
@@ -64,7 +77,9 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
-        let hub = Hub::start(backend, config.op_timeout);
+        let mut gate = OriginGate::new(config.origins_file, config.origins);
+        gate.set_port(port);
+        let hub = Hub::start(backend, config.op_timeout, gate, port);
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for listener in listeners {

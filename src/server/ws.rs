@@ -4,6 +4,7 @@
 use super::dispatch::dispatch;
 use super::hub::Hub;
 use crate::protocol::{self, Incoming, Request, RpcError};
+use crate::security::origin::Peer;
 use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -30,8 +31,12 @@ enum Out {
     Close(CloseCode, &'static str),
 }
 
-pub async fn serve<S>(hub: Arc<Hub>, ws: WebSocketStream<S>, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve<S>(
+    hub: Arc<Hub>,
+    ws: WebSocketStream<S>,
+    peer: Peer,
+    mut shutdown: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
@@ -77,6 +82,14 @@ where
             }
         };
         match msg {
+            Some(Ok(Message::Text(_))) if !hub.gate.still_allows(&peer) => {
+                // Revoked while connected: the connection ends here.
+                tracing::info!(%peer, "origin revoked; closing its connection");
+                let e = RpcError::origin_not_allowed(&peer.to_string());
+                let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
+                let _ = out.send(Out::Close(CloseCode::Policy, "origin not allowed"));
+                break;
+            }
             Some(Ok(Message::Text(text))) => handle(&hub, text.as_str(), &out, &mut in_flight),
             Some(Ok(Message::Binary(_))) => {
                 let e = RpcError::invalid_request("binary frames are not accepted; send JSON text");

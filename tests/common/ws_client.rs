@@ -1,4 +1,5 @@
 //! A small JSON-RPC WebSocket client for tests against the real daemon.
+#![allow(dead_code)] // each test binary uses part of it
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -22,6 +23,10 @@ impl Client {
         let (ws, _) = connect_async(format!("ws://127.0.0.1:{port}/ws"))
             .await
             .expect("websocket connect");
+        Client::from_stream(ws)
+    }
+
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
         Client {
             ws,
             next_id: 1,
