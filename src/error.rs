@@ -47,6 +47,14 @@ pub enum Error {
     CardError { sw: StatusWord },
     #[error("reader error: {0}")]
     ReaderError(String),
+    #[error(
+        "only one try is left: it is kept for the PIN dialog or the pinpad, not for values sent by a web page"
+    )]
+    LastTryProtected,
+    #[error("too many wrong PINs from this site; try again in {retry_after} s")]
+    TemporarilyLocked { retry_after: u64 },
+    #[error("too many requests; slow down")]
+    RateLimited,
 }
 
 fn tries_suffix(tries: Option<u8>) -> String {
@@ -80,6 +88,9 @@ impl Error {
             Error::OperationNotSupported(_) => "OPERATION_NOT_SUPPORTED",
             Error::CardError { .. } => "CARD_ERROR",
             Error::ReaderError(_) => "READER_ERROR",
+            Error::LastTryProtected => "LAST_TRY_PROTECTED",
+            Error::TemporarilyLocked { .. } => "TEMPORARILY_LOCKED",
+            Error::RateLimited => "RATE_LIMITED",
         }
     }
 
@@ -110,6 +121,8 @@ impl Error {
             Error::CardNotSupported { atr } => json!({ "atr": atr }),
             Error::OperationNotSupported(op) => json!({ "operation": op }),
             Error::CardError { sw } => json!({ "sw": sw.to_string() }),
+            Error::LastTryProtected => json!({ "remainingTries": 1 }),
+            Error::TemporarilyLocked { retry_after } => json!({ "retryAfter": retry_after }),
             _ => json!({}),
         };
         if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), extra) {

@@ -27,6 +27,7 @@ async fn daemon(origins_file: &Path, extra: OriginsFile) -> Server {
         op_timeout: Duration::from_secs(10),
         origins_file: Some(origins_file.to_path_buf()),
         origins: extra,
+        ..ServerConfig::default()
     };
     Server::start(Arc::new(sim), config).await.unwrap()
 }

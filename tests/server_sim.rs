@@ -37,6 +37,7 @@ async fn daemon() -> (Server, SimBackend) {
             allow_missing_origin: true,
             ..OriginsFile::default()
         },
+        ..ServerConfig::default()
     };
     let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
     (server, sim)
@@ -187,10 +188,23 @@ async fn every_pin_operation_and_its_notifications() {
             .await,
         Value::Null
     );
-    let n = watcher
-        .notification("pinStateChanged", |p| p["status"]["validated"] == true)
+    // The login is c's: c hears validated, the other client does not.
+    let n = c
+        .notification("pinStateChanged", |p| p["status"]["remainingTries"] == 3)
         .await;
-    assert_eq!(n["status"]["remainingTries"], 3);
+    assert_eq!(n["status"]["validated"], true);
+    let n = watcher
+        .notification("pinStateChanged", |p| p["status"]["remainingTries"] == 3)
+        .await;
+    assert_eq!(n["status"]["validated"], false);
+    assert_eq!(
+        watcher.ok("getPinStatus", target(PIV, "pin")).await["validated"],
+        false
+    );
+    assert_eq!(
+        c.ok("getPinStatus", target(PIV, "pin")).await["validated"],
+        true
+    );
 
     c.ok(
         "change",
@@ -310,16 +324,31 @@ async fn malformed_input_gets_structured_errors() {
         -32602,
     )
     .await;
-    expect(&mut c, r#"{"jsonrpc":"2.0","id":3,"method":"login","params":{"reader":"Sim PIV","pin":"pin","value":["1"]}}"#, -32602).await;
+    expect(
+        &mut c,
+        r#"{"jsonrpc":"2.0","id":3,"method":"login","params":{"reader":"Sim PIV","pin":"pin","value":["1"]}}"#,
+        -32602,
+    )
+    .await;
     expect(
         &mut c,
         r#"{"jsonrpc":"2.0","id":4,"method":"getPinStatus","params":"Sim PIV"}"#,
         -32602,
     )
     .await;
-    let r = expect(&mut c, r#"{"jsonrpc":"2.0","id":5,"method":"getPinStatus","params":{"reader":"Nowhere","pin":"pin"}}"#, -32000).await;
+    let r = expect(
+        &mut c,
+        r#"{"jsonrpc":"2.0","id":5,"method":"getPinStatus","params":{"reader":"Nowhere","pin":"pin"}}"#,
+        -32000,
+    )
+    .await;
     assert_eq!(r["error"]["data"]["code"], "READER_NOT_FOUND");
-    let r = expect(&mut c, r#"{"jsonrpc":"2.0","id":6,"method":"getPinStatus","params":{"reader":"Sim PIV","pin":"zz"}}"#, -32000).await;
+    let r = expect(
+        &mut c,
+        r#"{"jsonrpc":"2.0","id":6,"method":"getPinStatus","params":{"reader":"Sim PIV","pin":"zz"}}"#,
+        -32000,
+    )
+    .await;
     assert_eq!(r["error"]["data"]["code"], "PIN_NOT_FOUND");
     c.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     assert_eq!(c.recv().await.unwrap()["error"]["code"], -32600);

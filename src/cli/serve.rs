@@ -49,6 +49,7 @@ fn config(args: &ServeArgs) -> ServerConfig {
         op_timeout: Duration::from_secs(args.op_timeout.max(1)),
         origins_file: args.origins_file.clone().or(defaults.origins_file),
         origins: defaults.origins,
+        limits: defaults.limits,
     }
 }
 

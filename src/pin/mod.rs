@@ -12,8 +12,10 @@
 //!   DO C4 on OpenPGP), and a card seen spending tries on empty VERIFYs is
 //!   not asked again.
 
+mod guard;
 mod status;
 
+pub use guard::Presented;
 pub use status::PinStatus;
 
 use crate::apdu::commands::{self, OPENPGP_PW1_SIGN};

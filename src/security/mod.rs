@@ -2,3 +2,4 @@
 //! is whose and how fast wrong PINs may come.
 
 pub mod origin;
+pub mod throttle;

@@ -1,5 +1,6 @@
 //! HTTP/1.1 routes and the WebSocket upgrade.
 
+use super::dispatch::Caller;
 use super::hub::Hub;
 use super::ws;
 use crate::security::origin::{Refusal, host_is_us};
@@ -21,6 +22,9 @@ const SCWS_DTS: &str = include_str!("assets/scws.d.ts");
 const DEMO_HTML: &str = include_str!("assets/demo.html");
 
 type Body = Full<Bytes>;
+
+/// How long a client may take to send its request head (the handshake).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn accept_loop(
     listener: TcpListener,
@@ -52,6 +56,9 @@ pub async fn accept_loop(
                 async move { Ok::<_, Infallible>(route(req, hub, shutdown)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                // A client that never finishes its request head is dropped.
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
@@ -150,6 +157,16 @@ fn upgrade(
         );
         return r;
     }
+    let Some(conn) = hub.open_connection() else {
+        tracing::warn!("connection limit reached; handshake refused");
+        let body = serde_json::json!({ "code": "TOO_MANY_CONNECTIONS", "message": "too many open connections" });
+        return with_type(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            body.to_string(),
+        );
+    };
+    let caller = Caller { conn, peer };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -160,9 +177,12 @@ fn upgrade(
                     Some(ws::config()),
                 )
                 .await;
-                ws::serve(hub, stream, peer, shutdown).await;
+                ws::serve(hub, stream, caller, shutdown).await;
             }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                hub.close_connection(caller.conn);
+            }
         }
     });
     let mut r = Response::new(Body::default());

@@ -6,10 +6,12 @@ use crate::error::Error;
 use crate::pin::PinStatus;
 use crate::protocol::notification;
 use crate::security::origin::OriginGate;
+use crate::security::throttle::{Throttle, ThrottleConfig};
 use crate::service::Service;
 use crate::transport::{Backend, Event, WatchGuard};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -24,9 +26,59 @@ struct Readers {
     readers: BTreeMap<String, Option<Vec<u8>>>,
 }
 
+/// A notification as each connection receives it: `text` for everybody,
+/// except the connection that owns the login, which gets `owner_text`
+/// (other connections never see `validated: true` of a login not theirs).
+pub struct Note {
+    pub text: String,
+    pub owner: Option<(ConnId, String)>,
+}
+
+impl Note {
+    pub fn for_conn(&self, conn: ConnId) -> &str {
+        match &self.owner {
+            Some((owner, text)) if *owner == conn => text,
+            _ => &self.text,
+        }
+    }
+}
+
+/// Identifies one WebSocket connection for the lifetime of the daemon.
+pub type ConnId = u64;
+
+/// Limits that protect the daemon and the cards from pages.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A login ends when its connection sent nothing for this long.
+    pub login_idle: Duration,
+    pub throttle: ThrottleConfig,
+    /// Requests per second per connection, and the burst allowed.
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            login_idle: Duration::from_secs(300),
+            throttle: ThrottleConfig::default(),
+            rate_per_second: 50,
+            rate_burst: 100,
+            max_connections: 1024,
+        }
+    }
+}
+
 pub struct Hub {
     pub service: Service,
-    notify: broadcast::Sender<Arc<str>>,
+    notify: broadcast::Sender<Arc<Note>>,
+    /// Reader → the connection whose login (user or SO) is on its card.
+    owners: Mutex<HashMap<String, ConnId>>,
+    pub throttle: Throttle,
+    pub limits: Limits,
+    next_conn: AtomicU64,
+    connections: AtomicUsize,
     readers: Mutex<Readers>,
     pub op_timeout: Duration,
     /// Who may connect.
@@ -44,6 +96,7 @@ impl Hub {
         op_timeout: Duration,
         gate: OriginGate,
         port: u16,
+        limits: Limits,
     ) -> Arc<Hub> {
         let mut initial = Readers::default();
         if let Ok(list) = backend.list_readers() {
@@ -54,6 +107,11 @@ impl Hub {
         let hub = Arc::new(Hub {
             service: Service::new(backend.clone()),
             notify,
+            owners: Mutex::new(HashMap::new()),
+            throttle: Throttle::new(limits.throttle),
+            limits,
+            next_conn: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
             readers: Mutex::new(initial),
             op_timeout,
             gate,
@@ -81,15 +139,93 @@ impl Hub {
         self.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Note>> {
         self.notify.subscribe()
     }
 
     /// Pushes a notification to every connected client.
     pub fn broadcast(&self, method: &str, params: Value) {
-        let _ = self
-            .notify
-            .send(notification(method, params).to_string().into());
+        let text = notification(method, params).to_string();
+        let _ = self.notify.send(Arc::new(Note { text, owner: None }));
+    }
+
+    /// Pushes a PIN status: the owner of the login sees it as it is, the
+    /// others with `validated` / `soValidated` false.
+    pub fn broadcast_pin(
+        &self,
+        reader: &str,
+        pin: &str,
+        status: &PinStatus,
+        owner: Option<ConnId>,
+    ) {
+        let mut params = json!({ "reader": reader, "pin": pin, "status": status });
+        let owner_text = notification("pinStateChanged", params.clone()).to_string();
+        mask_status(&mut params["status"]);
+        let text = notification("pinStateChanged", params).to_string();
+        let _ = self.notify.send(Arc::new(Note {
+            text,
+            owner: owner.map(|o| (o, owner_text)),
+        }));
+    }
+
+    // ---- connections and their logins -----------------------------------
+
+    /// Registers a new connection; `None` when the connection cap is reached.
+    pub fn open_connection(&self) -> Option<ConnId> {
+        let n = self.connections.fetch_add(1, Ordering::SeqCst);
+        if n >= self.limits.max_connections {
+            self.connections.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(self.next_conn.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// Ends a connection: its logins end on the cards.
+    pub fn close_connection(&self, conn: ConnId) {
+        self.end_logins_of(conn);
+        self.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, ConnId>> {
+        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn owner(&self, reader: &str) -> Option<ConnId> {
+        self.owners().get(reader).copied()
+    }
+
+    pub fn set_owner(&self, reader: &str, conn: ConnId) {
+        self.owners().insert(reader.to_string(), conn);
+    }
+
+    pub fn clear_owner(&self, reader: &str) {
+        self.owners().remove(reader);
+    }
+
+    /// Logs out, on every card, the logins `conn` made (connection closed,
+    /// idle too long). Queued behind the readers' pending work.
+    pub fn end_logins_of(&self, conn: ConnId) {
+        let readers: Vec<String> = {
+            let mut owners = self.owners();
+            let mine: Vec<String> = owners
+                .iter()
+                .filter(|(_, c)| **c == conn)
+                .map(|(r, _)| r.clone())
+                .collect();
+            for r in &mine {
+                owners.remove(r);
+            }
+            mine
+        };
+        for reader in readers {
+            tracing::debug!(
+                conn,
+                reader,
+                "ending the login of a closed or idle connection"
+            );
+            // Fire and forget: the worker runs it in order; nobody waits.
+            drop(self.service.queue(&reader, logout_all));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Readers> {
@@ -195,6 +331,23 @@ impl Hub {
     /// The token on the card in `reader` with every PIN's status (blocking).
     fn describe(&self, reader: &str) -> Result<Value, Error> {
         self.service.with_engine(reader, describe_token)
+    }
+}
+
+/// Logs out every PIN object of the card.
+pub fn logout_all(e: &mut crate::pin::Engine) -> Result<(), Error> {
+    let ids: Vec<&'static str> = e.token().pins.iter().map(|p| p.id).collect();
+    for id in ids {
+        e.logout(id)?;
+    }
+    Ok(())
+}
+
+/// Hides a login that is not the viewer's.
+pub fn mask_status(status: &mut Value) {
+    if status.is_object() {
+        status["validated"] = json!(false);
+        status["soValidated"] = json!(false);
     }
 }
 

@@ -10,6 +10,7 @@ mod ws;
 use crate::security::origin::{OriginGate, OriginsFile};
 use crate::transport::Backend;
 use hub::Hub;
+pub use hub::Limits;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub struct ServerConfig {
     pub origins_file: Option<PathBuf>,
     /// Origins settings given directly (added to the file's).
     pub origins: OriginsFile,
+    pub limits: Limits,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +43,7 @@ impl Default for ServerConfig {
             op_timeout: DEFAULT_OP_TIMEOUT,
             origins_file: default_origins_file(),
             origins: OriginsFile::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -79,7 +82,7 @@ impl Server {
             .collect();
         let mut gate = OriginGate::new(config.origins_file, config.origins);
         gate.set_port(port);
-        let hub = Hub::start(backend, config.op_timeout, gate, port);
+        let hub = Hub::start(backend, config.op_timeout, gate, port, config.limits);
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for listener in listeners {
@@ -128,13 +131,7 @@ fn logout_everything(hub: &Hub) {
         if atr.is_none() {
             continue;
         }
-        let result = hub.service.with_engine(&reader, |e| {
-            let ids: Vec<&'static str> = e.token().pins.iter().map(|p| p.id).collect();
-            for id in ids {
-                e.logout(id)?;
-            }
-            Ok(())
-        });
+        let result = hub.service.with_engine(&reader, hub::logout_all);
         if let Err(e) = result {
             tracing::debug!(reader, error = %e, "logout at shutdown failed");
         }

@@ -1,10 +1,12 @@
 //! One WebSocket connection: reads requests, answers each exactly once,
 //! and forwards the daemon's notifications.
 
-use super::dispatch::dispatch;
+use super::dispatch::{Caller, dispatch};
 use super::hub::Hub;
+use crate::error::Error;
 use crate::protocol::{self, Incoming, Request, RpcError};
-use crate::security::origin::Peer;
+use crate::security::throttle::RateLimit;
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -34,7 +36,7 @@ enum Out {
 pub async fn serve<S>(
     hub: Arc<Hub>,
     ws: WebSocketStream<S>,
-    peer: Peer,
+    caller: Caller,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -42,6 +44,7 @@ pub async fn serve<S>(
     let (mut sink, mut stream) = ws.split();
     let (out, mut out_rx) = mpsc::unbounded_channel::<Out>();
     let mut notes = hub.subscribe();
+    let conn = caller.conn;
 
     // The writer: responses and notifications, so a slow request never
     // holds up another one, and a slow client only slows itself.
@@ -57,7 +60,7 @@ pub async fn serve<S>(
                     None => break,
                 },
                 n = notes.recv() => match n {
-                    Ok(text) => Message::text(text.to_string()),
+                    Ok(note) => Message::text(note.for_conn(conn).to_string()),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::debug!(missed, "slow client missed notifications");
                         continue;
@@ -73,6 +76,11 @@ pub async fn serve<S>(
     });
 
     let mut in_flight = tokio::task::JoinSet::new();
+    let mut rate = RateLimit::new(hub.limits.rate_per_second, hub.limits.rate_burst);
+    let login_idle = hub.limits.login_idle;
+    let idle = tokio::time::sleep(login_idle);
+    tokio::pin!(idle);
+    let peer = caller.peer.clone();
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
@@ -80,7 +88,15 @@ pub async fn serve<S>(
                 let _ = out.send(Out::Close(CloseCode::Away, "the daemon is shutting down"));
                 break;
             }
+            () = &mut idle => {
+                // Quiet for too long: this connection's logins end.
+                hub.end_logins_of(conn);
+                idle.as_mut().reset(tokio::time::Instant::now() + login_idle);
+                continue;
+            }
         };
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + login_idle);
         match msg {
             Some(Ok(Message::Text(_))) if !hub.gate.still_allows(&peer) => {
                 // Revoked while connected: the connection ends here.
@@ -90,7 +106,10 @@ pub async fn serve<S>(
                 let _ = out.send(Out::Close(CloseCode::Policy, "origin not allowed"));
                 break;
             }
-            Some(Ok(Message::Text(text))) => handle(&hub, text.as_str(), &out, &mut in_flight),
+            Some(Ok(Message::Text(text))) => {
+                let limited = !rate.allow(std::time::Instant::now());
+                handle(&hub, &caller, text.as_str(), limited, &out, &mut in_flight)
+            }
             Some(Ok(Message::Binary(_))) => {
                 let e = RpcError::invalid_request("binary frames are not accepted; send JSON text");
                 let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
@@ -113,11 +132,14 @@ pub async fn serve<S>(
     while in_flight.join_next().await.is_some() {}
     drop(out);
     let _ = writer.await;
+    hub.close_connection(conn);
 }
 
 fn handle(
     hub: &Arc<Hub>,
+    caller: &Caller,
     text: &str,
+    limited: bool,
     out: &mpsc::UnboundedSender<Out>,
     in_flight: &mut tokio::task::JoinSet<()>,
 ) {
@@ -126,7 +148,7 @@ fn handle(
             let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
         }
         Incoming::Single(req) => {
-            let (id, fut) = start(hub, req);
+            let (id, fut) = start(hub, caller, req, limited);
             let out = out.clone();
             in_flight.spawn(async move {
                 let outcome = fut.await;
@@ -136,7 +158,10 @@ fn handle(
             });
         }
         Incoming::Batch(reqs) => {
-            let started: Vec<_> = reqs.into_iter().map(|r| start(hub, r)).collect();
+            let started: Vec<_> = reqs
+                .into_iter()
+                .map(|r| start(hub, caller, r, limited))
+                .collect();
             let out = out.clone();
             in_flight.spawn(async move {
                 let (ids, futs): (Vec<_>, Vec<_>) = started.into_iter().unzip();
@@ -159,16 +184,16 @@ type Started = (
     futures_util::future::BoxFuture<'static, Result<Value, RpcError>>,
 );
 
-/// Queues a request's card work now (keeping arrival order per reader).
-fn start(hub: &Arc<Hub>, req: Request) -> Started {
+/// Queues a request's card work now (keeping arrival order per reader);
+/// a connection over its rate gets `RATE_LIMITED` and nothing is run.
+fn start(hub: &Arc<Hub>, caller: &Caller, req: Request, limited: bool) -> Started {
     let fut = match req.call {
-        Ok(call) => dispatch(hub, call),
+        Ok(_) if limited => futures_util::future::ready(Err(Error::RateLimited.into())).boxed(),
+        Ok(call) => dispatch(hub, caller, call),
         Err(e) => futures_util::future::ready(Err(e)).boxed(),
     };
     (req.id, fut)
 }
-
-use futures_util::FutureExt;
 
 fn respond(id: Value, outcome: Result<Value, RpcError>) -> Value {
     match outcome {

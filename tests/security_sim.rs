@@ -1,0 +1,306 @@
+//! Whose login is whose, the last-try guard, progressive lockout per origin,
+//! rate and connection limits — against the real daemon on port 0 with
+//! simulated cards. Each test would fail if its protection were removed.
+
+#[path = "common/ws_client.rs"]
+mod ws_client;
+
+use cardgate::security::origin::OriginsFile;
+use cardgate::security::throttle::ThrottleConfig;
+use cardgate::server::{Limits, Server, ServerConfig};
+use cardgate::service::Service;
+use cardgate::transport::sim::SimBackend;
+use cardgate::vcard::VirtualCard;
+use cardgate::vcard::config::CardConfig;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use ws_client::Client;
+
+const R: &str = "Sim PIV";
+
+async fn daemon(card: CardConfig, limits: Limits) -> (Server, SimBackend) {
+    let sim = SimBackend::new();
+    sim.add_reader(R);
+    sim.insert_card(R, VirtualCard::new(card)).unwrap();
+    let config = ServerConfig {
+        port: 0,
+        origins_file: None,
+        origins: OriginsFile {
+            allowed: vec!["https://a.example".into(), "https://b.example".into()],
+            ..OriginsFile::default()
+        },
+        limits,
+        ..ServerConfig::default()
+    };
+    (
+        Server::start(Arc::new(sim.clone()), config).await.unwrap(),
+        sim,
+    )
+}
+
+async fn client(port: u16, origin: &str) -> Client {
+    let mut req = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("Origin", origin.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    Client::from_stream(ws)
+}
+
+fn login(value: &str) -> Value {
+    json!({ "reader": R, "pin": "pin", "value": value })
+}
+
+fn status() -> Value {
+    json!({ "reader": R, "pin": "pin" })
+}
+
+/// Whether the card itself holds a verified PIN (read outside the daemon).
+async fn card_verified(sim: &SimBackend) -> bool {
+    let service = Service::new(Arc::new(sim.clone()));
+    tokio::task::spawn_blocking(move || {
+        service
+            .with_engine(R, |e| e.status("pin"))
+            .unwrap()
+            .validated
+    })
+    .await
+    .unwrap()
+}
+
+async fn eventually(mut f: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..50 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_belongs_to_its_connection() {
+    let (server, sim) = daemon(CardConfig::piv(), Limits::default()).await;
+    let mut tab1 = client(server.port(), "https://a.example").await;
+    let mut tab2 = client(server.port(), "https://a.example").await;
+    let mut other = client(server.port(), "https://b.example").await;
+    tab1.ok("login", login("123456")).await;
+    assert_eq!(tab1.ok("getPinStatus", status()).await["validated"], true);
+    // Same origin, other tab; other origin: neither sees the login.
+    assert_eq!(tab2.ok("getPinStatus", status()).await["validated"], false);
+    assert_eq!(other.ok("getPinStatus", status()).await["validated"], false);
+    let readers = other.ok("getReaders", json!({})).await;
+    assert_eq!(
+        readers["readers"][0]["token"]["pins"][0]["validated"],
+        false
+    );
+    assert!(card_verified(&sim).await);
+    // A PIN operation of another connection ends tab1's login first.
+    other.ok("logout", status()).await;
+    assert!(!card_verified(&sim).await);
+    assert_eq!(tab1.ok("getPinStatus", status()).await["validated"], false);
+
+    // A login ends when its connection closes.
+    tab2.ok("login", login("123456")).await;
+    assert!(card_verified(&sim).await);
+    drop(tab2);
+    assert!(
+        eventually(async || !card_verified(&sim).await).await,
+        "login outlived its connection"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_ends_after_the_idle_timeout() {
+    let limits = Limits {
+        login_idle: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (server, sim) = daemon(CardConfig::piv(), limits).await;
+    let mut tab = client(server.port(), "https://a.example").await;
+    tab.ok("login", login("123456")).await;
+    assert!(card_verified(&sim).await);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        eventually(async || !card_verified(&sim).await).await,
+        "idle login not ended"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_never_spends_the_last_try() {
+    let (server, sim) = daemon(CardConfig::piv(), Limits::default()).await;
+    let mut page = client(server.port(), "https://a.example").await;
+    assert_eq!(
+        page.err("login", login("000000")).await["remainingTries"],
+        2
+    );
+    assert_eq!(
+        page.err("login", login("000000")).await["remainingTries"],
+        1
+    );
+    for _ in 0..5 {
+        let e = page.err("login", login("000000")).await;
+        assert_eq!(e["code"], "LAST_TRY_PROTECTED", "{e}");
+        let e = page
+            .err(
+                "change",
+                json!({ "reader": R, "pin": "pin", "oldValue": "000000", "newValue": "111111" }),
+            )
+            .await;
+        assert_eq!(e["code"], "LAST_TRY_PROTECTED", "{e}");
+    }
+    // Even the right PIN: the last try is for the user's own dialog.
+    assert_eq!(
+        page.err("login", login("123456")).await["code"],
+        "LAST_TRY_PROTECTED"
+    );
+    assert_eq!(sim.with_card(R, |c| c.user_pin_tries()), Some(1));
+    // Unblocking does not need the PIN's own try.
+    page.ok(
+        "login",
+        json!({ "reader": R, "pin": "pin", "value": "12345678", "so": true }),
+    )
+    .await;
+    page.ok(
+        "init",
+        json!({ "reader": R, "pin": "pin", "newValue": "654321" }),
+    )
+    .await;
+    assert_eq!(sim.with_card(R, |c| c.user_pin_tries()), Some(3));
+
+    // The PUK is protected the same way once its counter is known.
+    for left in [2, 1] {
+        page.ok(
+            "login",
+            json!({ "reader": R, "pin": "pin", "value": "00000000", "so": true }),
+        )
+        .await;
+        let e = page
+            .err(
+                "init",
+                json!({ "reader": R, "pin": "pin", "newValue": "654321" }),
+            )
+            .await;
+        assert_eq!(
+            (e["code"].as_str(), e["remainingTries"].as_u64()),
+            (Some("SO_PIN_INCORRECT"), Some(left))
+        );
+    }
+    page.ok(
+        "login",
+        json!({ "reader": R, "pin": "pin", "value": "00000000", "so": true }),
+    )
+    .await;
+    let e = page
+        .err(
+            "init",
+            json!({ "reader": R, "pin": "pin", "newValue": "654321" }),
+        )
+        .await;
+    assert_eq!(e["code"], "LAST_TRY_PROTECTED");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_pins_lock_the_origin_for_a_while() {
+    let card = CardConfig {
+        max_tries: 10,
+        ..CardConfig::piv()
+    };
+    let limits = Limits {
+        throttle: ThrottleConfig {
+            max_failures: 3,
+            lock: Duration::from_secs(2),
+        },
+        ..Limits::default()
+    };
+    let (server, sim) = daemon(card, limits).await;
+    let mut a = client(server.port(), "https://a.example").await;
+    let mut a2 = client(server.port(), "https://a.example").await;
+    let mut b = client(server.port(), "https://b.example").await;
+    let e = a.err("login", login("000000")).await;
+    assert_eq!(
+        (e["code"].as_str(), e["attemptsBeforeLock"].as_u64()),
+        (Some("PIN_INCORRECT"), Some(2))
+    );
+    // Counted per origin, not per connection.
+    let e = a2.err("login", login("000000")).await;
+    assert_eq!(e["attemptsBeforeLock"], 1);
+    let e = a.err("login", login("000000")).await;
+    assert_eq!(e["code"], "PIN_INCORRECT");
+    assert_eq!(e["lockedFor"], 2);
+    // Locked: even the right PIN is refused without touching the card.
+    let tries = sim.with_card(R, |c| c.user_pin_tries());
+    let e = a2.err("login", login("123456")).await;
+    assert_eq!(e["code"], "TEMPORARILY_LOCKED");
+    assert!(
+        e["retryAfter"]
+            .as_u64()
+            .is_some_and(|s| (1..=2).contains(&s)),
+        "{e}"
+    );
+    assert_eq!(sim.with_card(R, |c| c.user_pin_tries()), tries);
+    // Another origin is not affected.
+    b.ok("login", login("123456")).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    a.ok("login", login("123456")).await;
+    // A right PIN resets the count.
+    assert_eq!(
+        a.err("login", login("000000")).await["attemptsBeforeLock"],
+        2
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_rate_and_connection_count_are_limited() {
+    let limits = Limits {
+        rate_per_second: 5,
+        rate_burst: 5,
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let (server, _sim) = daemon(CardConfig::piv(), limits).await;
+    let mut a = client(server.port(), "https://a.example").await;
+    let mut limited = 0;
+    for _ in 0..20 {
+        let r = a.call("hello", json!({})).await;
+        if r["error"]["data"]["code"] == "RATE_LIMITED" {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 10, "only {limited} of 20 requests were limited");
+    let _b = client(server.port(), "https://a.example").await;
+    let mut req = format!("ws://127.0.0.1:{}/ws", server.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Origin", "https://a.example".parse().unwrap());
+    let third = tokio_tungstenite::connect_async(req).await;
+    assert!(third.is_err_and(|e| e.to_string().contains("503")));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_puk_does_not_reset_the_wrong_pin_count() {
+    let card = CardConfig {
+        max_tries: 10,
+        ..CardConfig::piv()
+    };
+    let (server, _sim) = daemon(card, Limits::default()).await;
+    let mut a = client(server.port(), "https://a.example").await;
+    assert_eq!(a.err("login", login("000000")).await["attemptsBeforeLock"], 2);
+    assert_eq!(a.err("login", login("000000")).await["attemptsBeforeLock"], 1);
+    // PIV only holds the PUK at SO login: nothing was verified, nothing resets.
+    a.ok("login", json!({ "reader": R, "pin": "pin", "value": "12345678", "so": true })).await;
+    let e = a.err("login", login("000000")).await;
+    assert!(e["lockedFor"].is_u64(), "{e}");
+    server.shutdown().await;
+}
