@@ -8,6 +8,7 @@ pub mod apdu;
 pub mod card;
 pub mod cli;
 pub mod error;
+pub mod logging;
 pub mod pin;
 pub mod protocol;
 pub mod secret;

@@ -296,10 +296,20 @@ async fn a_held_puk_does_not_reset_the_wrong_pin_count() {
     };
     let (server, _sim) = daemon(card, Limits::default()).await;
     let mut a = client(server.port(), "https://a.example").await;
-    assert_eq!(a.err("login", login("000000")).await["attemptsBeforeLock"], 2);
-    assert_eq!(a.err("login", login("000000")).await["attemptsBeforeLock"], 1);
+    assert_eq!(
+        a.err("login", login("000000")).await["attemptsBeforeLock"],
+        2
+    );
+    assert_eq!(
+        a.err("login", login("000000")).await["attemptsBeforeLock"],
+        1
+    );
     // PIV only holds the PUK at SO login: nothing was verified, nothing resets.
-    a.ok("login", json!({ "reader": R, "pin": "pin", "value": "12345678", "so": true })).await;
+    a.ok(
+        "login",
+        json!({ "reader": R, "pin": "pin", "value": "12345678", "so": true }),
+    )
+    .await;
     let e = a.err("login", login("000000")).await;
     assert!(e["lockedFor"].is_u64(), "{e}");
     server.shutdown().await;

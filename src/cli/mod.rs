@@ -153,7 +153,7 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.verbose);
+    crate::logging::init(cli.verbose);
     match cli.command {
         // The virtual card needs no PC/SC client.
         Command::Vcard(args) => crate::vcard::cli::run(args),
@@ -165,20 +165,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(run(&Service::new(backend), command))
         }
     }
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "cardgate=debug",
-        _ => "cardgate=trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CARDGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn run(service: &Service, command: CardCommand) -> u8 {
