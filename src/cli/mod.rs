@@ -127,7 +127,9 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::CardNotSupported { .. }
         | Error::OperationNotSupported(_)
         | Error::PinNotFound(_) => exit::NOT_SUPPORTED,
-        Error::PinLengthInvalid { .. } | Error::PinFormatInvalid => exit::BAD_VALUE,
+        Error::PinLengthInvalid { .. }
+        | Error::PinFormatInvalid
+        | Error::ConstraintViolation { .. } => exit::BAD_VALUE,
         _ => exit::OTHER,
     }
 }
