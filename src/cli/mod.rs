@@ -1,6 +1,7 @@
 //! The `cardgate` command line.
 
 mod output;
+mod policy;
 mod prompt;
 
 use crate::card::SoMethod;
@@ -33,6 +34,9 @@ enum Command {
     Card(CardCommand),
     /// Run our virtual card (PIV or OpenPGP) in pcscd's vpcd virtual reader.
     Vcard(crate::vcard::cli::VcardArgs),
+    /// PIN format policies: list, show a card's constraints, check files, test values.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Commands that work with readers and cards through PC/SC.
@@ -151,9 +155,13 @@ pub fn main() -> ExitCode {
     match cli.command {
         // The virtual card needs no PC/SC client.
         Command::Vcard(args) => crate::vcard::cli::run(args),
+        Command::Policy(command) => ExitCode::from(policy::run(command)),
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
-            ExitCode::from(run(&Service::new(backend), command))
+            ExitCode::from(run(
+                &Service::with_policies(backend, policy::load()),
+                command,
+            ))
         }
     }
 }
