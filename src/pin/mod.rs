@@ -414,13 +414,15 @@ impl Engine {
     }
 
     /// `Pin.change(old, new)`.
-    /// The new value is checked against the policy first: a violation is
-    /// `CONSTRAINT_VIOLATION` and nothing is sent.
+    /// Before anything is sent, the current value is checked against the
+    /// card's limits (`PIN_LENGTH_INVALID` / `PIN_FORMAT_INVALID`), then the
+    /// new value against the policy (`CONSTRAINT_VIOLATION`).
     pub fn change(&mut self, pin_id: &str, old: &Secret, new: &Secret) -> Result<(), Error> {
         let pin = self.pin(pin_id)?;
-        self.pin_policy(pin.id)?.enforce(old, new)?;
         let cred = &pin.credential;
-        let old = encode(cred, old)?;
+        let old_encoded = encode(cred, old)?;
+        self.pin_policy(pin.id)?.enforce(old, new)?;
+        let old = old_encoded;
         let new = encode(cred, new)?;
         let resp = self.send_operation(
             cred,
