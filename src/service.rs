@@ -132,7 +132,25 @@ impl Service {
         R: Send + 'static,
         F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
     {
-        let (tx, rx) = mpsc::sync_channel(1);
+        self.queue(reader, f)
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(Error::ReaderError("the reader worker stopped".into())))
+    }
+
+    /// Queues `f` on the reader's worker now (so operations keep the order in
+    /// which they were queued) and returns where its result will arrive.
+    /// Dropping the receiver does not cancel the operation: it always runs
+    /// to the end on the card.
+    pub fn queue<R, F>(
+        &self,
+        reader: &str,
+        f: F,
+    ) -> tokio::sync::oneshot::Receiver<Result<R, Error>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(
             reader,
             Box::new(move |slot: &mut Slot| {
@@ -145,8 +163,7 @@ impl Service {
                 let _ = tx.send(result);
             }),
         );
-        rx.recv()
-            .unwrap_or_else(|_| Err(Error::ReaderError("the reader worker stopped".into())))
+        rx
     }
 
     /// Updates workers after a reader event: a removed card or reader drops

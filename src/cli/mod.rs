@@ -1,8 +1,10 @@
 //! The `cardgate` command line.
 
+mod origins;
 mod output;
 mod policy;
 mod prompt;
+mod serve;
 
 use crate::card::SoMethod;
 use crate::error::Error;
@@ -37,6 +39,12 @@ enum Command {
     /// PIN format policies: list, show a card's constraints, check files, test values.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run the daemon: WebSocket protocol, JavaScript client and demo page on 127.0.0.1.
+    Serve(serve::ServeArgs),
+    /// Manage the web origins allowed to use the daemon.
+    Origins(origins::OriginsArgs),
+    /// Run the daemon with simulated readers and cards (no hardware, no pcscd) and its demo page.
+    Demo(serve::DemoArgs),
 }
 
 /// Commands that work with readers and cards through PC/SC.
@@ -156,6 +164,9 @@ pub fn main() -> ExitCode {
         // The virtual card needs no PC/SC client.
         Command::Vcard(args) => crate::vcard::cli::run(args),
         Command::Policy(command) => ExitCode::from(policy::run(command)),
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
+        Command::Origins(args) => origins::run(args),
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
             ExitCode::from(run(

@@ -24,7 +24,8 @@ struct Slot {
 #[derive(Default)]
 struct State {
     slots: Vec<Slot>,
-    watchers: Vec<Sender<Event>>,
+    watchers: Vec<(u64, Sender<Event>)>,
+    next_watcher: u64,
 }
 
 impl State {
@@ -36,7 +37,7 @@ impl State {
     }
 
     fn publish(&mut self, event: Event) {
-        self.watchers.retain(|w| w.send(event.clone()).is_ok());
+        self.watchers.retain(|(_, w)| w.send(event.clone()).is_ok());
     }
 }
 
@@ -153,8 +154,21 @@ impl SimCard {
     }
 }
 
-struct SimWatch;
+/// Unregisters its watcher when dropped, closing the event channel.
+struct SimWatch {
+    state: std::sync::Weak<Mutex<State>>,
+    id: u64,
+}
+
 impl WatchGuard for SimWatch {}
+
+impl Drop for SimWatch {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.upgrade() {
+            lock(&state).watchers.retain(|(id, _)| *id != self.id);
+        }
+    }
+}
 
 impl Backend for SimBackend {
     fn list_readers(&self) -> Result<Vec<ReaderInfo>, TransportError> {
@@ -197,8 +211,13 @@ impl Backend for SimBackend {
                 });
             }
         }
-        st.watchers.push(events);
-        Box::new(SimWatch)
+        st.next_watcher += 1;
+        let id = st.next_watcher;
+        st.watchers.push((id, events));
+        Box::new(SimWatch {
+            state: Arc::downgrade(&self.state),
+            id,
+        })
     }
 }
 

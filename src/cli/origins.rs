@@ -1,0 +1,97 @@
+//! `cardgate origins list|allow|revoke`: the web origins allowed to use the
+//! daemon. A running daemon picks changes up at the next handshake or request.
+
+use crate::security::origin::{Origin, OriginsFile};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct OriginsArgs {
+    /// The allowlist file (default: origins.toml in the user's config directory).
+    #[arg(long, value_name = "FILE", global = true)]
+    file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: OriginsCommand,
+}
+
+#[derive(Subcommand)]
+enum OriginsCommand {
+    /// Show the allowed origins.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allow a web origin, e.g. https://bank.example
+    Allow { origin: String },
+    /// Revoke an allowed origin; its open connections are closed.
+    Revoke { origin: String },
+}
+
+pub fn run(args: OriginsArgs) -> ExitCode {
+    let Some(path) = args.file.or_else(crate::server::default_origins_file) else {
+        eprintln!("error: no configuration directory for this user; use --file");
+        return ExitCode::FAILURE;
+    };
+    let mut file = match OriginsFile::load(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let normalised = |text: &str| Origin::parse(text).map(|o| o.to_string());
+    match args.command {
+        OriginsCommand::List { json } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "file": path, "allowed": file.allowed, "allowNullOrigin": file.allow_null_origin, "allowMissingOrigin": file.allow_missing_origin })
+                );
+            } else if file.allowed.is_empty() {
+                println!("No web origin is allowed ({}).", path.display());
+            } else {
+                for o in &file.allowed {
+                    println!("{o}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        OriginsCommand::Allow { origin } => match normalised(&origin) {
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+            Ok(o) => {
+                if !file.allowed.contains(&o) {
+                    file.allowed.push(o.clone());
+                }
+                save(&file, &path, &format!("allowed {o}"))
+            }
+        },
+        OriginsCommand::Revoke { origin } => {
+            let target = normalised(&origin).unwrap_or(origin);
+            let before = file.allowed.len();
+            file.allowed
+                .retain(|o| normalised(o).map(|n| n != target).unwrap_or(true));
+            if file.allowed.len() == before {
+                eprintln!("{target} was not allowed");
+                return ExitCode::FAILURE;
+            }
+            save(&file, &path, &format!("revoked {target}"))
+        }
+    }
+}
+
+fn save(file: &OriginsFile, path: &std::path::Path, done: &str) -> ExitCode {
+    match file.save(path) {
+        Ok(()) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

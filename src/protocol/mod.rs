@@ -1,0 +1,528 @@
+//! The WebSocket protocol: JSON-RPC 2.0 messages (see `docs/protocol.md`).
+//!
+//! This module only parses requests into typed [`Call`]s and builds
+//! responses and notifications; running them is the server's job.
+
+use crate::error::Error;
+use crate::pin::SoPath;
+use crate::secret::Secret;
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+/// The protocol version this daemon speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// What a client may rely on.
+pub const CAPABILITIES: &[&str] = &[
+    "readers",
+    "pinStatus",
+    "login",
+    "change",
+    "init",
+    "logout",
+    "constraints",
+    "events",
+];
+
+/// JSON-RPC error codes (JSON-RPC 2.0 §5.1, plus ours in the server range).
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const OPERATION_FAILED: i64 = -32000;
+    pub const TIMEOUT: i64 = -32001;
+}
+
+/// A protocol-level failure: JSON-RPC code, stable string code, message, data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub data: Value,
+}
+
+impl RpcError {
+    fn new(code: i64, name: &str, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            data: json!({ "code": name, "message": message.into() }),
+        }
+    }
+
+    pub fn parse(message: impl Into<String>) -> Self {
+        Self::new(code::PARSE_ERROR, "PARSE_ERROR", message)
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(code::INVALID_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    pub fn method_not_found(method: &str) -> Self {
+        let mut e = Self::new(
+            code::METHOD_NOT_FOUND,
+            "METHOD_NOT_FOUND",
+            format!("unknown method {method:?}"),
+        );
+        e.data["method"] = json!(method);
+        e
+    }
+
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(code::INVALID_PARAMS, "INVALID_PARAMS", message)
+    }
+
+    pub fn timeout(seconds: u64) -> Self {
+        Self::new(
+            code::TIMEOUT,
+            "TIMEOUT",
+            format!(
+                "the operation did not finish within {seconds} s; it completes on the card and a notification reports its outcome"
+            ),
+        )
+    }
+
+    pub fn origin_not_allowed(origin: &str) -> Self {
+        let mut e = Self::new(
+            code::OPERATION_FAILED,
+            "ORIGIN_NOT_ALLOWED",
+            format!("{origin} is not allowed to use the smart card daemon"),
+        );
+        e.data["origin"] = json!(origin);
+        e
+    }
+
+    pub fn message(&self) -> &str {
+        self.data["message"].as_str().unwrap_or("error")
+    }
+}
+
+impl From<Error> for RpcError {
+    fn from(e: Error) -> Self {
+        RpcError {
+            code: code::OPERATION_FAILED,
+            data: e.to_json(),
+        }
+    }
+}
+
+/// Which PIN object of which reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub reader: String,
+    pub pin: String,
+}
+
+/// A parsed request.
+#[derive(Debug)]
+pub enum Call {
+    Hello {
+        protocol: Option<u64>,
+    },
+    GetReaders,
+    GetPinStatus(Target),
+    Login {
+        target: Target,
+        value: Secret,
+        so: bool,
+        path: SoPath,
+    },
+    Change {
+        target: Target,
+        old: Secret,
+        new: Secret,
+    },
+    Init {
+        target: Target,
+        new: Secret,
+    },
+    Logout(Target),
+    GetConstraints(Target),
+    CheckConstraints {
+        target: Target,
+        old: Secret,
+        new: Secret,
+    },
+}
+
+impl Call {
+    /// The reader the call works on, if any.
+    pub fn target(&self) -> Option<&Target> {
+        match self {
+            Call::Hello { .. } | Call::GetReaders => None,
+            Call::GetPinStatus(t) | Call::Logout(t) | Call::GetConstraints(t) => Some(t),
+            Call::Login { target, .. }
+            | Call::Change { target, .. }
+            | Call::Init { target, .. }
+            | Call::CheckConstraints { target, .. } => Some(target),
+        }
+    }
+}
+
+/// One request of a message: its id (absent for a notification) and the
+/// parsed call or why it could not be parsed.
+#[derive(Debug)]
+pub struct Request {
+    pub id: Option<Value>,
+    pub call: Result<Call, RpcError>,
+}
+
+/// A whole incoming message: a single request or a batch.
+#[derive(Debug)]
+pub enum Incoming {
+    Single(Request),
+    Batch(Vec<Request>),
+    /// The message could not be understood at all; answer with this (id null).
+    Invalid(RpcError),
+}
+
+/// Parses one text frame. PIN values are moved out of the JSON tree into
+/// [`Secret`]s as soon as they are found.
+pub fn parse_message(text: &str) -> Incoming {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Incoming::Invalid(RpcError::parse(format!("invalid JSON: {e}"))),
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => {
+            Incoming::Invalid(RpcError::invalid_request("empty batch"))
+        }
+        Value::Array(items) => Incoming::Batch(items.into_iter().map(parse_request).collect()),
+        other => Incoming::Single(parse_request(other)),
+    }
+}
+
+fn parse_request(value: Value) -> Request {
+    let Value::Object(mut obj) = value else {
+        return Request {
+            id: Some(Value::Null),
+            call: Err(RpcError::invalid_request("a request must be a JSON object")),
+        };
+    };
+    let id = match obj.remove("id") {
+        None => None,
+        Some(id @ (Value::Number(_) | Value::String(_) | Value::Null)) => Some(id),
+        Some(_) => {
+            return Request {
+                id: Some(Value::Null),
+                call: Err(RpcError::invalid_request(
+                    "id must be a number, a string or null",
+                )),
+            };
+        }
+    };
+    if obj.get("jsonrpc") != Some(&json!("2.0")) {
+        return Request {
+            id: Some(id.unwrap_or(Value::Null)),
+            call: Err(RpcError::invalid_request("jsonrpc must be \"2.0\"")),
+        };
+    }
+    let Some(Value::String(method)) = obj.remove("method") else {
+        return Request {
+            id: Some(id.unwrap_or(Value::Null)),
+            call: Err(RpcError::invalid_request("method must be a string")),
+        };
+    };
+    let params = match obj.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Request {
+                id,
+                call: Err(RpcError::invalid_params("params must be an object")),
+            };
+        }
+    };
+    Request {
+        id,
+        call: parse_call(&method, params),
+    }
+}
+
+/// Reads typed parameters out of a params object.
+struct Params(Map<String, Value>);
+
+impl Params {
+    fn string(&mut self, name: &str) -> Result<String, RpcError> {
+        match self.0.remove(name) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(RpcError::invalid_params(format!("{name} must be a string"))),
+            None => Err(RpcError::invalid_params(format!(
+                "missing parameter {name}"
+            ))),
+        }
+    }
+
+    fn bool_or(&mut self, name: &str, default: bool) -> Result<bool, RpcError> {
+        match self.0.remove(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(RpcError::invalid_params(format!(
+                "{name} must be a boolean"
+            ))),
+        }
+    }
+
+    fn target(&mut self) -> Result<Target, RpcError> {
+        Ok(Target {
+            reader: self.string("reader")?,
+            pin: self.string("pin")?,
+        })
+    }
+
+    /// A PIN value: a string, or a CredentialValue `{type:"pin", data:base64}`.
+    /// Error messages name the parameter, never its content.
+    fn secret(&mut self, name: &str) -> Result<Secret, RpcError> {
+        match self.0.remove(name) {
+            Some(Value::String(s)) => Ok(Secret::from_string(s)),
+            Some(Value::Object(mut cred)) => {
+                match cred.get("type") {
+                    Some(Value::String(t)) if t == "pin" => {}
+                    Some(Value::String(_)) => {
+                        return Err(
+                            Error::OperationNotSupported("biometric credentials".into()).into()
+                        );
+                    }
+                    _ => {
+                        return Err(RpcError::invalid_params(format!(
+                            "{name}.type must be \"pin\""
+                        )));
+                    }
+                }
+                let Some(Value::String(mut data)) = cred.remove("data") else {
+                    return Err(RpcError::invalid_params(format!(
+                        "{name}.data must be a base64 string"
+                    )));
+                };
+                let decoded = base64::engine::general_purpose::STANDARD.decode(data.as_bytes());
+                zeroize::Zeroize::zeroize(&mut data);
+                decoded.map(Secret::new).map_err(|_| {
+                    RpcError::invalid_params(format!("{name}.data is not valid base64"))
+                })
+            }
+            Some(Value::Bool(false)) | Some(Value::Null) | None => Err(
+                Error::OperationNotSupported("PIN entry by the daemon's dialog or a pinpad".into())
+                    .into(),
+            ),
+            Some(_) => Err(RpcError::invalid_params(format!(
+                "{name} must be a string or a CredentialValue"
+            ))),
+        }
+    }
+
+    /// A value only used for comparisons (checkConstraints): empty when absent.
+    fn optional_secret(&mut self, name: &str) -> Result<Secret, RpcError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(Secret::default()),
+            _ => self.secret(name),
+        }
+    }
+}
+
+fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError> {
+    let mut p = Params(params);
+    Ok(match method {
+        "hello" => Call::Hello {
+            protocol: match p.0.remove("protocol") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .ok_or_else(|| RpcError::invalid_params("protocol must be a number"))?,
+                ),
+            },
+        },
+        "getReaders" => Call::GetReaders,
+        "getPinStatus" => Call::GetPinStatus(p.target()?),
+        "login" => {
+            let target = p.target()?;
+            let so = p.bool_or("so", false)?;
+            let path = match p.0.remove("soPath") {
+                None | Some(Value::Null) => SoPath::Default,
+                Some(Value::String(s)) if s == "default" => SoPath::Default,
+                Some(Value::String(s)) if s == "resetCode" => SoPath::ResetCode,
+                Some(_) => {
+                    return Err(RpcError::invalid_params(
+                        "soPath must be \"default\" or \"resetCode\"",
+                    ));
+                }
+            };
+            Call::Login {
+                target,
+                value: p.secret("value")?,
+                so: so || path == SoPath::ResetCode,
+                path,
+            }
+        }
+        "change" => Call::Change {
+            target: p.target()?,
+            old: p.secret("oldValue")?,
+            new: p.secret("newValue")?,
+        },
+        "init" => Call::Init {
+            target: p.target()?,
+            new: p.secret("newValue")?,
+        },
+        "logout" => Call::Logout(p.target()?),
+        "getConstraints" => Call::GetConstraints(p.target()?),
+        "checkConstraints" => Call::CheckConstraints {
+            target: p.target()?,
+            old: p.optional_secret("oldPin")?,
+            new: p.secret("newPin")?,
+        },
+        other => return Err(RpcError::method_not_found(other)),
+    })
+}
+
+/// A success response.
+pub fn result(id: Value, result: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result })
+}
+
+/// An error response.
+pub fn error(id: Value, e: &RpcError) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": { "code": e.code, "message": e.message(), "data": e.data },
+    })
+}
+
+/// A notification pushed by the daemon.
+pub fn notification(method: &str, params: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "method": method, "params": params })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(text: &str) -> Request {
+        match parse_message(text) {
+            Incoming::Single(r) => r,
+            other => panic!("not a single request: {other:?}"),
+        }
+    }
+
+    fn err_code(text: &str) -> i64 {
+        match parse_message(text) {
+            Incoming::Invalid(e) => e.code,
+            Incoming::Single(r) => r.call.unwrap_err().code,
+            Incoming::Batch(_) => panic!("batch"),
+        }
+    }
+
+    #[test]
+    fn parses_calls() {
+        let r = single(
+            r#"{"jsonrpc":"2.0","id":3,"method":"login","params":{"reader":"R","pin":"pin","value":"123456"}}"#,
+        );
+        assert_eq!(r.id, Some(json!(3)));
+        match r.call.unwrap() {
+            Call::Login {
+                target,
+                value,
+                so,
+                path,
+            } => {
+                assert_eq!(
+                    target,
+                    Target {
+                        reader: "R".into(),
+                        pin: "pin".into()
+                    }
+                );
+                assert_eq!(value.expose(), b"123456");
+                assert!(!so);
+                assert_eq!(path, SoPath::Default);
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = single(
+            r#"{"jsonrpc":"2.0","id":"a","method":"login","params":{"reader":"R","pin":"user","value":{"type":"pin","data":"MTIzNDU2"},"soPath":"resetCode"}}"#,
+        );
+        match r.call.unwrap() {
+            Call::Login {
+                value, so, path, ..
+            } => {
+                assert_eq!(value.expose(), b"123456");
+                assert!(so);
+                assert_eq!(path, SoPath::ResetCode);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            single(r#"{"jsonrpc":"2.0","id":1,"method":"getReaders"}"#).call,
+            Ok(Call::GetReaders)
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_messages_with_the_right_codes() {
+        assert_eq!(err_code("{not json"), code::PARSE_ERROR);
+        assert_eq!(err_code("[]"), code::INVALID_REQUEST);
+        assert_eq!(
+            err_code(r#"{"id":1,"method":"hello"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":{},"method":"hello"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":1,"method":5}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":1,"method":"fly"}"#),
+            code::METHOD_NOT_FOUND
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":1,"method":"login","params":[1]}"#),
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":1,"method":"login","params":{"reader":"R"}}"#),
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            err_code(
+                r#"{"jsonrpc":"2.0","id":1,"method":"login","params":{"reader":"R","pin":"p","value":7}}"#
+            ),
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            err_code(
+                r#"{"jsonrpc":"2.0","id":1,"method":"login","params":{"reader":"R","pin":"p","value":{"type":"pin","data":"@@"}}}"#
+            ),
+            code::INVALID_PARAMS
+        );
+        // PIN entry outside the browser is not there yet: a structured error.
+        let r = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"login","params":{"reader":"R","pin":"p","value":false}}"#,
+        );
+        assert_eq!(r.call.unwrap_err().data["code"], "OPERATION_NOT_SUPPORTED");
+    }
+
+    #[test]
+    fn errors_never_echo_the_pin() {
+        let r = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"login","params":{"reader":"R","pin":"p","value":{"type":"pin","data":"987654!!"}}}"#,
+        );
+        let e = r.call.unwrap_err();
+        assert!(!error(json!(1), &e).to_string().contains("987654"));
+    }
+
+    #[test]
+    fn batches_keep_their_order() {
+        match parse_message(
+            r#"[{"jsonrpc":"2.0","id":1,"method":"hello"},5,{"jsonrpc":"2.0","method":"getReaders"}]"#,
+        ) {
+            Incoming::Batch(items) => {
+                assert_eq!(items.len(), 3);
+                assert_eq!(items[0].id, Some(json!(1)));
+                assert!(items[1].call.is_err());
+                assert_eq!(items[2].id, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

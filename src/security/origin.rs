@@ -1,0 +1,355 @@
+//! Who may open the WebSocket: the `Host` header must name the daemon
+//! itself (against DNS rebinding), and the `Origin` must be on the user's
+//! allowlist (WebSockets are not protected by CORS: the daemon is the only gate).
+//!
+//! Origins are compared exactly after normalisation — lower-case scheme and
+//! host, default port dropped — never by suffix or substring.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// A web origin `scheme://host[:port]`, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    /// `None` for the scheme's default port.
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an origin string was not accepted as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an http(s) origin (scheme://host[:port])")]
+pub struct BadOrigin(pub String);
+
+impl Origin {
+    /// Parses and normalises an origin. Only `http` and `https` are origins a
+    /// web page can have here; paths, queries, user info and trailing dots
+    /// are refused rather than silently dropped.
+    pub fn parse(text: &str) -> Result<Origin, BadOrigin> {
+        let bad = || BadOrigin(text.to_string());
+        let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(bad()),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', '\\', ' ']) {
+            return Err(bad());
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (addr, after) = v6.split_once(']').ok_or_else(bad)?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad());
+            }
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (format!("[{}]", addr.to_ascii_lowercase()), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
+                None => (rest.to_ascii_lowercase(), None),
+            }
+        };
+        let valid_host = !host.is_empty()
+            && !host.ends_with('.')
+            && !host.starts_with('.')
+            && (host.starts_with('[')
+                || host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        if !valid_host || host.contains("..") {
+            return Err(bad());
+        }
+        let port = match port {
+            None => None,
+            Some(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
+                match p.parse::<u16>().map_err(|_| bad())? {
+                    0 => return Err(bad()),
+                    n if n == default_port => None,
+                    n => Some(n),
+                }
+            }
+            Some(_) => return Err(bad()),
+        };
+        Ok(Origin { scheme, host, port })
+    }
+}
+
+/// The allowlist file (`origins.toml` in the config directory).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginsFile {
+    /// Origins allowed to use the daemon, e.g. "https://bank.example".
+    #[serde(default)]
+    pub allowed: Vec<String>,
+    /// Allow `Origin: null` (file:// pages, sandboxed frames). Off by default.
+    #[serde(default)]
+    pub allow_null_origin: bool,
+    /// Allow connections without an Origin header (local tools, not
+    /// browsers). Off by default.
+    #[serde(default)]
+    pub allow_missing_origin: bool,
+}
+
+impl OriginsFile {
+    pub fn load(path: &Path) -> Result<OriginsFile, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let file: OriginsFile =
+                    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                for o in &file.allowed {
+                    Origin::parse(o).map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                Ok(file)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OriginsFile::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let text = toml::to_string(self).map_err(|e| e.to_string())?;
+        // Write then rename, so a running daemon never reads half a file.
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Why a handshake was refused (logged, and the stable code in the 403 body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    BadHost(String),
+    MissingOrigin,
+    NullOrigin,
+    BadOrigin(String),
+    NotAllowed(Origin),
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::BadHost(_) => "HOST_NOT_ALLOWED",
+            _ => "ORIGIN_NOT_ALLOWED",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::BadHost(h) => write!(
+                f,
+                "Host {h:?} is not this daemon (127.0.0.1, localhost or [::1] with its port)"
+            ),
+            Refusal::MissingOrigin => f.write_str("no Origin header (allow_missing_origin is off)"),
+            Refusal::NullOrigin => f.write_str("Origin null (allow_null_origin is off)"),
+            Refusal::BadOrigin(o) => write!(f, "Origin {o:?} is not a valid http(s) origin"),
+            Refusal::NotAllowed(o) => write!(
+                f,
+                "Origin {o} is not on the allowlist (cardgate origins allow {o})"
+            ),
+        }
+    }
+}
+
+/// The origin a connection was accepted for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Peer {
+    Web(Origin),
+    /// `Origin: null`, when allowed.
+    Null,
+    /// No Origin header (a local tool), when allowed.
+    Local,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Web(o) => o.fmt(f),
+            Peer::Null => f.write_str("null"),
+            Peer::Local => f.write_str("(local tool)"),
+        }
+    }
+}
+
+/// The allowlist as the daemon uses it: re-read when the file changes, so
+/// `cardgate origins allow|revoke` take effect without a restart.
+pub struct OriginGate {
+    path: Option<PathBuf>,
+    /// Origins always allowed: the daemon's own pages (the demo).
+    own: Vec<Origin>,
+    /// Extra settings given in code (tests, `cardgate demo`).
+    extra: OriginsFile,
+    cached: Mutex<(Option<SystemTime>, OriginsFile)>,
+}
+
+impl OriginGate {
+    pub fn new(path: Option<PathBuf>, extra: OriginsFile) -> Self {
+        OriginGate {
+            path,
+            own: Vec::new(),
+            extra,
+            cached: Mutex::new((None, OriginsFile::default())),
+        }
+    }
+
+    /// Allows the daemon's own pages once its port is known.
+    pub fn set_port(&mut self, port: u16) {
+        self.own = ["127.0.0.1", "localhost", "[::1]"]
+            .iter()
+            .map(|h| Origin {
+                scheme: "http".into(),
+                host: (*h).into(),
+                port: (port != 80).then_some(port),
+            })
+            .collect();
+    }
+
+    /// The current file content (re-read if its modification time changed).
+    fn current(&self) -> OriginsFile {
+        let Some(path) = &self.path else {
+            return OriginsFile::default();
+        };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0 != mtime || mtime.is_none() {
+            match OriginsFile::load(path) {
+                Ok(file) => *cached = (mtime, file),
+                // Keep the last good list rather than open or close everything.
+                Err(e) => {
+                    tracing::warn!(error = %e, "origins file refused; keeping the previous allowlist")
+                }
+            }
+        }
+        cached.1.clone()
+    }
+
+    /// Is `origin` allowed now (own pages, the file, extra settings)?
+    pub fn allows(&self, origin: &Origin) -> bool {
+        if self.own.contains(origin) {
+            return true;
+        }
+        let file = self.current();
+        file.allowed
+            .iter()
+            .chain(&self.extra.allowed)
+            .any(|a| Origin::parse(a).is_ok_and(|a| &a == origin))
+    }
+
+    /// Is the peer still allowed (checked again on every request, so a
+    /// revocation also ends open connections)?
+    pub fn still_allows(&self, peer: &Peer) -> bool {
+        let file = self.current();
+        match peer {
+            Peer::Web(o) => self.allows(o),
+            Peer::Null => file.allow_null_origin || self.extra.allow_null_origin,
+            Peer::Local => file.allow_missing_origin || self.extra.allow_missing_origin,
+        }
+    }
+
+    /// Checks a handshake's `Host` and `Origin` headers.
+    pub fn check(
+        &self,
+        host: Option<&str>,
+        origin: Option<&str>,
+        port: u16,
+    ) -> Result<Peer, Refusal> {
+        let host = host.unwrap_or("");
+        if !host_is_us(host, port) {
+            return Err(Refusal::BadHost(host.to_string()));
+        }
+        let peer = match origin {
+            None => Peer::Local,
+            Some("null") => Peer::Null,
+            Some(o) => Peer::Web(Origin::parse(o).map_err(|_| Refusal::BadOrigin(o.to_string()))?),
+        };
+        if self.still_allows(&peer) {
+            return Ok(peer);
+        }
+        Err(match peer {
+            Peer::Web(o) => Refusal::NotAllowed(o),
+            Peer::Null => Refusal::NullOrigin,
+            Peer::Local => Refusal::MissingOrigin,
+        })
+    }
+}
+
+/// The `Host` header names this daemon: a loopback name and its port.
+pub fn host_is_us(host: &str, port: u16) -> bool {
+    let host = host.to_ascii_lowercase();
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|name| host == format!("{name}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(s: &str) -> String {
+        Origin::parse(s)
+            .map(|o| o.to_string())
+            .unwrap_or_else(|e| format!("ERR {e}"))
+    }
+
+    #[test]
+    fn normalises_origins() {
+        assert_eq!(o("https://bank.example"), "https://bank.example");
+        assert_eq!(o("HTTPS://Bank.Example"), "https://bank.example");
+        assert_eq!(o("https://bank.example:443"), "https://bank.example");
+        assert_eq!(o("http://bank.example:80"), "http://bank.example");
+        assert_eq!(o("https://bank.example:8443"), "https://bank.example:8443");
+        assert_eq!(o("http://[::1]:8080"), "http://[::1]:8080");
+        assert_eq!(o("https://bank.example/"), "https://bank.example");
+        for bad in [
+            "file://",
+            "null",
+            "bank.example",
+            "ftp://bank.example",
+            "https://bank.example.",
+            "https://bank.example/path",
+            "https://user@bank.example",
+            "https://bank.example:0",
+            "https://bank.example:99999",
+            "https://bank.example:",
+            "https://[::1",
+            "https://bank..example",
+            "https://",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_header_must_be_ours() {
+        assert!(host_is_us("127.0.0.1:27183", 27183));
+        assert!(host_is_us("LOCALHOST:27183", 27183));
+        assert!(host_is_us("[::1]:27183", 27183));
+        assert!(!host_is_us("127.0.0.1", 27183));
+        assert!(!host_is_us("localhost.:27183", 27183));
+        assert!(!host_is_us("evil.test:27183", 27183));
+        assert!(!host_is_us("127.0.0.1:80", 27183));
+    }
+}

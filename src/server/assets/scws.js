@@ -1,0 +1,1 @@
+// The SCWS JavaScript client (filled in by the client work).

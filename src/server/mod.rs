@@ -1,0 +1,164 @@
+//! The daemon: HTTP/1.1 on the loopback interface, `/ws` upgraded to the
+//! WebSocket protocol, plus the JavaScript client, its types, the demo page
+//! and a health check.
+
+mod dispatch;
+mod http;
+pub mod hub;
+mod ws;
+
+use crate::security::origin::{OriginGate, OriginsFile};
+use crate::transport::Backend;
+use hub::Hub;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// The daemon's documented default port.
+pub const DEFAULT_PORT: u16 = 27183;
+/// How long one card operation may take before its caller gets `TIMEOUT`.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    pub op_timeout: Duration,
+    /// The origins allowlist file, re-read when it changes (`None`: none).
+    pub origins_file: Option<PathBuf>,
+    /// Origins settings given directly (added to the file's).
+    pub origins: OriginsFile,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            port: DEFAULT_PORT,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            origins_file: default_origins_file(),
+            origins: OriginsFile::default(),
+        }
+    }
+}
+
+/// `origins.toml` in the user's configuration directory.
+pub fn default_origins_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "cardgate").map(|d| d.config_dir().join("origins.toml"))
+}
+
+/// A running daemon.
+pub struct Server {
+    addrs: Vec<SocketAddr>,
+    hub: Arc<Hub>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    /// Binds 127.0.0.1 and [::1] (the latter when the machine has IPv6) and
+    /// starts serving. Never listens on any other interface.
+    pub async fn start(backend: Arc<dyn Backend>, config: ServerConfig) -> std::io::Result<Server> {
+        let v4 = TcpListener::bind(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            config.port,
+        ))
+        .await?;
+        let port = v4.local_addr()?.port();
+        let mut listeners = vec![v4];
+        match TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)).await {
+            Ok(v6) => listeners.push(v6),
+            Err(e) => tracing::warn!(error = %e, "not listening on [::1]"),
+        }
+        let addrs = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let mut gate = OriginGate::new(config.origins_file, config.origins);
+        gate.set_port(port);
+        let hub = Hub::start(backend, config.op_timeout, gate, port);
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for listener in listeners {
+            tasks.spawn(http::accept_loop(
+                listener,
+                hub.clone(),
+                shutdown.subscribe(),
+            ));
+        }
+        tracing::info!(port, "listening");
+        Ok(Server {
+            addrs,
+            hub,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addrs[0].port()
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Stops accepting, lets open requests finish, closes every WebSocket,
+    /// then logs out every PIN on every card.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        self.hub.stop_watching();
+        let hub = self.hub.clone();
+        let _ = tokio::task::spawn_blocking(move || logout_everything(&hub)).await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Ends every verified state the daemon's clients created.
+fn logout_everything(hub: &Hub) {
+    for (reader, atr) in hub.readers() {
+        if atr.is_none() {
+            continue;
+        }
+        let result = hub.service.with_engine(&reader, |e| {
+            let ids: Vec<&'static str> = e.token().pins.iter().map(|p| p.id).collect();
+            for id in ids {
+                e.logout(id)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::debug!(reader, error = %e, "logout at shutdown failed");
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,178 @@
+//! One WebSocket connection: reads requests, answers each exactly once,
+//! and forwards the daemon's notifications.
+
+use super::dispatch::dispatch;
+use super::hub::Hub;
+use crate::protocol::{self, Incoming, Request, RpcError};
+use crate::security::origin::Peer;
+use futures_util::future::join_all;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
+
+/// Largest message accepted from a client.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+/// What the writer sends: a response, or the closing frame.
+enum Out {
+    Text(String),
+    Close(CloseCode, &'static str),
+}
+
+pub async fn serve<S>(
+    hub: Arc<Hub>,
+    ws: WebSocketStream<S>,
+    peer: Peer,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<Out>();
+    let mut notes = hub.subscribe();
+
+    // The writer: responses and notifications, so a slow request never
+    // holds up another one, and a slow client only slows itself.
+    let writer = tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                m = out_rx.recv() => match m {
+                    Some(Out::Text(t)) => Message::text(t),
+                    Some(Out::Close(code, reason)) => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                        break;
+                    }
+                    None => break,
+                },
+                n = notes.recv() => match n {
+                    Ok(text) => Message::text(text.to_string()),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "slow client missed notifications");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            };
+            if sink.send(msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = shutdown.changed() => {
+                let _ = out.send(Out::Close(CloseCode::Away, "the daemon is shutting down"));
+                break;
+            }
+        };
+        match msg {
+            Some(Ok(Message::Text(_))) if !hub.gate.still_allows(&peer) => {
+                // Revoked while connected: the connection ends here.
+                tracing::info!(%peer, "origin revoked; closing its connection");
+                let e = RpcError::origin_not_allowed(&peer.to_string());
+                let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
+                let _ = out.send(Out::Close(CloseCode::Policy, "origin not allowed"));
+                break;
+            }
+            Some(Ok(Message::Text(text))) => handle(&hub, text.as_str(), &out, &mut in_flight),
+            Some(Ok(Message::Binary(_))) => {
+                let e = RpcError::invalid_request("binary frames are not accepted; send JSON text");
+                let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
+            }
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => {} // ping/pong: answered by the library
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                tracing::debug!(size, max_size, "message too big; closing");
+                let _ = out.send(Out::Close(CloseCode::Size, "message too big"));
+                break;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "websocket read failed");
+                break;
+            }
+        }
+    }
+    // Requests already queued finish (the card is never left half way); their
+    // responses go out if the client is still there.
+    while in_flight.join_next().await.is_some() {}
+    drop(out);
+    let _ = writer.await;
+}
+
+fn handle(
+    hub: &Arc<Hub>,
+    text: &str,
+    out: &mpsc::UnboundedSender<Out>,
+    in_flight: &mut tokio::task::JoinSet<()>,
+) {
+    match protocol::parse_message(text) {
+        Incoming::Invalid(e) => {
+            let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
+        }
+        Incoming::Single(req) => {
+            let (id, fut) = start(hub, req);
+            let out = out.clone();
+            in_flight.spawn(async move {
+                let outcome = fut.await;
+                if let Some(id) = id {
+                    let _ = out.send(Out::Text(respond(id, outcome).to_string()));
+                }
+            });
+        }
+        Incoming::Batch(reqs) => {
+            let started: Vec<_> = reqs.into_iter().map(|r| start(hub, r)).collect();
+            let out = out.clone();
+            in_flight.spawn(async move {
+                let (ids, futs): (Vec<_>, Vec<_>) = started.into_iter().unzip();
+                let outcomes = join_all(futs).await;
+                let responses: Vec<Value> = ids
+                    .into_iter()
+                    .zip(outcomes)
+                    .filter_map(|(id, o)| id.map(|id| respond(id, o)))
+                    .collect();
+                if !responses.is_empty() {
+                    let _ = out.send(Out::Text(Value::Array(responses).to_string()));
+                }
+            });
+        }
+    }
+}
+
+type Started = (
+    Option<Value>,
+    futures_util::future::BoxFuture<'static, Result<Value, RpcError>>,
+);
+
+/// Queues a request's card work now (keeping arrival order per reader).
+fn start(hub: &Arc<Hub>, req: Request) -> Started {
+    let fut = match req.call {
+        Ok(call) => dispatch(hub, call),
+        Err(e) => futures_util::future::ready(Err(e)).boxed(),
+    };
+    (req.id, fut)
+}
+
+use futures_util::FutureExt;
+
+fn respond(id: Value, outcome: Result<Value, RpcError>) -> Value {
+    match outcome {
+        Ok(v) => protocol::result(id, v),
+        Err(e) => protocol::error(id, &e),
+    }
+}

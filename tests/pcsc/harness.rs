@@ -1,0 +1,326 @@
+//! Reusable harness for tests on the real pcscd + vpcd: pcscd control,
+//! virtual card processes, event helpers.
+//!
+//! Everything started here is stopped by pid when its guard drops.
+#![allow(dead_code)] // not every test binary uses every helper
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use cardgate::transport::Event;
+
+/// vpcd slot 0: the card process connects to this port.
+pub const PORT_0: u16 = 35963;
+pub const READER_0: &str = "Virtual PCD 00 00";
+/// vpcd slot 1.
+pub const PORT_1: u16 = 35964;
+pub const READER_1: &str = "Virtual PCD 00 01";
+
+/// The reader name of a vpcd port.
+pub fn reader_for_port(port: u16) -> &'static str {
+    match port {
+        PORT_0 => READER_0,
+        PORT_1 => READER_1,
+        _ => panic!("no vpcd reader on port {port}"),
+    }
+}
+
+/// Polls `cond` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn poll<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reader names from `SCardListReaders`, or the PC/SC error.
+pub fn list_reader_names() -> Result<Vec<String>, pcsc::Error> {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User)?;
+    Ok(ctx
+        .list_readers_owned()?
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect())
+}
+
+/// Whether a pcscd answers (on the socket this process uses).
+pub fn service_reachable() -> bool {
+    list_reader_names().is_ok()
+}
+
+/// Waits until pcscd answers and lists every reader in `names`.
+pub fn wait_for_readers(names: &[&str], timeout: Duration) -> Result<(), String> {
+    poll(timeout, || {
+        let listed = list_reader_names().ok()?;
+        names
+            .iter()
+            .all(|n| listed.iter().any(|l| l == n))
+            .then_some(())
+    })
+    .ok_or_else(|| {
+        format!(
+            "readers {names:?} not listed after {timeout:?} (now: {:?})",
+            list_reader_names()
+        )
+    })
+}
+
+/// Sends SIGTERM to `child` (by pid), waits up to 5 s, then SIGKILL + wait.
+pub fn terminate(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let exited = poll(Duration::from_secs(5), || {
+        child.try_wait().ok().flatten().map(|_| ())
+    });
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The shared pcscd for the test run: the running one if any, else one
+/// started here (`pcscd --foreground`) and stopped by pid on drop.
+pub struct Pcscd {
+    started: Option<Child>,
+}
+
+impl Pcscd {
+    /// Uses the running pcscd, or starts one; returns when both vpcd readers
+    /// are listed.
+    pub fn ensure() -> Result<Pcscd, String> {
+        // Ask the service itself: a process list can show a dying pcscd.
+        let pcscd = if service_reachable() {
+            Pcscd { started: None }
+        } else {
+            let child = Command::new("pcscd")
+                .arg("--foreground")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start pcscd: {e}"))?;
+            Pcscd {
+                started: Some(child),
+            }
+        };
+        wait_for_readers(&[READER_0, READER_1], Duration::from_secs(10))?;
+        Ok(pcscd)
+    }
+
+    /// Whether this harness started pcscd (and will stop it).
+    pub fn started_here(&self) -> bool {
+        self.started.is_some()
+    }
+
+    /// The pid of the pcscd started here.
+    pub fn pid(&self) -> Option<u32> {
+        self.started.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Pcscd {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.started {
+            terminate(child);
+        }
+    }
+}
+
+/// The `cardgate` binary under test.
+pub fn cardgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cardgate")
+}
+
+/// A `cardgate vcard` process in a vpcd slot; killed (by pid) and reaped on
+/// drop, which pcscd sees as a card removal.
+pub struct VirtualCardProcess {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl VirtualCardProcess {
+    /// Spawns `cardgate vcard --profile PROFILE --port PORT [extra...]` with
+    /// stdin null. Set `CARDGATE_TEST_VERBOSE=1` to see its stderr.
+    pub fn spawn(profile: &str, port: u16, extra: &[&str]) -> Result<Self, String> {
+        let verbose = std::env::var_os("CARDGATE_TEST_VERBOSE").is_some();
+        let child = Command::new(cardgate_bin())
+            .args(["vcard", "--profile", profile, "--port", &port.to_string()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if verbose {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .map_err(|e| format!("cannot start the virtual card: {e}"))?;
+        Ok(VirtualCardProcess {
+            child: Some(child),
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn reader(&self) -> &'static str {
+        reader_for_port(self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process now (SIGKILL, by pid) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for VirtualCardProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits up to `timeout` for an event matching `pred`, skipping others.
+/// The error lists what was seen instead.
+pub fn wait_for_event(
+    rx: &Receiver<Event>,
+    timeout: Duration,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Result<Event, String> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ev) if pred(&ev) => return Ok(ev),
+            Ok(ev) => seen.push(ev),
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(format!(
+                    "no matching event within {timeout:?}; seen: {seen:?}"
+                ));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(format!("event channel closed; seen: {seen:?}"));
+            }
+        }
+    }
+}
+
+/// Collects events until none arrives for `quiet`.
+pub fn collect_events(rx: &Receiver<Event>, quiet: Duration) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Ok(ev) = rx.recv_timeout(quiet) {
+        out.push(ev);
+    }
+    out
+}
+
+/// A pcscd of our own in a private mount namespace (`unshare -m`, needs
+/// root), so tests can stop and restart a PC/SC service without touching
+/// the shared one. Its socket is `dir/pcscd.comm` (clients reach it with
+/// `PCSCLITE_CSOCK_NAME`); its vpcd readers listen on `vpcd_port` and
+/// `vpcd_port + 1`.
+pub struct PrivatePcscd {
+    child: Option<Child>,
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl PrivatePcscd {
+    /// Whether private pcscd instances can be started here.
+    pub fn supported() -> bool {
+        Command::new("unshare")
+            .args(["-m", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Prepares the socket and config directories under `base` (not started).
+    pub fn new(base: &Path, vpcd_port: u16) -> std::io::Result<Self> {
+        let dir = base.join("run");
+        let conf = base.join("reader.conf.d");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&conf)?;
+        std::fs::write(
+            conf.join("vpcd"),
+            format!(
+                "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME   /dev/null:0x{vpcd_port:04X}\n\
+                 LIBPATH      /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID    0x{vpcd_port:04X}\n"
+            ),
+        )?;
+        Ok(PrivatePcscd {
+            child: None,
+            dir,
+            conf,
+        })
+    }
+
+    /// The value for `PCSCLITE_CSOCK_NAME`.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("pcscd.comm")
+    }
+
+    /// Starts the daemon and waits until its socket exists.
+    pub fn start(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        // /run/pcscd (pid file, socket) is our directory inside the
+        // namespace; `exec` keeps the pid of the spawned process.
+        let script = format!(
+            "mount --bind '{}' /run/pcscd && exec pcscd --foreground -c '{}'",
+            self.dir.display(),
+            self.conf.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start a private pcscd: {e}"))?;
+        self.child = Some(child);
+        let sock = self.socket();
+        poll(Duration::from_secs(10), || sock.exists().then_some(()))
+            .ok_or_else(|| "private pcscd did not create its socket".to_string())
+    }
+
+    /// Stops the daemon (SIGTERM by pid, then SIGKILL) and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
+
+impl Drop for PrivatePcscd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

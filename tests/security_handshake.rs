@@ -1,0 +1,268 @@
+//! Who may talk to the daemon: the Host/Origin handshake matrix, origins
+//! managed at run time, and a revoked origin losing its open connection.
+
+#[path = "common/ws_client.rs"]
+mod ws_client;
+
+use cardgate::security::origin::OriginsFile;
+use cardgate::server::{Server, ServerConfig};
+use cardgate::transport::sim::SimBackend;
+use cardgate::vcard::VirtualCard;
+use cardgate::vcard::config::CardConfig;
+use futures_util::StreamExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+async fn daemon(origins_file: &Path, extra: OriginsFile) -> Server {
+    let sim = SimBackend::new();
+    sim.add_reader("Sim PIV");
+    sim.insert_card("Sim PIV", VirtualCard::new(CardConfig::piv()))
+        .unwrap();
+    let config = ServerConfig {
+        port: 0,
+        op_timeout: Duration::from_secs(10),
+        origins_file: Some(origins_file.to_path_buf()),
+        origins: extra,
+    };
+    Server::start(Arc::new(sim), config).await.unwrap()
+}
+
+/// Sends a raw handshake; returns the status code and the whole response head+body.
+async fn handshake(
+    port: u16,
+    path: &str,
+    host: Option<&str>,
+    origin: Option<&str>,
+) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    );
+    if let Some(h) = host {
+        req += &format!("Host: {h}\r\n");
+    }
+    if let Some(o) = origin {
+        req += &format!("Origin: {o}\r\n");
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("origins.toml");
+    OriginsFile {
+        allowed: vec![
+            "https://bank.example".into(),
+            "http://localhost:8080".into(),
+        ],
+        ..OriginsFile::default()
+    }
+    .save(&file)
+    .unwrap();
+    let server = daemon(&file, OriginsFile::default()).await;
+    let port = server.port();
+    let us = format!("127.0.0.1:{port}");
+    let localhost = format!("localhost:{port}");
+    let v6 = format!("[::1]:{port}");
+    let upper = format!("LOCALHOST:{port}");
+    let evil = format!("evil.test:{port}");
+    let dotted = format!("localhost.:{port}");
+    let own = format!("http://127.0.0.1:{port}");
+    let own6 = format!("http://[::1]:{port}");
+    let next_port = format!("127.0.0.1:{}", port.wrapping_add(1));
+    let bank = Some("https://bank.example");
+    // (host, origin, expected status, expected code in a refusal)
+    let cases: Vec<(Option<&str>, Option<&str>, u16, &str)> = vec![
+        (Some(&us), bank, 101, ""),
+        (Some(&localhost), bank, 101, ""),
+        (Some(&v6), bank, 101, ""),
+        (Some(&upper), Some("HTTPS://BANK.EXAMPLE"), 101, ""),
+        (Some(&us), Some("https://bank.example:443"), 101, ""),
+        (Some(&us), Some("http://localhost:8080"), 101, ""),
+        (Some(&us), Some(&own), 101, ""),
+        (Some(&us), Some(&own6), 101, ""),
+        (Some(&us), None, 403, "ORIGIN_NOT_ALLOWED"),
+        (Some(&us), Some("null"), 403, "ORIGIN_NOT_ALLOWED"),
+        (Some(&us), Some("file://"), 403, "ORIGIN_NOT_ALLOWED"),
+        (
+            Some(&us),
+            Some("http://bank.example"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("https://bank.example:8443"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("https://bank.example.evil.test"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("https://evilbank.example"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("https://bank.example."),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("https://bank.example@evil.test"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("https://bank.example/login"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("https://evil.test"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("http://localhost:8081"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (
+            Some(&us),
+            Some("http://localhost"),
+            403,
+            "ORIGIN_NOT_ALLOWED",
+        ),
+        (Some(&evil), bank, 403, "HOST_NOT_ALLOWED"),
+        (Some(&dotted), bank, 403, "HOST_NOT_ALLOWED"),
+        (Some("127.0.0.1"), bank, 403, "HOST_NOT_ALLOWED"),
+        (Some(&next_port), bank, 403, "HOST_NOT_ALLOWED"),
+        (None, bank, 403, "HOST_NOT_ALLOWED"),
+    ];
+    assert!(cases.len() >= 20);
+    for (host, origin, status, code) in &cases {
+        let (got, text) = handshake(port, "/ws", *host, *origin).await;
+        assert_eq!(got, *status, "Host {host:?} Origin {origin:?}: {text}");
+        if *status == 403 {
+            assert!(
+                text.contains(code),
+                "Host {host:?} Origin {origin:?}: {text}"
+            );
+        }
+        assert!(
+            !text.to_lowercase().contains("access-control-allow-origin"),
+            "{text}"
+        );
+    }
+    // DNS rebinding gets no page either.
+    let (got, _) = handshake(port, "/health", Some(&format!("evil.test:{port}")), None).await;
+    assert_eq!(got, 403);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_and_missing_origins_only_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("origins.toml");
+    std::fs::write(&file, "allow_null_origin = true\n").unwrap();
+    let server = daemon(&file, OriginsFile::default()).await;
+    let host = format!("127.0.0.1:{}", server.port());
+    assert_eq!(
+        handshake(server.port(), "/ws", Some(&host), Some("null"))
+            .await
+            .0,
+        101
+    );
+    assert_eq!(
+        handshake(server.port(), "/ws", Some(&host), None).await.0,
+        403
+    );
+    server.shutdown().await;
+}
+
+/// Opens a WebSocket with an Origin header.
+async fn connect_as(port: u16, origin: &str) -> Result<ws_client::Client, String> {
+    let mut req = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("Origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws_client::Client::from_stream(ws)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_are_managed_without_restart_and_revocation_closes_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("origins.toml");
+    let server = daemon(&file, OriginsFile::default()).await;
+    let port = server.port();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cardgate"))
+            .args(["origins", "--file", file.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(connect_as(port, "https://shop.example").await.is_err());
+    assert_eq!(cli(&["allow", "HTTPS://Shop.Example:443"]).0, Some(0));
+    assert!(cli(&["list"]).1.contains("https://shop.example"));
+    assert_eq!(cli(&["allow", "not an origin"]).0, Some(2));
+
+    let mut c = connect_as(port, "https://shop.example")
+        .await
+        .expect("allowed now, without restart");
+    c.ok("hello", serde_json::json!({})).await;
+    assert_eq!(cli(&["revoke", "https://shop.example"]).0, Some(0));
+    c.send_text(r#"{"jsonrpc":"2.0","id":9,"method":"hello"}"#)
+        .await;
+    let r = c.recv().await.expect("an error before the close");
+    assert_eq!(r["error"]["data"]["code"], "ORIGIN_NOT_ALLOWED");
+    let mut closed_with = None;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), c.ws.next()).await {
+        if let Ok(Message::Close(frame)) = msg {
+            closed_with = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(closed_with, Some(1008));
+    assert!(connect_as(port, "https://shop.example").await.is_err());
+    assert_eq!(cli(&["revoke", "https://shop.example"]).0, Some(1));
+    server.shutdown().await;
+}

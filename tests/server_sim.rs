@@ -1,0 +1,448 @@
+//! Protocol conformance against the real daemon bound to port 0, with the
+//! in-process simulated readers and cards.
+
+#[path = "common/ws_client.rs"]
+mod ws_client;
+
+use cardgate::security::origin::OriginsFile;
+use cardgate::server::{Server, ServerConfig};
+use cardgate::transport::sim::SimBackend;
+use cardgate::vcard::VirtualCard;
+use cardgate::vcard::config::CardConfig;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use ws_client::Client;
+
+const PIV: &str = "Sim PIV";
+const PGP: &str = "Sim OpenPGP";
+
+async fn daemon() -> (Server, SimBackend) {
+    let sim = SimBackend::new();
+    sim.add_reader(PIV);
+    sim.add_reader(PGP);
+    sim.insert_card(PIV, VirtualCard::new(CardConfig::piv()))
+        .unwrap();
+    sim.insert_card(PGP, VirtualCard::new(CardConfig::openpgp()))
+        .unwrap();
+    let config = ServerConfig {
+        port: 0,
+        op_timeout: Duration::from_secs(10),
+        origins_file: None,
+        // The test client is a local tool: it sends no Origin.
+        origins: OriginsFile {
+            allow_missing_origin: true,
+            ..OriginsFile::default()
+        },
+    };
+    let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
+    (server, sim)
+}
+
+fn target(reader: &str, pin: &str) -> Value {
+    json!({ "reader": reader, "pin": pin })
+}
+
+fn with(mut v: Value, extra: Value) -> Value {
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    v
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_routes() {
+    let (server, _sim) = daemon().await;
+    let port = server.port();
+    let health = http_get(port, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let body: Value = serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["pcsc"], "up");
+    assert_eq!(body["readers"], json!([PGP, PIV]));
+    for (path, ty) in [
+        ("/scws.js", "text/javascript"),
+        ("/scws.d.ts", "application/typescript"),
+        ("/demo", "text/html"),
+    ] {
+        let r = http_get(port, path).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
+        assert!(
+            r.to_lowercase().contains(&format!("content-type: {ty}")),
+            "{path}: {r}"
+        );
+        assert!(
+            !r.to_lowercase().contains("access-control-allow-origin"),
+            "{path}"
+        );
+    }
+    assert!(http_get(port, "/nope").await.starts_with("HTTP/1.1 404"));
+    assert!(http_get(port, "/ws").await.starts_with("HTTP/1.1 400"));
+    // Listening on loopback only, and on both address families when present.
+    for a in server.addrs() {
+        assert!(a.ip().is_loopback(), "{a}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_readers_and_status() {
+    let (server, _sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    let hello = c.ok("hello", json!({ "protocol": 1 })).await;
+    assert_eq!(hello["protocol"], 1);
+    assert_eq!(hello["daemon"], "cardgate");
+    assert!(
+        hello["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("login"))
+    );
+    assert_eq!(
+        c.err("hello", json!({ "protocol": 99 })).await["code"],
+        "PROTOCOL_UNSUPPORTED"
+    );
+
+    let readers = c.ok("getReaders", json!({})).await;
+    assert_eq!(readers["pcsc"], "up");
+    let list = readers["readers"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let piv = list.iter().find(|r| r["name"] == PIV).unwrap();
+    assert_eq!(piv["cardPresent"], true);
+    assert_eq!(piv["token"]["profile"], "piv");
+    assert_eq!(piv["token"]["protectedAuthPath"], false);
+    assert_eq!(piv["token"]["pins"][0]["id"], "pin");
+    assert_eq!(piv["token"]["pins"][0]["remainingTries"], 3);
+    let pgp = list.iter().find(|r| r["name"] == PGP).unwrap();
+    assert_eq!(pgp["token"]["pins"][1]["id"], "admin");
+
+    let st = c.ok("getPinStatus", target(PIV, "pin")).await;
+    for field in [
+        "initialized",
+        "toBeChanged",
+        "blocked",
+        "tryCountLow",
+        "lastTry",
+        "validated",
+        "remainingTries",
+        "maxTries",
+        "label",
+    ] {
+        assert!(st.get(field).is_some(), "missing {field}: {st}");
+    }
+    // The PUK's counter is unknown: the field is absent, not guessed.
+    assert!(
+        c.ok("getPinStatus", target(PIV, "puk"))
+            .await
+            .get("remainingTries")
+            .is_none()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pin_operation_and_its_notifications() {
+    let (server, _sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    let mut watcher = Client::connect(server.port()).await;
+    watcher.ok("hello", json!({})).await;
+
+    let e = c
+        .err(
+            "login",
+            with(target(PIV, "pin"), json!({ "value": "000000" })),
+        )
+        .await;
+    assert_eq!(e["code"], "PIN_INCORRECT");
+    assert_eq!(e["remainingTries"], 2);
+    // Another client hears about it without asking.
+    let n = watcher
+        .notification("pinStateChanged", |p| p["reader"] == PIV)
+        .await;
+    assert_eq!(n["pin"], "pin");
+    assert_eq!(n["status"]["remainingTries"], 2);
+    assert_eq!(n["status"]["tryCountLow"], true);
+
+    // A CredentialValue works like a string.
+    let cred = json!({ "type": "pin", "data": "MTIzNDU2" });
+    assert_eq!(
+        c.ok("login", with(target(PIV, "pin"), json!({ "value": cred })))
+            .await,
+        Value::Null
+    );
+    let n = watcher
+        .notification("pinStateChanged", |p| p["status"]["validated"] == true)
+        .await;
+    assert_eq!(n["status"]["remainingTries"], 3);
+
+    c.ok(
+        "change",
+        with(
+            target(PIV, "pin"),
+            json!({ "oldValue": "123456", "newValue": "24681357" }),
+        ),
+    )
+    .await;
+    let e = c
+        .err(
+            "change",
+            with(
+                target(PIV, "pin"),
+                json!({ "oldValue": "1", "newValue": "2" }),
+            ),
+        )
+        .await;
+    assert_eq!(e["code"], "PIN_LENGTH_INVALID");
+    c.ok("logout", target(PIV, "pin")).await;
+    assert_eq!(
+        c.ok("getPinStatus", target(PIV, "pin")).await["validated"],
+        false
+    );
+
+    // Unblock with the PUK: SO login then init.
+    assert_eq!(
+        c.err(
+            "init",
+            with(target(PIV, "pin"), json!({ "newValue": "111111" }))
+        )
+        .await["code"],
+        "SO_LOGIN_REQUIRED"
+    );
+    c.ok(
+        "login",
+        with(
+            target(PIV, "pin"),
+            json!({ "value": "12345678", "so": true }),
+        ),
+    )
+    .await;
+    c.ok(
+        "init",
+        with(target(PIV, "pin"), json!({ "newValue": "111111" })),
+    )
+    .await;
+    c.ok(
+        "login",
+        with(target(PIV, "pin"), json!({ "value": "111111" })),
+    )
+    .await;
+
+    // OpenPGP: admin PIN as SO; a wrong one reports its own tries.
+    let e = c
+        .err(
+            "login",
+            with(
+                target(PGP, "user"),
+                json!({ "value": "00000000", "so": true }),
+            ),
+        )
+        .await;
+    assert_eq!(e["code"], "SO_PIN_INCORRECT");
+    assert_eq!(e["remainingTries"], 2);
+    c.ok(
+        "login",
+        with(
+            target(PGP, "user"),
+            json!({ "value": "12345678", "so": true }),
+        ),
+    )
+    .await;
+    c.ok(
+        "init",
+        with(target(PGP, "user"), json!({ "newValue": "fresh-pin" })),
+    )
+    .await;
+    c.ok(
+        "login",
+        with(target(PGP, "user"), json!({ "value": "fresh-pin" })),
+    )
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_structured_errors() {
+    let (server, _sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    let expect = async |c: &mut Client, text: &str, code: i64| {
+        c.send_text(text).await;
+        let r = c.recv().await.expect("a response");
+        assert_eq!(r["error"]["code"], code, "{text} → {r}");
+        assert!(r["error"]["data"]["code"].is_string(), "{r}");
+        r
+    };
+    let r = expect(&mut c, "{oops", -32700).await;
+    assert_eq!(r["id"], Value::Null);
+    expect(&mut c, "42", -32600).await;
+    expect(
+        &mut c,
+        r#"{"jsonrpc":"1.0","id":1,"method":"hello"}"#,
+        -32600,
+    )
+    .await;
+    let r = expect(
+        &mut c,
+        r#"{"jsonrpc":"2.0","id":"x","method":"selfDestruct"}"#,
+        -32601,
+    )
+    .await;
+    assert_eq!(r["id"], "x");
+    expect(
+        &mut c,
+        r#"{"jsonrpc":"2.0","id":2,"method":"login","params":{"reader":"Sim PIV"}}"#,
+        -32602,
+    )
+    .await;
+    expect(&mut c, r#"{"jsonrpc":"2.0","id":3,"method":"login","params":{"reader":"Sim PIV","pin":"pin","value":["1"]}}"#, -32602).await;
+    expect(
+        &mut c,
+        r#"{"jsonrpc":"2.0","id":4,"method":"getPinStatus","params":"Sim PIV"}"#,
+        -32602,
+    )
+    .await;
+    let r = expect(&mut c, r#"{"jsonrpc":"2.0","id":5,"method":"getPinStatus","params":{"reader":"Nowhere","pin":"pin"}}"#, -32000).await;
+    assert_eq!(r["error"]["data"]["code"], "READER_NOT_FOUND");
+    let r = expect(&mut c, r#"{"jsonrpc":"2.0","id":6,"method":"getPinStatus","params":{"reader":"Sim PIV","pin":"zz"}}"#, -32000).await;
+    assert_eq!(r["error"]["data"]["code"], "PIN_NOT_FOUND");
+    c.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(c.recv().await.unwrap()["error"]["code"], -32600);
+
+    // A notification (no id) is executed silently; the next call is answered.
+    c.send_text(r#"{"jsonrpc":"2.0","method":"getReaders"}"#)
+        .await;
+    assert_eq!(c.ok("hello", json!({})).await["protocol"], 1);
+
+    // A batch is answered by an array in the same order; notifications skipped.
+    c.send_text(r#"[{"jsonrpc":"2.0","id":10,"method":"hello"},{"jsonrpc":"2.0","method":"hello"},{"jsonrpc":"2.0","id":11,"method":"nope"}]"#).await;
+    let batch = c.recv().await.unwrap();
+    let items = batch.as_array().expect("an array");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], 10);
+    assert_eq!(items[1]["error"]["code"], -32601);
+
+    // No PIN try was spent by any of this.
+    assert_eq!(
+        c.ok("getPinStatus", target(PIV, "pin")).await["remainingTries"],
+        3
+    );
+
+    // A message over the limit closes the connection with 1009.
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"hello","params":{{"x":"{}"}}}}"#,
+        "a".repeat(70 * 1024)
+    );
+    let _ = c.ws.send(Message::text(huge)).await;
+    let mut code = None;
+    while let Ok(Some(msg)) = tokio::time::timeout(ws_client::WAIT, c.ws.next()).await {
+        if let Ok(Message::Close(Some(frame))) = msg {
+            code = Some(u16::from(frame.code));
+            break;
+        }
+        if msg.is_err() {
+            break;
+        }
+    }
+    assert_eq!(code, Some(1009));
+    // The daemon is fine.
+    let mut d = Client::connect(server.port()).await;
+    assert_eq!(d.ok("hello", json!({})).await["protocol"], 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_clients() {
+    let (server, _sim) = daemon().await;
+    let port = server.port();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut c = Client::connect(port).await;
+                let reader = if i % 2 == 0 { PIV } else { PGP };
+                let pin = if i % 2 == 0 { "pin" } else { "user" };
+                for _ in 0..3 {
+                    let st = c.ok("getPinStatus", target(reader, pin)).await;
+                    assert_eq!(st["remainingTries"], 3);
+                }
+                let readers = c.ok("getReaders", json!({})).await;
+                assert_eq!(readers["readers"].as_array().unwrap().len(), 2);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_and_reader_events_are_pushed() {
+    let (server, sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    c.ok("hello", json!({})).await;
+    let card = sim.remove_card(PIV).unwrap();
+    c.notification("cardRemoved", |p| p["reader"] == PIV).await;
+    assert_eq!(
+        c.err("getPinStatus", target(PIV, "pin")).await["code"],
+        "CARD_ABSENT"
+    );
+    sim.insert_card(PIV, card).unwrap();
+    let n = c.notification("cardInserted", |p| p["reader"] == PIV).await;
+    assert_eq!(n["token"]["profile"], "piv");
+    assert!(n["atr"].as_str().unwrap().starts_with("3B"));
+    sim.add_reader("Hot Plugged");
+    c.notification("readerAdded", |p| p["reader"] == "Hot Plugged")
+        .await;
+    sim.remove_reader("Hot Plugged");
+    c.notification("readerRemoved", |p| p["reader"] == "Hot Plugged")
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_clients_and_logs_the_card_out() {
+    let (server, sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    c.ok(
+        "login",
+        with(target(PIV, "pin"), json!({ "value": "123456" })),
+    )
+    .await;
+    assert_eq!(
+        c.ok("getPinStatus", target(PIV, "pin")).await["validated"],
+        true
+    );
+    server.shutdown().await;
+    // The client is told, not left hanging.
+    let mut closed = false;
+    while let Ok(Some(msg)) = tokio::time::timeout(ws_client::WAIT, c.ws.next()).await {
+        if matches!(msg, Ok(Message::Close(_)) | Err(_)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the client saw the connection close");
+    // The card itself is no longer verified.
+    let service = cardgate::service::Service::new(Arc::new(sim.clone()));
+    let st = tokio::task::spawn_blocking(move || service.with_engine(PIV, |e| e.status("pin")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!st.validated);
+}
