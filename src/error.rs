@@ -2,6 +2,7 @@
 //! Documented for users in `docs/errors.md`; the codes never change meaning.
 
 use crate::apdu::StatusWord;
+use crate::policy::Constraint;
 use crate::transport::TransportError;
 use serde_json::{Value, json};
 
@@ -17,6 +18,9 @@ pub enum Error {
     PinLengthInvalid { min: usize, max: usize },
     #[error("the PIN may only contain the digits 0-9")]
     PinFormatInvalid,
+    /// The new value breaks the PIN policy; checked before any APDU.
+    #[error("the new PIN does not meet the PIN policy: {}", describe(failed))]
+    ConstraintViolation { failed: Vec<Constraint> },
     #[error("wrong security officer PIN (PUK, admin PIN or reset code){}", tries_suffix(*remaining_tries))]
     SoPinIncorrect { remaining_tries: Option<u8> },
     #[error("the security officer PIN (PUK, admin PIN or reset code) is blocked or not set")]
@@ -57,6 +61,14 @@ pub enum Error {
     RateLimited,
 }
 
+fn describe(failed: &[Constraint]) -> String {
+    failed
+        .iter()
+        .map(Constraint::describe)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn tries_suffix(tries: Option<u8>) -> String {
     match tries {
         Some(1) => ", 1 try left".to_string(),
@@ -73,6 +85,7 @@ impl Error {
             Error::PinBlocked => "PIN_BLOCKED",
             Error::PinLengthInvalid { .. } => "PIN_LENGTH_INVALID",
             Error::PinFormatInvalid => "PIN_FORMAT_INVALID",
+            Error::ConstraintViolation { .. } => "CONSTRAINT_VIOLATION",
             Error::SoPinIncorrect { .. } => "SO_PIN_INCORRECT",
             Error::SoPinBlocked => "SO_PIN_BLOCKED",
             Error::PinNotInitialized => "PIN_NOT_INITIALIZED",
@@ -116,6 +129,7 @@ impl Error {
             } => json!({ "remainingTries": n }),
             Error::PinBlocked | Error::SoPinBlocked => json!({ "remainingTries": 0 }),
             Error::PinLengthInvalid { min, max } => json!({ "minLength": min, "maxLength": max }),
+            Error::ConstraintViolation { failed } => json!({ "constraints": failed }),
             Error::PinNotFound(id) => json!({ "pin": id }),
             Error::ReaderNotFound(r) => json!({ "reader": r }),
             Error::CardNotSupported { atr } => json!({ "atr": atr }),
@@ -171,6 +185,24 @@ mod tests {
             "NO_PCSC_SERVICE"
         );
         assert_eq!(Error::from(TransportError::NoCard).code(), "CARD_ABSENT");
+        let v = Error::ConstraintViolation {
+            failed: vec![
+                Constraint::MinMaxLength {
+                    min_length: 6,
+                    max_length: 8,
+                },
+                Constraint::Numeric,
+            ],
+        };
+        assert_eq!(v.code(), "CONSTRAINT_VIOLATION");
+        assert_eq!(
+            v.to_json()["constraints"],
+            json!([{"type": "minMaxLength", "minLength": 6, "maxLength": 8}, {"type": "numeric"}])
+        );
+        assert_eq!(
+            v.to_string(),
+            "the new PIN does not meet the PIN policy: 6 to 8 characters; digits 0-9 only"
+        );
         assert_eq!(
             Error::from(TransportError::CardRemoved).code(),
             "CARD_REMOVED"

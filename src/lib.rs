@@ -1,7 +1,7 @@
 //! cardgate: smart-card PIN middleware.
 //!
 //! Layers, bottom to top: [`apdu`] → [`transport`] → [`card`] (profiles) →
-//! [`pin`] (engine) → [`service`] (reader workers) → [`cli`].
+//! [`pin`] (engine, enforcing [`policy`]) → [`service`] (reader workers) → [`cli`].
 #![forbid(unsafe_code)]
 
 pub mod apdu;
@@ -10,6 +10,7 @@ pub mod cli;
 pub mod error;
 pub mod logging;
 pub mod pin;
+pub mod policy;
 pub mod protocol;
 pub mod secret;
 pub mod security;

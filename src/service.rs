@@ -5,6 +5,7 @@
 use crate::card::CardSession;
 use crate::error::Error;
 use crate::pin::Engine;
+use crate::policy::PolicySet;
 use crate::transport::{Backend, Event, ReaderInfo};
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -19,6 +20,8 @@ pub struct Slot {
     backend: Arc<dyn Backend>,
     reader: String,
     engine: Option<Engine>,
+    /// Resolved against each card when its session opens.
+    policies: Arc<PolicySet>,
 }
 
 impl Slot {
@@ -26,7 +29,8 @@ impl Slot {
     pub fn engine(&mut self) -> Result<&mut Engine, Error> {
         if self.engine.is_none() {
             let transport = self.backend.connect(&self.reader)?;
-            self.engine = Some(Engine::new(CardSession::open(transport)?));
+            let session = CardSession::open(transport)?;
+            self.engine = Some(Engine::with_policies(session, &self.policies));
         }
         Ok(self.engine.as_mut().expect("engine was just set"))
     }
@@ -49,6 +53,7 @@ struct Worker {
 pub struct Service {
     backend: Arc<dyn Backend>,
     workers: Mutex<HashMap<String, Worker>>,
+    policies: Arc<PolicySet>,
 }
 
 /// Errors after which the connection to the card is not usable any more.
@@ -60,11 +65,24 @@ fn connection_lost(e: &Error) -> bool {
 }
 
 impl Service {
+    /// A service enforcing the built-in policies only (independent of the
+    /// machine's policy directories: what tests use).
     pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Service::with_policies(backend, Arc::new(PolicySet::builtin()))
+    }
+
+    /// A service enforcing `policies` (e.g. [`PolicySet::load_standard`]).
+    /// Each card's effective policy is resolved when its session opens.
+    pub fn with_policies(backend: Arc<dyn Backend>, policies: Arc<PolicySet>) -> Self {
         Service {
             backend,
             workers: Mutex::new(HashMap::new()),
+            policies,
         }
+    }
+
+    pub fn policies(&self) -> &Arc<PolicySet> {
+        &self.policies
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -180,10 +198,10 @@ impl Service {
         let mut workers = self.lock();
         let worker = workers
             .entry(reader.to_string())
-            .or_insert_with(|| spawn_worker(self.backend.clone(), reader));
+            .or_insert_with(|| spawn_worker(self.backend.clone(), self.policies.clone(), reader));
         if let Err(mpsc::SendError(job)) = worker.jobs.send(job) {
             // The worker died (a panic in a job): start a fresh one.
-            let fresh = spawn_worker(self.backend.clone(), reader);
+            let fresh = spawn_worker(self.backend.clone(), self.policies.clone(), reader);
             let _ = fresh.jobs.send(job);
             *worker = fresh;
         }
@@ -212,12 +230,13 @@ fn finish(mut w: Worker) {
     }
 }
 
-fn spawn_worker(backend: Arc<dyn Backend>, reader: &str) -> Worker {
+fn spawn_worker(backend: Arc<dyn Backend>, policies: Arc<PolicySet>, reader: &str) -> Worker {
     let (jobs, rx) = mpsc::channel::<Job>();
     let mut slot = Slot {
         backend,
         reader: reader.to_string(),
         engine: None,
+        policies,
     };
     let thread = std::thread::Builder::new()
         .name(format!("reader {reader}"))

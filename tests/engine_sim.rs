@@ -130,7 +130,14 @@ fn piv_values_outside_the_card_limits_never_reach_the_card() {
     let bad_new = r
         .run(|e| e.change("pin", &s("123456"), &s("12")))
         .unwrap_err();
-    assert_eq!(bad_new, Error::PinLengthInvalid { min: 6, max: 8 });
+    // A new value is checked against the PIN policy, which holds the
+    // card's limits (see tests/engine_policy.rs).
+    assert_eq!(bad_new.code(), "CONSTRAINT_VIOLATION");
+    // The old value is checked against the card's limits.
+    let bad_old = r
+        .run(|e| e.change("pin", &s("12"), &s("123456")))
+        .unwrap_err();
+    assert_eq!(bad_old, Error::PinLengthInvalid { min: 6, max: 8 });
     assert_eq!(r.tries("pin"), Some(3));
 }
 

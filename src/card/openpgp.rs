@@ -92,6 +92,12 @@ pub fn token(t: &mut dyn Transport) -> Result<Token, TransportError> {
     let aid = transport::exchange(t, &commands::get_data(0x004F))?;
     let serial = (aid.sw == StatusWord::Ok && aid.data.len() >= 14).then(|| hex(&aid.data[8..14]));
     let status = read_pw_status(t)?.ok();
+    Ok(build_token(serial, status))
+}
+
+/// The token for a card with this serial and DO C4 (`None`: the card did
+/// not give it, default maximum lengths).
+pub fn build_token(serial: Option<String>, status: Option<PwStatus>) -> Token {
     let (max_pw1, max_rc, max_pw3) = status.map_or((DEFAULT_MAX, DEFAULT_MAX, DEFAULT_MAX), |s| {
         (s.max_pw1, s.max_rc, s.max_pw3)
     });
@@ -131,7 +137,7 @@ pub fn token(t: &mut dyn Transport) -> Result<Token, TransportError> {
         Some(s) => format!("OpenPGP card {s}"),
         None => "OpenPGP card".into(),
     };
-    Ok(Token {
+    Token {
         profile: ProfileKind::OpenPgp,
         label,
         aid: OPENPGP_AID.to_vec(),
@@ -150,7 +156,7 @@ pub fn token(t: &mut dyn Transport) -> Result<Token, TransportError> {
                 reset_code: None,
             },
         ],
-    })
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod origins;
 mod output;
+mod policy;
 mod prompt;
 mod serve;
 
@@ -35,6 +36,9 @@ enum Command {
     Card(CardCommand),
     /// Run our virtual card (PIV or OpenPGP) in pcscd's vpcd virtual reader.
     Vcard(crate::vcard::cli::VcardArgs),
+    /// PIN format policies: list, show a card's constraints, check files, test values.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Run the daemon: WebSocket protocol, JavaScript client and demo page on 127.0.0.1.
     Serve(serve::ServeArgs),
     /// Manage the web origins allowed to use the daemon.
@@ -135,7 +139,9 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::CardNotSupported { .. }
         | Error::OperationNotSupported(_)
         | Error::PinNotFound(_) => exit::NOT_SUPPORTED,
-        Error::PinLengthInvalid { .. } | Error::PinFormatInvalid => exit::BAD_VALUE,
+        Error::PinLengthInvalid { .. }
+        | Error::PinFormatInvalid
+        | Error::ConstraintViolation { .. } => exit::BAD_VALUE,
         _ => exit::OTHER,
     }
 }
@@ -157,12 +163,16 @@ pub fn main() -> ExitCode {
     match cli.command {
         // The virtual card needs no PC/SC client.
         Command::Vcard(args) => crate::vcard::cli::run(args),
+        Command::Policy(command) => ExitCode::from(policy::run(command)),
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
         Command::Origins(args) => origins::run(args),
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
-            ExitCode::from(run(&Service::new(backend), command))
+            ExitCode::from(run(
+                &Service::with_policies(backend, policy::load()),
+                command,
+            ))
         }
     }
 }

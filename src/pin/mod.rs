@@ -3,6 +3,8 @@
 //! card, on top of a [`CardSession`].
 //!
 //! Rules that protect the user's tries:
+//! - a new value (`change`, `init`) is checked against the PIN object's
+//!   effective policy (constraints, see [`crate::policy`]) before any APDU;
 //! - values are checked against the card's own limits before any APDU;
 //! - a VERIFY is never retried on its own;
 //! - after any failed VERIFY / CHANGE / RESET the counter is read again
@@ -24,6 +26,7 @@ use crate::card::{
     CardSession, Credential, Encoding, PinObject, SoMethod, StatusSource, Token, openpgp,
 };
 use crate::error::Error;
+use crate::policy::{CardPolicy, Constraint, PinPolicy, PolicySet};
 use crate::secret::Secret;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -85,17 +88,32 @@ pub struct Engine {
     /// The PIN ids whose SO PIN (OpenPGP PW3) is verified on this connection.
     so_verified: Vec<&'static str>,
     held_lifetime: Duration,
+    /// The effective policy of each PIN object, resolved at session open.
+    policy: CardPolicy,
 }
 
 impl Engine {
+    /// An engine enforcing the built-in policies (and the card's limits).
     pub fn new(session: CardSession) -> Self {
+        Engine::with_policies(session, &PolicySet::builtin())
+    }
+
+    /// An engine enforcing the policies of `policies` that match this card.
+    pub fn with_policies(session: CardSession, policies: &PolicySet) -> Self {
+        let policy = policies.resolve(&session.token, session.atr());
         Engine {
             session,
             states: HashMap::new(),
             held: None,
             so_verified: Vec::new(),
             held_lifetime: HELD_CODE_LIFETIME,
+            policy,
         }
+    }
+
+    /// Resolves the card's policy again from another set (policies reloaded).
+    pub fn set_policies(&mut self, policies: &PolicySet) {
+        self.policy = policies.resolve(&self.session.token, self.session.atr());
     }
 
     /// Changes how long a held PUK / resetting code lives (tests).
@@ -162,6 +180,38 @@ impl Engine {
         self.held.as_ref().map(|h| h.since + self.held_lifetime)
     }
 
+    // ---- policy ---------------------------------------------------------
+
+    /// The effective policy of a PIN object.
+    pub fn pin_policy(&self, pin_id: &str) -> Result<&PinPolicy, Error> {
+        let pin = self.pin(pin_id)?;
+        Ok(self
+            .policy
+            .pin(pin.id)
+            .expect("every PIN object of the token has a resolved policy"))
+    }
+
+    /// The effective policy of every PIN object of the card.
+    pub fn card_policy(&self) -> &CardPolicy {
+        &self.policy
+    }
+
+    /// `Pin.getConstraints()`.
+    pub fn constraints(&self, pin_id: &str) -> Result<&[Constraint], Error> {
+        Ok(&self.pin_policy(pin_id)?.constraints)
+    }
+
+    /// `Pin.checkConstraints(oldPin, newPin)`: one boolean per constraint of
+    /// [`Engine::constraints`], in the same order. Never touches the card.
+    pub fn check_constraints(
+        &self,
+        pin_id: &str,
+        old: &Secret,
+        new: &Secret,
+    ) -> Result<Vec<bool>, Error> {
+        Ok(self.pin_policy(pin_id)?.check(old, new))
+    }
+
     // ---- status ---------------------------------------------------------
 
     /// The SCWS status of one PIN object.
@@ -171,12 +221,20 @@ impl Engine {
         let so_logged_in = self.so_verified.contains(&pin.id)
             || self.held.as_ref().is_some_and(|h| h.pin_id == pin.id);
         let st = self.state(&pin.credential).clone();
-        Ok(PinStatus::build(
+        let mut status = PinStatus::build(
             &pin,
             &st_view(&st),
             counter_view(&counter, &st),
             so_logged_in,
-        ))
+        );
+        let policy = self.pin_policy(pin_id)?;
+        if let Some(label) = &policy.label {
+            status.label = label.clone();
+        }
+        if let Some(threshold) = policy.try_count_low {
+            status.try_count_low = status.remaining_tries.is_some_and(|t| t <= threshold);
+        }
+        Ok(status)
     }
 
     /// The status of every PIN object of the token.
@@ -358,10 +416,15 @@ impl Engine {
     }
 
     /// `Pin.change(old, new)`.
+    /// Before anything is sent, the current value is checked against the
+    /// card's limits (`PIN_LENGTH_INVALID` / `PIN_FORMAT_INVALID`), then the
+    /// new value against the policy (`CONSTRAINT_VIOLATION`).
     pub fn change(&mut self, pin_id: &str, old: &Secret, new: &Secret) -> Result<(), Error> {
         let pin = self.pin(pin_id)?;
         let cred = &pin.credential;
-        let old = encode(cred, old)?;
+        let old_encoded = encode(cred, old)?;
+        self.pin_policy(pin.id)?.enforce(old, new)?;
+        let old = old_encoded;
         let new = encode(cred, new)?;
         let resp = self.send_operation(
             cred,
@@ -378,6 +441,9 @@ impl Engine {
     }
 
     /// `Pin.init(new)`: re-initialises (unblocks) the PIN after a SO login.
+    /// The new value is checked against the policy first (the old value
+    /// is unknown: constraints on it hold); a violation sends nothing and
+    /// keeps a held PUK / resetting code.
     pub fn init(&mut self, pin_id: &str, new: &Secret) -> Result<(), Error> {
         self.expire_held_code(Instant::now());
         let pin = self.pin(pin_id)?;
@@ -387,6 +453,7 @@ impl Engine {
                 pin.credential.label
             )));
         }
+        self.pin_policy(pin.id)?.enforce(&Secret::default(), new)?;
         let cred = &pin.credential;
         let new_encoded = encode(cred, new)?;
         if let Some(held) = self.held.take_if(|h| h.pin_id == pin.id) {

@@ -1,0 +1,485 @@
+//! Policy files (TOML): parsing and validation. Every problem is reported
+//! with the file, the line and what is wrong; see `docs/policies.md` for
+//! the format.
+
+use super::constraint::Constraint;
+use crate::card::{PinFormat, ProfileKind};
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use toml::Spanned;
+
+/// A policy file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct PolicyError {
+    /// The file's path (or `builtin:NAME` for an embedded policy).
+    pub file: String,
+    /// 1-based line of the problem, when it has one.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// A length bound in a policy file: a number, or `"card"` for the limit
+/// the card itself reports (e.g. the maximum length in OpenPGP DO C4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Value(u32),
+    Card,
+}
+
+impl Bound {
+    fn resolve(self, card: usize) -> u32 {
+        match self {
+            Bound::Value(v) => v,
+            Bound::Card => u32::try_from(card).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bound::Value(v) => write!(f, "{v}"),
+            Bound::Card => f.write_str("card"),
+        }
+    }
+}
+
+impl Serialize for Bound {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Bound::Value(v) => s.serialize_u32(*v),
+            Bound::Card => s.serialize_str("card"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bound;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a length (a whole number from 0) or \"card\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Bound, E> {
+                u32::try_from(v)
+                    .map(Bound::Value)
+                    .map_err(|_| E::custom(format!("length {v} is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Bound, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("length {v} is negative")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bound, E> {
+                match v {
+                    "card" => Ok(Bound::Card),
+                    _ => Err(E::custom(format!(
+                        "expected a length or \"card\", found \"{v}\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A constraint as written in a policy file: like [`Constraint`], but
+/// `minLength` / `maxLength` may say `"card"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ConstraintSpec {
+    #[serde(rename_all = "camelCase")]
+    MinLength {
+        min_length: Bound,
+    },
+    ExactLength {
+        length: u32,
+    },
+    #[serde(rename_all = "camelCase")]
+    MinMaxLength {
+        min_length: Bound,
+        max_length: Bound,
+    },
+    Numeric,
+    MinDigits {
+        count: u32,
+    },
+    MinUpperCase {
+        count: u32,
+    },
+    MinSpecial {
+        count: u32,
+    },
+    MinLowerCase {
+        count: u32,
+    },
+    NewOldDifferent,
+    NewOldDissimilar {
+        threshold: u32,
+    },
+    MaxIdenticalSequence {
+        count: u32,
+    },
+    MaxIncDecSequence {
+        count: u32,
+    },
+}
+
+impl ConstraintSpec {
+    /// The constraint for a PIN object whose card limits are `format`.
+    pub fn resolve(&self, format: &PinFormat) -> Constraint {
+        use ConstraintSpec as S;
+        match *self {
+            S::MinLength { min_length } => Constraint::MinLength {
+                min_length: min_length.resolve(format.min_len),
+            },
+            S::ExactLength { length } => Constraint::ExactLength { length },
+            S::MinMaxLength {
+                min_length,
+                max_length,
+            } => Constraint::MinMaxLength {
+                min_length: min_length.resolve(format.min_len),
+                max_length: max_length.resolve(format.max_len),
+            },
+            S::Numeric => Constraint::Numeric,
+            S::MinDigits { count } => Constraint::MinDigits { count },
+            S::MinUpperCase { count } => Constraint::MinUpperCase { count },
+            S::MinSpecial { count } => Constraint::MinSpecial { count },
+            S::MinLowerCase { count } => Constraint::MinLowerCase { count },
+            S::NewOldDifferent => Constraint::NewOldDifferent,
+            S::NewOldDissimilar { threshold } => Constraint::NewOldDissimilar { threshold },
+            S::MaxIdenticalSequence { count } => Constraint::MaxIdenticalSequence { count },
+            S::MaxIncDecSequence { count } => Constraint::MaxIncDecSequence { count },
+        }
+    }
+
+    /// Problems no card could make right.
+    fn validate(&self) -> Result<(), String> {
+        use ConstraintSpec as S;
+        match *self {
+            S::MinMaxLength {
+                min_length: Bound::Value(min),
+                max_length: Bound::Value(max),
+            } if min > max => Err(format!(
+                "minMaxLength: minLength {min} is greater than maxLength {max}"
+            )),
+            S::MinMaxLength {
+                max_length: Bound::Value(0),
+                ..
+            } => Err("minMaxLength: maxLength must be at least 1".into()),
+            S::ExactLength { length: 0 } => Err("exactLength: length must be at least 1".into()),
+            S::NewOldDissimilar { threshold } if threshold > 100 => Err(format!(
+                "newOldDissimilar: threshold is a percentage (0 to 100), not {threshold}"
+            )),
+            S::MaxIdenticalSequence { count } | S::MaxIncDecSequence { count } if count < 2 => {
+                Err(format!(
+                    "{}: count must be at least 2 (with {count} no PIN could pass)",
+                    self.type_name()
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn type_name(&self) -> &'static str {
+        self.resolve(&PinFormat {
+            min_len: 0,
+            max_len: 0,
+            numeric: false,
+            encoding: crate::card::Encoding::Utf8,
+        })
+        .type_name()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    description: Option<String>,
+    #[serde(rename = "match")]
+    matcher: Option<Spanned<RawMatch>>,
+    #[serde(default)]
+    pins: BTreeMap<String, Spanned<RawPin>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    profile: Option<Spanned<String>>,
+    atr: Option<Spanned<String>>,
+    aid: Option<Spanned<String>>,
+    label: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPin {
+    label: Option<String>,
+    try_count_low: Option<u8>,
+    /// Parsed one by one, so that each problem points at its own line.
+    #[serde(default)]
+    constraints: Vec<Spanned<toml::Table>>,
+}
+
+/// Which cards a policy is for. Every criterion given must match.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub profile: Option<ProfileKind>,
+    /// Matched against the ATR as uppercase hex without spaces, ignoring case.
+    pub atr: Option<Regex>,
+    /// A prefix of the application's AID (the one cardgate selects).
+    pub aid: Option<Vec<u8>>,
+    /// Matched against the token label.
+    pub label: Option<Regex>,
+}
+
+/// What a [`Matcher`] looks at.
+pub struct CardFacts<'a> {
+    pub profile: ProfileKind,
+    /// Uppercase hex, no spaces.
+    pub atr: &'a str,
+    pub aid: &'a [u8],
+    pub label: &'a str,
+}
+
+impl Matcher {
+    pub fn matches(&self, card: &CardFacts<'_>) -> bool {
+        self.profile.is_none_or(|p| p == card.profile)
+            && self.atr.as_ref().is_none_or(|r| r.is_match(card.atr))
+            && self.aid.as_ref().is_none_or(|a| card.aid.starts_with(a))
+            && self.label.as_ref().is_none_or(|r| r.is_match(card.label))
+    }
+
+    /// How many criteria the matcher has: the more, the more specific.
+    pub fn specificity(&self) -> usize {
+        usize::from(self.profile.is_some())
+            + usize::from(self.atr.is_some())
+            + usize::from(self.aid.is_some())
+            + usize::from(self.label.is_some())
+    }
+}
+
+/// What a policy says about one PIN object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub try_count_low: Option<u8>,
+    pub constraints: Vec<ConstraintSpec>,
+}
+
+/// Where a policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Embedded in the binary (from `policies/`).
+    Builtin,
+    File(std::path::PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin => f.write_str("builtin"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// One parsed, valid policy file.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The file name without `.toml`; a file with the same name in a later
+    /// layer replaces this one.
+    pub name: String,
+    pub origin: Origin,
+    /// 0 for built-in policies, then 1, 2, … for each directory in order.
+    pub layer: usize,
+    pub description: Option<String>,
+    pub matcher: Matcher,
+    /// Rules by PIN object id.
+    pub pins: BTreeMap<String, PinRule>,
+}
+
+impl Policy {
+    pub fn pin(&self, id: &str) -> Option<&PinRule> {
+        self.pins.get(id)
+    }
+
+    /// Parses and validates one policy file. `file` names it in errors.
+    pub fn parse(
+        name: &str,
+        file: &str,
+        text: &str,
+        origin: Origin,
+        layer: usize,
+    ) -> Result<Policy, PolicyError> {
+        let err = |span: Option<std::ops::Range<usize>>, message: String| PolicyError {
+            file: file.to_string(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let raw: RawPolicy =
+            toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
+        let Some(raw_match) = raw.matcher else {
+            return Err(err(
+                None,
+                "no [match] table: say which cards the policy is for (profile, atr, aid, label)"
+                    .into(),
+            ));
+        };
+        let match_span = raw_match.span();
+        let m = raw_match.into_inner();
+        let profile = match m.profile {
+            None => None,
+            Some(p) => Some(match p.get_ref().as_str() {
+                "piv" => ProfileKind::Piv,
+                "openpgp" => ProfileKind::OpenPgp,
+                other => {
+                    return Err(err(
+                        Some(p.span()),
+                        format!("unknown profile \"{other}\" (known: piv, openpgp)"),
+                    ));
+                }
+            }),
+        };
+        let regex =
+            |r: Option<Spanned<String>>, what: &str| -> Result<Option<Regex>, PolicyError> {
+                r.map(|r| {
+                    RegexBuilder::new(r.get_ref())
+                        .case_insensitive(what == "atr")
+                        .build()
+                        .map_err(|e| {
+                            err(
+                                Some(r.span()),
+                                format!("bad {what} regular expression: {}", one_line(&e)),
+                            )
+                        })
+                })
+                .transpose()
+            };
+        let atr = regex(m.atr, "atr")?;
+        let label = regex(m.label, "label")?;
+        let aid = match m.aid {
+            None => None,
+            Some(a) => Some(parse_hex(a.get_ref()).ok_or_else(|| {
+                err(
+                    Some(a.span()),
+                    format!("aid \"{}\" is not hexadecimal bytes", a.get_ref()),
+                )
+            })?),
+        };
+        let matcher = Matcher {
+            profile,
+            atr,
+            aid,
+            label,
+        };
+        if matcher.specificity() == 0 {
+            return Err(err(
+                Some(match_span),
+                "[match] is empty: give at least one of profile, atr, aid, label".into(),
+            ));
+        }
+        let known_ids: Option<Vec<&'static str>> =
+            profile.map(|p| super::offline_token(p).pins.iter().map(|p| p.id).collect());
+        let mut pins = BTreeMap::new();
+        for (id, raw_pin) in raw.pins {
+            let span = raw_pin.span();
+            if let Some(known) = &known_ids
+                && !known.contains(&id.as_str())
+            {
+                return Err(err(
+                    Some(span),
+                    format!(
+                        "unknown PIN id \"{id}\" for profile {} (known: {})",
+                        profile.map_or("", ProfileKind::name),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            let raw_pin = raw_pin.into_inner();
+            let mut constraints = Vec::with_capacity(raw_pin.constraints.len());
+            for (i, c) in raw_pin.constraints.into_iter().enumerate() {
+                let span = c.span();
+                let context = format!("pins.{id}, constraint {}", i + 1);
+                let table = c.into_inner();
+                let given: Vec<String> = table.keys().cloned().collect();
+                let spec: ConstraintSpec =
+                    toml::Value::Table(table)
+                        .try_into()
+                        .map_err(|e: toml::de::Error| {
+                            err(Some(span.clone()), format!("{context}: {}", e.message()))
+                        })?;
+                // serde cannot refuse stray fields of parameterless types
+                // (`numeric`) in an internally tagged enum: compare with
+                // the fields the parsed constraint has.
+                let known = toml::Value::try_from(&spec)
+                    .ok()
+                    .and_then(|v| v.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>()))
+                    .unwrap_or_default();
+                if let Some(stray) = given.iter().find(|k| !known.contains(k)) {
+                    return Err(err(
+                        Some(span),
+                        format!(
+                            "{context}: unknown field `{stray}` for type `{}`",
+                            spec.type_name()
+                        ),
+                    ));
+                }
+                spec.validate()
+                    .map_err(|m| err(Some(span), format!("{context}: {m}")))?;
+                constraints.push(spec);
+            }
+            pins.insert(
+                id,
+                PinRule {
+                    label: raw_pin.label,
+                    try_count_low: raw_pin.try_count_low,
+                    constraints,
+                },
+            );
+        }
+        Ok(Policy {
+            name: name.to_string(),
+            origin,
+            layer,
+            description: raw.description,
+            matcher,
+            pins,
+        })
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+fn one_line(e: &regex::Error) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if s.is_empty() || !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
