@@ -475,3 +475,45 @@ async fn shutdown_closes_clients_and_logs_the_card_out() {
         .unwrap();
     assert!(!st.validated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constraints_over_the_protocol() {
+    let (server, sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    let constraints = c.ok("getConstraints", target(PIV, "pin")).await;
+    assert_eq!(
+        constraints,
+        json!([{ "type": "numeric" }, { "type": "minMaxLength", "minLength": 6, "maxLength": 8 }])
+    );
+    let check =
+        |old: &str, new: &str| with(target(PIV, "pin"), json!({ "oldPin": old, "newPin": new }));
+    assert_eq!(
+        c.ok("checkConstraints", check("123456", "654321")).await,
+        json!([true, true])
+    );
+    assert_eq!(
+        c.ok("checkConstraints", check("123456", "12ab")).await,
+        json!([false, false])
+    );
+    assert_eq!(
+        c.ok("checkConstraints", check("", "1234567")).await,
+        json!([true, true])
+    );
+    // A change that breaks the policy never reaches the card.
+    let e = c
+        .err(
+            "change",
+            with(
+                target(PIV, "pin"),
+                json!({ "oldValue": "000000", "newValue": "12ab5678" }),
+            ),
+        )
+        .await;
+    assert_eq!(e["code"], "CONSTRAINT_VIOLATION");
+    assert_eq!(e["constraints"], json!([{ "type": "numeric" }]));
+    assert!(!e.to_string().contains("12ab5678"));
+    assert_eq!(sim.with_card(PIV, |card| card.user_pin_tries()), Some(3));
+    let pgp = c.ok("getConstraints", target(PGP, "user")).await;
+    assert!(pgp.as_array().is_some_and(|a| !a.is_empty()), "{pgp}");
+    server.shutdown().await;
+}

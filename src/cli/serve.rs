@@ -50,6 +50,7 @@ fn config(args: &ServeArgs) -> ServerConfig {
         origins_file: args.origins_file.clone().or(defaults.origins_file),
         origins: defaults.origins,
         limits: defaults.limits,
+        policies: super::policy::load(),
     }
 }
 

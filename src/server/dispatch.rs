@@ -113,9 +113,17 @@ pub fn dispatch(hub: &Arc<Hub>, caller: &Caller, call: Call) -> BoxFuture<'stati
         Call::Logout(target) => operation(hub, caller, target, Kind::Logout, None, |e, pin| {
             e.logout(pin).map(|()| false)
         }),
-        Call::GetConstraints(_) | Call::CheckConstraints { .. } => ready(Err(
-            Error::OperationNotSupported("PIN constraints (not wired yet)".into()).into(),
-        )),
+        Call::GetConstraints(t) => {
+            let pin = t.pin.clone();
+            wait(hub, &t.reader, move |e| Ok(json!(e.constraints(&pin)?)))
+        }
+        Call::CheckConstraints { target, old, new } => {
+            // Never touches the card: the policy was resolved when it was opened.
+            let pin = target.pin.clone();
+            wait(hub, &target.reader, move |e| {
+                Ok(json!(e.check_constraints(&pin, &old, &new)?))
+            })
+        }
     }
 }
 

@@ -93,6 +93,7 @@ impl Hub {
     /// thread of their own (it may wait on a card to describe its token).
     pub fn start(
         backend: Arc<dyn Backend>,
+        service: Service,
         op_timeout: Duration,
         gate: OriginGate,
         port: u16,
@@ -105,7 +106,7 @@ impl Hub {
         }
         let (notify, _) = broadcast::channel(NOTIFICATION_BACKLOG);
         let hub = Arc::new(Hub {
-            service: Service::new(backend.clone()),
+            service,
             notify,
             owners: Mutex::new(HashMap::new()),
             throttle: Throttle::new(limits.throttle),

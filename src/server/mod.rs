@@ -7,7 +7,9 @@ mod http;
 pub mod hub;
 mod ws;
 
+use crate::policy::PolicySet;
 use crate::security::origin::{OriginGate, OriginsFile};
+use crate::service::Service;
 use crate::transport::Backend;
 use hub::Hub;
 pub use hub::Limits;
@@ -34,6 +36,9 @@ pub struct ServerConfig {
     /// Origins settings given directly (added to the file's).
     pub origins: OriginsFile,
     pub limits: Limits,
+    /// PIN policies (default: the built-in ones; `cardgate serve` adds the
+    /// system and user policy files).
+    pub policies: Arc<PolicySet>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +49,7 @@ impl Default for ServerConfig {
             origins_file: default_origins_file(),
             origins: OriginsFile::default(),
             limits: Limits::default(),
+            policies: Arc::new(PolicySet::builtin()),
         }
     }
 }
@@ -82,7 +88,15 @@ impl Server {
             .collect();
         let mut gate = OriginGate::new(config.origins_file, config.origins);
         gate.set_port(port);
-        let hub = Hub::start(backend, config.op_timeout, gate, port, config.limits);
+        let service = Service::with_policies(backend.clone(), config.policies);
+        let hub = Hub::start(
+            backend,
+            service,
+            config.op_timeout,
+            gate,
+            port,
+            config.limits,
+        );
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for listener in listeners {
