@@ -22,6 +22,8 @@ pub const CAPABILITIES: &[&str] = &[
     "logout",
     "constraints",
     "events",
+    "pinDialog",
+    "requestCredential",
 ];
 
 /// JSON-RPC error codes (JSON-RPC 2.0 §5.1, plus ours in the server range).
