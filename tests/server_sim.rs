@@ -439,3 +439,25 @@ async fn shutdown_closes_clients_and_logs_the_card_out() {
         .unwrap();
     assert!(!st.validated);
 }
+
+/// The `pinStateChanged` an operation causes reaches its caller before the
+/// operation's response, so a client's PIN objects are fresh when the call
+/// settles (the JavaScript client relies on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operations_notification_precedes_its_response() {
+    let (server, _sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    for i in 0..40 {
+        let value = if i % 2 == 0 { "000000" } else { "123456" };
+        c.call("login", with(target(PIV, "pin"), json!({ "value": value })))
+            .await;
+        let note = c.notes.pop_front();
+        assert!(
+            note.as_ref()
+                .is_some_and(|n| n["method"] == "pinStateChanged"),
+            "round {i}: the response came before the notification ({note:?})"
+        );
+        assert!(c.notes.is_empty(), "round {i}: {:?}", c.notes);
+    }
+    server.shutdown().await;
+}
