@@ -10,6 +10,7 @@
 
 mod harness;
 mod pin_ops;
+mod server;
 
 use std::process::{Command, ExitCode};
 use std::sync::mpsc;
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
         Trial::test("quick_reinsert_gives_removed_then_inserted", quick_reinsert),
     ];
     tests.extend(pin_ops::tests());
+    tests.extend(server::tests());
     let recovery = Trial::test("service_loss_and_recovery", service_loss_in_child);
     // CI runs as root: there the recovery test must run, never be skipped.
     tests.push(if private || std::env::var_os("CI").is_some() {
