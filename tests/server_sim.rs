@@ -517,3 +517,65 @@ async fn constraints_over_the_protocol() {
     assert!(pgp.as_array().is_some_and(|a| !a.is_empty()), "{pgp}");
     server.shutdown().await;
 }
+/// The `pinStateChanged` an operation causes reaches its caller before the
+/// operation's response, so a client's PIN objects are fresh when the call
+/// settles (the JavaScript client relies on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operations_notification_precedes_its_response() {
+    let (server, _sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    for i in 0..40 {
+        let value = if i % 2 == 0 { "000000" } else { "123456" };
+        c.call("login", with(target(PIV, "pin"), json!({ "value": value })))
+            .await;
+        let note = c.notes.pop_front();
+        assert!(
+            note.as_ref()
+                .is_some_and(|n| n["method"] == "pinStateChanged"),
+            "round {i}: the response came before the notification ({note:?})"
+        );
+        assert!(c.notes.is_empty(), "round {i}: {:?}", c.notes);
+    }
+    server.shutdown().await;
+}
+
+/// A browser keeps its HTTP connection open after loading the page
+/// (keep-alive). Shutdown must not wait for it: it closes idle connections,
+/// then logs the card out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
+    let (server, sim) = daemon().await;
+    let port = server.port();
+    let mut c = Client::connect(port).await;
+    c.ok(
+        "login",
+        with(target(PIV, "pin"), json!({ "value": "123456" })),
+    )
+    .await;
+    // An idle keep-alive connection, like the one that loaded /demo.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    idle.write_all(format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("shutdown finished while an idle keep-alive connection was open");
+    // The idle connection was closed by the daemon.
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("the idle connection was closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no more data on the idle connection");
+    let service = cardgate::service::Service::new(Arc::new(sim.clone()));
+    let st = tokio::task::spawn_blocking(move || service.with_engine(PIV, |e| e.status("pin")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!st.validated, "the card was logged out");
+}

@@ -51,6 +51,7 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let hub = hub.clone();
         let shutdown = shutdown.clone();
+        let mut stop = shutdown.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let hub = hub.clone();
@@ -63,7 +64,19 @@ pub async fn accept_loop(
                 .header_read_timeout(HANDSHAKE_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
-            if let Err(e) = conn.await {
+            let mut conn = std::pin::pin!(conn);
+            // At shutdown, a request in progress is answered, then the
+            // connection closes; an idle keep-alive connection (a browser
+            // that loaded the demo page) closes at once instead of holding
+            // the shutdown up.
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -48,17 +48,13 @@ pub async fn serve<S>(
 
     // The writer: responses and notifications, so a slow request never
     // holds up another one, and a slow client only slows itself.
+    // Notifications go first: an operation broadcasts its `pinStateChanged`
+    // before its response is queued, so the caller always sees the new PIN
+    // state before the response (docs/protocol.md promises it).
     let writer = tokio::spawn(async move {
         loop {
             let msg = tokio::select! {
-                m = out_rx.recv() => match m {
-                    Some(Out::Text(t)) => Message::text(t),
-                    Some(Out::Close(code, reason)) => {
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-                        break;
-                    }
-                    None => break,
-                },
+                biased;
                 n = notes.recv() => match n {
                     Ok(note) => Message::text(note.for_conn(conn).to_string()),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -66,6 +62,14 @@ pub async fn serve<S>(
                         continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
+                },
+                m = out_rx.recv() => match m {
+                    Some(Out::Text(t)) => Message::text(t),
+                    Some(Out::Close(code, reason)) => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                        break;
+                    }
+                    None => break,
                 },
             };
             if sink.send(msg).await.is_err() {

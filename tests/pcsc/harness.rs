@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use cardgate::transport::Event;
+use cardgate::transport::pcsc::PcscBackend;
+use cardgate::transport::{Backend, Event};
 
 /// vpcd slot 0: the card process connects to this port.
 pub const PORT_0: u16 = 35963;
@@ -200,6 +201,45 @@ impl Drop for VirtualCardProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// How long a card may take to appear in or leave a vpcd reader.
+pub const CARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Waits until pcscd shows a card in `reader` (or no card, with `present = false`).
+pub fn wait_card(reader: &str, present: bool) -> Result<(), String> {
+    let backend = PcscBackend::new();
+    poll(CARD_TIMEOUT, || {
+        let readers = backend.list_readers().ok()?;
+        let r = readers.iter().find(|r| r.name == reader)?;
+        (r.atr.is_some() == present).then_some(())
+    })
+    .ok_or_else(|| format!("card in {reader:?} did not become present={present}"))
+}
+
+/// A virtual card process, inserted and seen by pcscd. Waits first for the
+/// previous test's card to leave the slot.
+pub fn card(profile: &str, port: u16, extra: &[&str]) -> Result<VirtualCardProcess, String> {
+    wait_card(reader_for_port(port), false)?;
+    let vc = VirtualCardProcess::spawn(profile, port, extra)?;
+    wait_card(vc.reader(), true)?;
+    Ok(vc)
+}
+
+/// Inserts a card again right after one was removed from the same slot:
+/// vpcd may refuse an immediate re-insertion, so this retries.
+pub fn reinsert_card(
+    profile: &str,
+    port: u16,
+    extra: &[&str],
+) -> Result<VirtualCardProcess, String> {
+    let reader = reader_for_port(port);
+    wait_card(reader, false)?;
+    poll(CARD_TIMEOUT, || {
+        let vc = VirtualCardProcess::spawn(profile, port, extra).ok()?;
+        wait_card(reader, true).ok().map(|()| vc)
+    })
+    .ok_or_else(|| format!("the card could not be inserted again in {reader:?}"))
 }
 
 /// Waits up to `timeout` for an event matching `pred`, skipping others.

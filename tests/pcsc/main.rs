@@ -8,9 +8,11 @@
 //! `CARDGATE_PCSC_TEST_CHILD` variable) because libpcsclite reads
 //! `PCSCLITE_CSOCK_NAME` once per process.
 
+mod browser;
 mod harness;
 mod pin_ops;
 mod policy;
+mod server;
 
 use std::process::{Command, ExitCode};
 use std::sync::mpsc;
@@ -70,6 +72,8 @@ fn main() -> ExitCode {
     ];
     tests.extend(pin_ops::tests());
     tests.extend(policy::tests());
+    tests.extend(server::tests());
+    tests.extend(browser::tests());
     let recovery = Trial::test("service_loss_and_recovery", service_loss_in_child);
     // CI runs as root: there the recovery test must run, never be skipped.
     tests.push(if private || std::env::var_os("CI").is_some() {

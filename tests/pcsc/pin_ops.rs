@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use cardgate::error::Error;
 use cardgate::pin::{PinStatus, SoPath};
@@ -16,8 +15,6 @@ use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::harness::*;
-
-const CARD_TIMEOUT: Duration = Duration::from_secs(15);
 
 type TestFn = fn() -> Result<(), Failed>;
 
@@ -60,25 +57,6 @@ fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
 
 fn eq<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> Result<(), Failed> {
     check(got == want, format!("{what}: got {got:?}, want {want:?}"))
-}
-
-/// Waits until pcscd shows a card in `reader` (or no card, with `present = false`).
-fn wait_card(reader: &str, present: bool) -> Result<(), Failed> {
-    let backend = PcscBackend::new();
-    poll(CARD_TIMEOUT, || {
-        let readers = backend.list_readers().ok()?;
-        let r = readers.iter().find(|r| r.name == reader)?;
-        (r.atr.is_some() == present).then_some(())
-    })
-    .ok_or_else(|| format!("card in {reader:?} did not become present={present}").into())
-}
-
-/// A virtual card process, inserted and seen by pcscd.
-fn card(profile: &str, port: u16, extra: &[&str]) -> Result<VirtualCardProcess, Failed> {
-    wait_card(reader_for_port(port), false)?;
-    let vc = VirtualCardProcess::spawn(profile, port, extra)?;
-    wait_card(vc.reader(), true)?;
-    Ok(vc)
 }
 
 struct Rig {
@@ -297,13 +275,8 @@ fn card_killed_mid_session_then_reinserted() -> Result<(), Failed> {
         Some("CARD_REMOVED"),
         "first operation after the kill",
     )?;
-    wait_card(READER_1, false)?;
-    // vpcd may refuse an immediate re-insertion on the same slot: retry.
-    let _vc = poll(CARD_TIMEOUT, || {
-        let vc = VirtualCardProcess::spawn("piv", PORT_1, &[]).ok()?;
-        wait_card(READER_1, true).ok().map(|()| vc)
-    })
-    .ok_or("the card could not be inserted again")?;
+    // vpcd may refuse an immediate re-insertion on the same slot: retried.
+    let _vc = reinsert_card("piv", PORT_1, &[])?;
     let st = r.status("pin")?;
     // A new card process: a new card, not verified, full tries.
     check(
