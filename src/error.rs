@@ -55,6 +55,18 @@ pub enum Error {
         "only one try is left: it is kept for the PIN dialog or the pinpad, not for values sent by a web page"
     )]
     LastTryProtected,
+    /// The user did not finish entering the PIN in time (pinpad 6400, or
+    /// the PIN dialog's timeout). Nothing reached the card.
+    #[error("the PIN was not entered in time")]
+    PinEntryTimeout,
+    /// The user cancelled PIN entry (pinpad 6401, or the PIN dialog).
+    /// Nothing reached the card.
+    #[error("PIN entry was cancelled")]
+    PinEntryCancelled,
+    /// The new PIN and its confirmation differ (pinpad 6402). Nothing
+    /// reached the card.
+    #[error("the new PIN and its confirmation differ")]
+    PinMismatch,
     #[error("too many wrong PINs from this site; try again in {retry_after} s")]
     TemporarilyLocked { retry_after: u64 },
     #[error("too many requests; slow down")]
@@ -102,6 +114,9 @@ impl Error {
             Error::CardError { .. } => "CARD_ERROR",
             Error::ReaderError(_) => "READER_ERROR",
             Error::LastTryProtected => "LAST_TRY_PROTECTED",
+            Error::PinEntryTimeout => "PIN_ENTRY_TIMEOUT",
+            Error::PinEntryCancelled => "PIN_ENTRY_CANCELLED",
+            Error::PinMismatch => "PIN_MISMATCH",
             Error::TemporarilyLocked { .. } => "TEMPORARILY_LOCKED",
             Error::RateLimited => "RATE_LIMITED",
         }
@@ -206,6 +221,13 @@ mod tests {
         assert_eq!(
             Error::from(TransportError::CardRemoved).code(),
             "CARD_REMOVED"
+        );
+        assert_eq!(Error::PinEntryTimeout.code(), "PIN_ENTRY_TIMEOUT");
+        assert_eq!(Error::PinEntryCancelled.code(), "PIN_ENTRY_CANCELLED");
+        assert_eq!(Error::PinMismatch.code(), "PIN_MISMATCH");
+        assert_eq!(
+            Error::PinMismatch.to_json(),
+            json!({"code": "PIN_MISMATCH", "message": "the new PIN and its confirmation differ"})
         );
     }
 }

@@ -15,6 +15,7 @@
 //!   not asked again.
 
 mod guard;
+mod pinpad;
 mod status;
 
 pub use guard::Presented;
@@ -90,6 +91,8 @@ pub struct Engine {
     held_lifetime: Duration,
     /// The effective policy of each PIN object, resolved at session open.
     policy: CardPolicy,
+    /// How PIN entry on a pinpad reader is asked for.
+    pinpad_options: crate::card::pinpad::PinpadOptions,
 }
 
 impl Engine {
@@ -108,6 +111,7 @@ impl Engine {
             so_verified: Vec::new(),
             held_lifetime: HELD_CODE_LIFETIME,
             policy,
+            pinpad_options: Default::default(),
         }
     }
 
