@@ -52,6 +52,39 @@ impl Default for PinpadOptions {
     }
 }
 
+/// A structure to hand to the reader, with the PIN lengths it allows
+/// (the card's limits, narrowed to the reader's): what the reader's 6403
+/// "wrong length" refers to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    pub structure: Vec<u8>,
+    pub min_len: usize,
+    pub max_len: usize,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Request({} bytes, {}..={})",
+            self.structure.len(),
+            self.min_len,
+            self.max_len
+        )
+    }
+}
+
+fn request(
+    format: &EntryFormat,
+    built: Result<Vec<u8>, part10::StructureError>,
+) -> Result<Request, Error> {
+    Ok(Request {
+        structure: built.map_err(structure_error)?,
+        min_len: format.min_len as usize,
+        max_len: format.max_len as usize,
+    })
+}
+
 /// PIV PINs and PUKs go in an 8-byte block pre-filled with FF.
 const PIV_BLOCK: usize = commands::PIV_PIN_BLOCK_LEN;
 
@@ -128,11 +161,11 @@ pub fn verify(
     cred: &Credential,
     reader: &PinProperties,
     opts: &PinpadOptions,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Request, Error> {
     let f = &cred.format;
     let template = commands::verify(cred.reference, &block_template(f));
     let format = entry_format(f.min_len, f.max_len, block_len(f), 1, reader, opts);
-    part10::verify_structure(&format, &template).map_err(structure_error)
+    request(&format, part10::verify_structure(&format, &template))
 }
 
 /// Two blocks for one MODIFY: the first entry's, then the new PIN's.
@@ -144,7 +177,7 @@ fn modify(
     template: impl FnOnce(&[u8], &[u8]) -> Command,
     reader: &PinProperties,
     opts: &PinpadOptions,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Request, Error> {
     // One block size and one min/max for every entry of a MODIFY: the
     // profiles use the same encoding for both values, and the card
     // checks each value's own limits.
@@ -164,7 +197,10 @@ fn modify(
         offset_new: first_block.len() as u8,
         confirm: confirm_flags,
     };
-    part10::modify_structure(&format, &layout, &template).map_err(structure_error)
+    request(
+        &format,
+        part10::modify_structure(&format, &layout, &template),
+    )
 }
 
 /// `PIN_MODIFY_STRUCTURE` for CHANGE REFERENCE DATA of `cred` (ISO 7816-4
@@ -173,7 +209,7 @@ pub fn change(
     cred: &Credential,
     reader: &PinProperties,
     opts: &PinpadOptions,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Request, Error> {
     let reference = cred.change_reference;
     modify(
         &cred.format,
@@ -194,7 +230,7 @@ pub fn unblock(
     cred: &Credential,
     reader: &PinProperties,
     opts: &PinpadOptions,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Request, Error> {
     let reference = cred.change_reference;
     modify(
         &so.format,
@@ -213,7 +249,7 @@ pub fn reset_after_so(
     cred: &Credential,
     reader: &PinProperties,
     opts: &PinpadOptions,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Request, Error> {
     let f = &cred.format;
     let template =
         commands::reset_retry_counter_after_so(cred.change_reference, &block_template(f));
@@ -224,7 +260,10 @@ pub fn reset_after_so(
         confirm: confirm::CONFIRM_NEW,
     };
     // Messages: "enter new PIN", "confirm new PIN".
-    part10::modify_structure(&format, &layout, &template).map_err(structure_error)
+    request(
+        &format,
+        part10::modify_structure(&format, &layout, &template),
+    )
 }
 
 #[cfg(test)]
@@ -246,7 +285,9 @@ mod tests {
         // 08, bmPINLengthFormat 00, wPINMaxExtraDigit 0806 (min 6, max 8),
         // key pressed, one message, 0409, bMsgIndex 00, no prologue,
         // ulDataLength 13, VERIFY 00 20 00 80 08 FF*8.
-        let s = verify(&piv::pin_credential(), &PinProperties::default(), &opts()).unwrap();
+        let s = verify(&piv::pin_credential(), &PinProperties::default(), &opts())
+            .unwrap()
+            .structure;
         assert_eq!(
             hex(&s),
             "000082080008060201090400000000\
@@ -258,7 +299,9 @@ mod tests {
     #[test]
     fn piv_change_and_unblock_carry_two_padded_blocks() {
         let props = PinProperties::default();
-        let s = change(&piv::pin_credential(), &props, &opts()).unwrap();
+        let s = change(&piv::pin_credential(), &props, &opts())
+            .unwrap()
+            .structure;
         assert_eq!(
             hex(&s),
             "0000820800000808060302030904000102000000\
@@ -273,8 +316,9 @@ mod tests {
             &opts(),
         )
         .unwrap();
+        assert_eq!((s.min_len, s.max_len), (6, 8));
         assert_eq!(
-            hex(&s),
+            hex(&s.structure),
             "0000820800000808060302030904000102000000\
              15000000\
              002C008010FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
@@ -288,24 +332,24 @@ mod tests {
         let admin = &token.pin("admin").unwrap().credential;
         let props = PinProperties::default();
         // VERIFY 00 20 00 82 Lc=00: block 0, min 6, max 127.
-        let s = verify(user, &props, &opts()).unwrap();
+        let s = verify(user, &props, &opts()).unwrap().structure;
         assert_eq!(
             hex(&s),
             "0000820000 7F06 0201 0904 00 000000 05000000 0020008200".replace(' ', "")
         );
         // VERIFY 00 20 00 83 for PW3: min 8.
-        let s = verify(admin, &props, &opts()).unwrap();
+        let s = verify(admin, &props, &opts()).unwrap().structure;
         assert!(hex(&s).starts_with("00008200007F0802"), "{}", hex(&s));
         assert!(hex(&s).ends_with("0020008300"));
         // CHANGE REFERENCE DATA 00 24 00 81 (PW1), Lc 00, both offsets 0.
-        let s = change(user, &props, &opts()).unwrap();
+        let s = change(user, &props, &opts()).unwrap().structure;
         assert_eq!(
             hex(&s),
             "0000820000 00 00 7F06 03 02 03 0904 000102 000000 05000000 0024008100"
                 .replace(' ', "")
         );
         // RESET RETRY COUNTER P1=02 after PW3: new PIN twice.
-        let s = reset_after_so(user, &props, &opts()).unwrap();
+        let s = reset_after_so(user, &props, &opts()).unwrap().structure;
         assert_eq!(
             hex(&s),
             "0000820000 00 00 7F06 01 02 02 0904 000102 000000 05000000 002C028100"
@@ -325,7 +369,9 @@ mod tests {
             entry_validation: Some(validation::KEY_PRESSED),
             ..PinProperties::default()
         };
-        let s = verify(user, &props, &PinpadOptions { timeout_secs: 30 }).unwrap();
+        let r = verify(user, &props, &PinpadOptions { timeout_secs: 30 }).unwrap();
+        assert_eq!((r.min_len, r.max_len), (6, 12));
+        let s = r.structure;
         // bTimeOut 1E, max 0C min 06, validation 02, no message.
         assert_eq!(hex(&s[..9]), "1E00820000 0C06 02 00".replace(' ', ""));
         // The PIV PUK: fixed length 8 → validation also on max size when
@@ -334,7 +380,9 @@ mod tests {
             entry_validation: Some(0x07),
             ..PinProperties::default()
         };
-        let s = verify(&piv::puk_credential(), &props, &opts()).unwrap();
+        let s = verify(&piv::puk_credential(), &props, &opts())
+            .unwrap()
+            .structure;
         assert_eq!(hex(&s[5..8]), "080803");
     }
 }

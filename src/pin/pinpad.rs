@@ -69,8 +69,8 @@ impl Engine {
         self.check_usable(cred, false)?;
         let code = self.pinpad_code(Entry::Verify)?;
         let props = self.session.pinpad()?.properties.clone();
-        let structure = pinpad::verify(cred, &props, &self.pinpad_options)?;
-        let sw = self.pinpad_exchange(cred, code, &structure, cred)?;
+        let request = pinpad::verify(cred, &props, &self.pinpad_options)?;
+        let sw = self.pinpad_exchange(cred, code, &request)?;
         match sw {
             StatusWord::Ok => {
                 self.succeeded(cred);
@@ -96,8 +96,8 @@ impl Engine {
                 self.check_usable(&cred, true)?;
                 let code = self.pinpad_code(Entry::Verify)?;
                 let props = self.session.pinpad()?.properties.clone();
-                let structure = pinpad::verify(&cred, &props, &self.pinpad_options)?;
-                match self.pinpad_exchange(&cred, code, &structure, &cred)? {
+                let request = pinpad::verify(&cred, &props, &self.pinpad_options)?;
+                match self.pinpad_exchange(&cred, code, &request)? {
                     StatusWord::Ok => {
                         self.succeeded(&cred);
                         self.state(&cred).validated = true;
@@ -123,8 +123,8 @@ impl Engine {
         self.check_usable(cred, false)?;
         let code = self.pinpad_code(Entry::Modify)?;
         let props = self.session.pinpad()?.properties.clone();
-        let structure = pinpad::change(cred, &props, &self.pinpad_options)?;
-        match self.pinpad_exchange(cred, code, &structure, cred)? {
+        let request = pinpad::change(cred, &props, &self.pinpad_options)?;
+        match self.pinpad_exchange(cred, code, &request)? {
             StatusWord::Ok => {
                 self.succeeded(cred);
                 self.state(cred).to_be_changed = false;
@@ -149,8 +149,8 @@ impl Engine {
         let props = self.session.pinpad()?.properties.clone();
         let so_cred = match method {
             SoMethod::VerifyThenReset(_) if self.so_verified.contains(&pin.id) => {
-                let structure = pinpad::reset_after_so(cred, &props, &self.pinpad_options)?;
-                return match self.pinpad_exchange(cred, code, &structure, cred)? {
+                let request = pinpad::reset_after_so(cred, &props, &self.pinpad_options)?;
+                return match self.pinpad_exchange(cred, code, &request)? {
                     StatusWord::Ok => {
                         self.reinitialised(cred);
                         Ok(())
@@ -166,8 +166,8 @@ impl Engine {
             SoMethod::CodeWithNewPin(so_cred) => so_cred,
         };
         self.check_usable(&so_cred, true)?;
-        let structure = pinpad::unblock(&so_cred, cred, &props, &self.pinpad_options)?;
-        match self.pinpad_exchange(&so_cred, code, &structure, cred)? {
+        let request = pinpad::unblock(&so_cred, cred, &props, &self.pinpad_options)?;
+        match self.pinpad_exchange(&so_cred, code, &request)? {
             StatusWord::Ok => {
                 self.succeeded(&so_cred);
                 self.reinitialised(cred);
@@ -208,19 +208,17 @@ impl Engine {
     }
 
     /// Hands a structure to the reader and waits for the user. Returns the
-    /// card's status word; the reader's own ones become errors. `limits`
-    /// gives the lengths reported with `PIN_LENGTH_INVALID`.
+    /// card's status word; the reader's own ones become errors.
     fn pinpad_exchange(
         &mut self,
         cred: &Credential,
         code: u32,
-        structure: &[u8],
-        limits: &Credential,
+        request: &pinpad::Request,
     ) -> Result<StatusWord, Error> {
         // A try may be spent: the status-query detector must not compare
         // across this.
         self.state(cred).last_query = None;
-        let answer = self.session.control(code, structure);
+        let answer = self.session.control(code, &request.structure);
         if self.session.take_reset() {
             self.forget_verified();
         }
@@ -235,8 +233,8 @@ impl Engine {
             part10::sw::CANCELLED => Err(Error::PinEntryCancelled),
             part10::sw::NEW_PINS_DIFFER => Err(Error::PinMismatch),
             part10::sw::WRONG_LENGTH => Err(Error::PinLengthInvalid {
-                min: limits.format.min_len,
-                max: limits.format.max_len,
+                min: request.min_len,
+                max: request.max_len,
             }),
             part10::sw::BAD_STRUCTURE => Err(Error::ReaderError(
                 "the reader rejected the PIN entry request (6B80)".into(),
