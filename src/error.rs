@@ -55,14 +55,6 @@ pub enum Error {
         "only one try is left: it is kept for the PIN dialog or the pinpad, not for values sent by a web page"
     )]
     LastTryProtected,
-    /// The user did not finish entering the PIN in time (pinpad 6400, or
-    /// the PIN dialog's timeout). Nothing reached the card.
-    #[error("the PIN was not entered in time")]
-    PinEntryTimeout,
-    /// The user cancelled PIN entry (pinpad 6401, or the PIN dialog).
-    /// Nothing reached the card.
-    #[error("PIN entry was cancelled")]
-    PinEntryCancelled,
     /// The new PIN and its confirmation differ (pinpad 6402). Nothing
     /// reached the card.
     #[error("the new PIN and its confirmation differ")]
@@ -71,6 +63,18 @@ pub enum Error {
     TemporarilyLocked { retry_after: u64 },
     #[error("too many requests; slow down")]
     RateLimited,
+    #[error("the PIN dialog cannot be shown: {0}")]
+    PinDialogUnavailable(String),
+    /// The user cancelled PIN entry (the PIN dialog, or pinpad 6401).
+    /// Nothing reached the card.
+    #[error("PIN entry was cancelled")]
+    PinEntryCancelled,
+    /// The user did not finish entering the PIN in time (the PIN
+    /// dialog's timeout, or pinpad 6400). Nothing reached the card.
+    #[error("PIN entry timed out")]
+    PinEntryTimeout,
+    #[error("this credential handle is unknown, used or expired; call requestCredential again")]
+    CredentialHandleInvalid,
 }
 
 fn describe(failed: &[Constraint]) -> String {
@@ -114,11 +118,13 @@ impl Error {
             Error::CardError { .. } => "CARD_ERROR",
             Error::ReaderError(_) => "READER_ERROR",
             Error::LastTryProtected => "LAST_TRY_PROTECTED",
-            Error::PinEntryTimeout => "PIN_ENTRY_TIMEOUT",
-            Error::PinEntryCancelled => "PIN_ENTRY_CANCELLED",
             Error::PinMismatch => "PIN_MISMATCH",
             Error::TemporarilyLocked { .. } => "TEMPORARILY_LOCKED",
             Error::RateLimited => "RATE_LIMITED",
+            Error::PinDialogUnavailable(_) => "PIN_DIALOG_UNAVAILABLE",
+            Error::PinEntryCancelled => "PIN_ENTRY_CANCELLED",
+            Error::PinEntryTimeout => "PIN_ENTRY_TIMEOUT",
+            Error::CredentialHandleInvalid => "CREDENTIAL_HANDLE_INVALID",
         }
     }
 

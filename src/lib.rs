@@ -10,6 +10,7 @@ pub mod cli;
 pub mod error;
 pub mod logging;
 pub mod pin;
+pub mod pinentry;
 pub mod policy;
 pub mod protocol;
 pub mod secret;

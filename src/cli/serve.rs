@@ -22,6 +22,23 @@ pub struct ServeArgs {
     /// directory; managed with `cardgate origins`).
     #[arg(long, value_name = "FILE")]
     origins_file: Option<std::path::PathBuf>,
+    /// The pinentry program for the daemon's PIN dialog (default: found
+    /// like gpg-agent does: PINENTRY_PROGRAM, gpg-agent.conf, PATH).
+    #[arg(long, value_name = "PROGRAM")]
+    pinentry: Option<std::path::PathBuf>,
+    /// Seconds the user has to answer the PIN dialog.
+    #[arg(long, default_value_t = 60)]
+    pin_timeout: u64,
+    /// Pages from origins not on the allowlist: refuse them, or ask the user
+    /// (allow once / always / deny) through the PIN dialog program.
+    #[arg(long, value_enum, default_value_t = UnknownOrigins::Refuse)]
+    unknown_origins: UnknownOrigins,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UnknownOrigins {
+    Refuse,
+    Prompt,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,8 +66,18 @@ fn config(args: &ServeArgs) -> ServerConfig {
         op_timeout: Duration::from_secs(args.op_timeout.max(1)),
         origins_file: args.origins_file.clone().or(defaults.origins_file),
         origins: defaults.origins,
-        limits: defaults.limits,
+        limits: crate::server::Limits {
+            consent: match args.unknown_origins {
+                UnknownOrigins::Refuse => crate::server::ConsentMode::Refuse,
+                UnknownOrigins::Prompt => crate::server::ConsentMode::Prompt,
+            },
+            ..defaults.limits
+        },
         policies: super::policy::load(),
+        pin_dialog: crate::pinentry::PinDialog::new(
+            args.pinentry.clone(),
+            Duration::from_secs(args.pin_timeout.max(1)),
+        ),
     }
 }
 

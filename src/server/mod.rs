@@ -2,17 +2,19 @@
 //! WebSocket protocol, plus the JavaScript client, its types, the demo page
 //! and a health check.
 
+mod credentials;
 mod dispatch;
 mod http;
 pub mod hub;
 mod ws;
 
+use crate::pinentry::PinDialog;
 use crate::policy::PolicySet;
 use crate::security::origin::{OriginGate, OriginsFile};
 use crate::service::Service;
 use crate::transport::Backend;
 use hub::Hub;
-pub use hub::Limits;
+pub use hub::{ConsentMode, Limits};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct ServerConfig {
     /// PIN policies (default: the built-in ones; `cardgate serve` adds the
     /// system and user policy files).
     pub policies: Arc<PolicySet>,
+    /// The daemon's PIN dialog (pinentry program and timeout).
+    pub pin_dialog: PinDialog,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +54,7 @@ impl Default for ServerConfig {
             origins: OriginsFile::default(),
             limits: Limits::default(),
             policies: Arc::new(PolicySet::builtin()),
+            pin_dialog: PinDialog::new(None, crate::pinentry::DEFAULT_TIMEOUT),
         }
     }
 }
@@ -96,6 +101,7 @@ impl Server {
             gate,
             port,
             config.limits,
+            config.pin_dialog,
         );
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
