@@ -272,34 +272,55 @@ fn piv_unblock_with_the_puk_on_the_pinpad() {
         let _ = r.run(|e| e.login("pin", &s("000000"), false));
     }
     assert_eq!(r.card_tries(), 0);
-    // The PUK travels with the new PIN: the SO login is deferred and
-    // asks nothing yet.
+    // Without a SO login, init asks nothing.
+    r.user([typed("12345678"), typed("24681357"), typed("24681357")]);
+    assert_eq!(r.run(|e| e.init_pinpad("pin")), Err(Error::SoLoginRequired));
+    assert_eq!(r.sim.pinpad_pending(PAD), 3);
+    // The PUK travels with the new PIN: the SO login is deferred and asks
+    // nothing yet; it shows as soValidated; logout forgets it.
     assert!(
         r.run(|e| Ok(e.so_login_is_deferred("pin", SoPath::Default)))
             .unwrap()
     );
+    let before = r.sim.pinpad_requests(PAD).len();
     r.run(|e| e.login_pinpad("pin", true)).unwrap();
-    assert!(r.sim.pinpad_requests(PAD).len() <= 3, "no entry asked yet");
-    // Wrong PUK: its counter goes down (from the status word: PIV cannot
-    // read it otherwise).
-    r.user([typed("87654321"), typed("24681357"), typed("24681357")]);
+    assert_eq!(r.sim.pinpad_requests(PAD).len(), before, "no entry asked");
+    assert!(r.run(|e| e.status("pin")).unwrap().so_validated);
+    r.run(|e| e.logout("pin")).unwrap();
+    assert!(!r.run(|e| e.status("pin")).unwrap().so_validated);
+    assert_eq!(r.run(|e| e.init_pinpad("pin")), Err(Error::SoLoginRequired));
+    assert_eq!(r.sim.pinpad_pending(PAD), 3);
+    // With the SO login, init takes what the user typed: PUK, new PIN twice.
+    r.run(|e| e.login_pinpad("pin", true)).unwrap();
+    r.run(|e| e.init_pinpad("pin")).unwrap();
+    r.all_typed();
+    assert_eq!(r.card_tries(), 3);
+    r.user([typed("24681357")]);
+    r.login("pin").unwrap();
+    // Block it again. A wrong PUK: its counter goes down (known from the
+    // status word: PIV cannot read it otherwise).
+    for _ in 0..3 {
+        let _ = r.run(|e| e.login("pin", &s("000000"), false));
+    }
+    r.run(|e| e.login_pinpad("pin", true)).unwrap();
+    r.user([typed("87654321"), typed("11335577"), typed("11335577")]);
     assert_eq!(
-        r.run(|e| e.init_pinpad("pin", SoPath::Default)),
+        r.run(|e| e.init_pinpad("pin")),
         Err(Error::SoPinIncorrect {
             remaining_tries: Some(2)
         })
     );
-    // Mismatching new PINs: nothing sent.
-    r.user([typed("12345678"), typed("24681357"), typed("24681358")]);
-    assert_eq!(
-        r.run(|e| e.init_pinpad("pin", SoPath::Default)),
-        Err(Error::PinMismatch)
-    );
-    r.user([typed("12345678"), typed("24681357"), typed("24681357")]);
-    r.run(|e| e.init_pinpad("pin", SoPath::Default)).unwrap();
+    assert_eq!(r.run(|e| e.init_pinpad("pin")), Err(Error::SoLoginRequired));
+    // New PINs that differ: nothing sent.
+    r.run(|e| e.login_pinpad("pin", true)).unwrap();
+    r.user([typed("12345678"), typed("11335577"), typed("11335578")]);
+    assert_eq!(r.run(|e| e.init_pinpad("pin")), Err(Error::PinMismatch));
+    r.run(|e| e.login_pinpad("pin", true)).unwrap();
+    r.user([typed("12345678"), typed("11335577"), typed("11335577")]);
+    r.run(|e| e.init_pinpad("pin")).unwrap();
     r.all_typed();
     assert_eq!(r.card_tries(), 3);
-    r.user([typed("24681357")]);
+    r.user([typed("11335577")]);
     r.login("pin").unwrap();
 }
 
@@ -380,7 +401,7 @@ fn openpgp_admin_pin_and_unblock_on_the_pinpad() {
     }
     assert_eq!(r.card_tries(), 0);
     assert_eq!(
-        r.run(|e| e.init_pinpad("user", SoPath::Default)),
+        r.run(|e| e.init_pinpad("user")),
         Err(Error::SoLoginRequired)
     );
     // Wrong admin PIN on the keypad: PW3's counter goes down.
@@ -397,7 +418,7 @@ fn openpgp_admin_pin_and_unblock_on_the_pinpad() {
     assert!(r.run(|e| e.status("user")).unwrap().so_validated);
     // The new PIN twice: RESET RETRY COUNTER P1=02.
     r.user([typed("246813"), typed("246813")]);
-    r.run(|e| e.init_pinpad("user", SoPath::Default)).unwrap();
+    r.run(|e| e.init_pinpad("user")).unwrap();
     r.all_typed();
     assert_eq!(r.card_tries(), 3);
     r.user([typed("246813")]);
@@ -417,13 +438,20 @@ fn openpgp_unblock_with_the_reset_code_on_the_pinpad() {
         .unwrap();
     r.user([typed("11111111"), typed("135790"), typed("135790")]);
     assert_eq!(
-        r.run(|e| e.init_pinpad("user", SoPath::ResetCode)),
+        r.run(|e| e.init_pinpad("user")),
         Err(Error::SoPinIncorrect {
             remaining_tries: Some(2)
         })
     );
+    // Each attempt uses the SO login up.
+    assert_eq!(
+        r.run(|e| e.init_pinpad("user")),
+        Err(Error::SoLoginRequired)
+    );
+    r.run(|e| e.login_so_pinpad("user", SoPath::ResetCode))
+        .unwrap();
     r.user([typed("87654321"), typed("135790"), typed("135790")]);
-    r.run(|e| e.init_pinpad("user", SoPath::ResetCode)).unwrap();
+    r.run(|e| e.init_pinpad("user")).unwrap();
     r.all_typed();
     r.run(|e| e.login("user", &s("135790"), false)).unwrap();
 }
@@ -437,8 +465,8 @@ fn openpgp_without_a_reset_code_is_refused_before_any_entry() {
     );
     r.user([typed("87654321"), typed("135790"), typed("135790")]);
     assert_eq!(
-        r.run(|e| e.init_pinpad("user", SoPath::ResetCode)),
-        Err(Error::SoPinBlocked)
+        r.run(|e| e.init_pinpad("user")),
+        Err(Error::SoLoginRequired)
     );
     assert_eq!(r.sim.pinpad_pending(PAD), 3);
 }

@@ -84,14 +84,19 @@ impl Engine {
     /// Security officer login on the pinpad. The admin PIN (OpenPGP PW3)
     /// is verified now. A code that travels with the new PIN (PIV PUK,
     /// OpenPGP reset code) is typed at [`Engine::init_pinpad`] instead:
-    /// here it is only checked not to be blocked
-    /// ([`Engine::so_login_is_deferred`] is true for those).
+    /// here it is only checked not to be blocked, and the login is noted
+    /// for `init_pinpad` ([`Engine::so_login_is_deferred`] is true for
+    /// those; `soValidated` shows it until init or logout).
     pub fn login_so_pinpad(&mut self, pin_id: &str, path: SoPath) -> Result<(), Error> {
         let pin = self.pin(pin_id)?;
         let method = so_method(&pin, path)?;
         let cred = method.credential().clone();
         match method {
-            SoMethod::CodeWithNewPin(_) => self.check_usable(&cred, true),
+            SoMethod::CodeWithNewPin(_) => {
+                self.check_usable(&cred, true)?;
+                self.pinpad_so = Some((pin.id, path));
+                Ok(())
+            }
             SoMethod::VerifyThenReset(_) => {
                 self.check_usable(&cred, true)?;
                 let code = self.pinpad_code(Entry::Verify)?;
@@ -134,46 +139,60 @@ impl Engine {
         }
     }
 
-    /// `Pin.init(null)`: re-initialises (unblocks) the PIN with the values
-    /// typed on the pinpad, through the SO `path`:
-    /// - admin PIN (OpenPGP PW3, verified before with
-    ///   [`Engine::login_so_pinpad`] or [`Engine::login_so`]): the new PIN
-    ///   twice (RESET RETRY COUNTER P1=02);
-    /// - resetting code (PIV PUK, OpenPGP reset code): the code, then the
-    ///   new PIN twice (RESET RETRY COUNTER P1=00).
-    pub fn init_pinpad(&mut self, pin_id: &str, path: SoPath) -> Result<(), Error> {
+    /// `Pin.init(null)`: re-initialises (unblocks) the PIN with values
+    /// typed on the pinpad, after a security officer login on it:
+    /// - the admin PIN (OpenPGP PW3) verified ([`Engine::login_so_pinpad`]
+    ///   or [`Engine::login_so`]): the new PIN twice (RESET RETRY COUNTER
+    ///   P1=02);
+    /// - a deferred pinpad SO login ([`Engine::login_so_pinpad`] with the
+    ///   PIV PUK or OpenPGP reset code): the code, then the new PIN twice
+    ///   (RESET RETRY COUNTER P1=00).
+    ///
+    /// Without either: `SO_LOGIN_REQUIRED`. The deferred login is used up
+    /// by the attempt, whatever its outcome (like a held PUK).
+    pub fn init_pinpad(&mut self, pin_id: &str) -> Result<(), Error> {
         let pin = self.pin(pin_id)?;
-        let method = so_method(&pin, path)?;
+        if pin.so.is_none() && pin.reset_code.is_none() {
+            return Err(Error::OperationNotSupported(format!(
+                "init of the {}",
+                pin.credential.label
+            )));
+        }
         let cred = &pin.credential;
+        let deferred = self.pinpad_so.take_if(|(id, _)| *id == pin.id);
+        if let Some((_, path)) = deferred {
+            let SoMethod::CodeWithNewPin(so_cred) = so_method(&pin, path)? else {
+                return Err(Error::SoLoginRequired);
+            };
+            self.check_usable(&so_cred, true)?;
+            let code = self.pinpad_code(Entry::Modify)?;
+            let props = self.session.pinpad()?.properties.clone();
+            let request = pinpad::unblock(&so_cred, cred, &props, &self.pinpad_options)?;
+            return match self.pinpad_exchange(&so_cred, code, &request)? {
+                StatusWord::Ok => {
+                    self.succeeded(&so_cred);
+                    self.reinitialised(cred);
+                    Ok(())
+                }
+                sw => Err(self.failed(&so_cred, sw, true)),
+            };
+        }
+        if !self.so_verified.contains(&pin.id) {
+            return Err(Error::SoLoginRequired);
+        }
         let code = self.pinpad_code(Entry::Modify)?;
         let props = self.session.pinpad()?.properties.clone();
-        let so_cred = match method {
-            SoMethod::VerifyThenReset(_) if self.so_verified.contains(&pin.id) => {
-                let request = pinpad::reset_after_so(cred, &props, &self.pinpad_options)?;
-                return match self.pinpad_exchange(cred, code, &request)? {
-                    StatusWord::Ok => {
-                        self.reinitialised(cred);
-                        Ok(())
-                    }
-                    StatusWord::SecurityNotSatisfied => {
-                        self.so_verified.retain(|id| *id != pin.id);
-                        Err(Error::SoLoginRequired)
-                    }
-                    sw => Err(super::map_other(sw, cred)),
-                };
-            }
-            SoMethod::VerifyThenReset(_) => return Err(Error::SoLoginRequired),
-            SoMethod::CodeWithNewPin(so_cred) => so_cred,
-        };
-        self.check_usable(&so_cred, true)?;
-        let request = pinpad::unblock(&so_cred, cred, &props, &self.pinpad_options)?;
-        match self.pinpad_exchange(&so_cred, code, &request)? {
+        let request = pinpad::reset_after_so(cred, &props, &self.pinpad_options)?;
+        match self.pinpad_exchange(cred, code, &request)? {
             StatusWord::Ok => {
-                self.succeeded(&so_cred);
                 self.reinitialised(cred);
                 Ok(())
             }
-            sw => Err(self.failed(&so_cred, sw, true)),
+            StatusWord::SecurityNotSatisfied => {
+                self.so_verified.retain(|id| *id != pin.id);
+                Err(Error::SoLoginRequired)
+            }
+            sw => Err(super::map_other(sw, cred)),
         }
     }
 
