@@ -55,14 +55,22 @@ pub enum Error {
         "only one try is left: it is kept for the PIN dialog or the pinpad, not for values sent by a web page"
     )]
     LastTryProtected,
+    /// The new PIN and its confirmation differ (pinpad 6402). Nothing
+    /// reached the card.
+    #[error("the new PIN and its confirmation differ")]
+    PinMismatch,
     #[error("too many wrong PINs from this site; try again in {retry_after} s")]
     TemporarilyLocked { retry_after: u64 },
     #[error("too many requests; slow down")]
     RateLimited,
     #[error("the PIN dialog cannot be shown: {0}")]
     PinDialogUnavailable(String),
+    /// The user cancelled PIN entry (the PIN dialog, or pinpad 6401).
+    /// Nothing reached the card.
     #[error("PIN entry was cancelled")]
     PinEntryCancelled,
+    /// The user did not finish entering the PIN in time (the PIN
+    /// dialog's timeout, or pinpad 6400). Nothing reached the card.
     #[error("PIN entry timed out")]
     PinEntryTimeout,
     #[error("this credential handle is unknown, used or expired; call requestCredential again")]
@@ -110,6 +118,7 @@ impl Error {
             Error::CardError { .. } => "CARD_ERROR",
             Error::ReaderError(_) => "READER_ERROR",
             Error::LastTryProtected => "LAST_TRY_PROTECTED",
+            Error::PinMismatch => "PIN_MISMATCH",
             Error::TemporarilyLocked { .. } => "TEMPORARILY_LOCKED",
             Error::RateLimited => "RATE_LIMITED",
             Error::PinDialogUnavailable(_) => "PIN_DIALOG_UNAVAILABLE",
@@ -218,6 +227,13 @@ mod tests {
         assert_eq!(
             Error::from(TransportError::CardRemoved).code(),
             "CARD_REMOVED"
+        );
+        assert_eq!(Error::PinEntryTimeout.code(), "PIN_ENTRY_TIMEOUT");
+        assert_eq!(Error::PinEntryCancelled.code(), "PIN_ENTRY_CANCELLED");
+        assert_eq!(Error::PinMismatch.code(), "PIN_MISMATCH");
+        assert_eq!(
+            Error::PinMismatch.to_json(),
+            json!({"code": "PIN_MISMATCH", "message": "the new PIN and its confirmation differ"})
         );
     }
 }

@@ -6,6 +6,7 @@
 //! with none of them is reported as unsupported with its ATR, never guessed at.
 
 pub mod openpgp;
+pub mod pinpad;
 pub mod piv;
 mod session;
 

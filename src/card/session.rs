@@ -1,8 +1,10 @@
 //! A connection to a recognised card application.
 
+use super::pinpad::Pinpad;
 use super::{Token, hex, openpgp, piv};
 use crate::apdu::{Command, Response, StatusWord, commands};
 use crate::error::Error;
+use crate::transport::part10::{self, Features, PinProperties, feature};
 use crate::transport::{self, Transport, TransportError};
 
 /// Owns the transport to one card and the token found on it. Re-selects the
@@ -14,6 +16,8 @@ pub struct CardSession {
     /// Set when the card was reset under us (every verified state is gone);
     /// cleared by [`CardSession::take_reset`].
     reset_seen: bool,
+    /// The reader's PIN entry features, asked once per connection.
+    pinpad: Option<Pinpad>,
 }
 
 impl CardSession {
@@ -47,6 +51,7 @@ impl CardSession {
             token,
             atr,
             reset_seen: false,
+            pinpad: None,
         })
     }
 
@@ -68,6 +73,74 @@ impl CardSession {
             }
             other => Ok(other?),
         }
+    }
+
+    /// Sends a reader control command (PC/SC `SCardControl`), with the same
+    /// recovery as [`CardSession::send`] when another application reset
+    /// the card first.
+    pub fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, Error> {
+        match self.transport.control(code, data) {
+            Err(TransportError::CardReset) => {
+                self.reset_seen = true;
+                self.transport.reconnect(false)?;
+                self.reselect()?;
+                Ok(self.transport.control(code, data)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The reader's PIN entry features (PC/SC part 10), detected on first
+    /// use and kept for the connection. A reader without part 10 support
+    /// (`control` unsupported or failing, e.g. vpcd) has none; only a
+    /// card that went away is an error.
+    pub fn pinpad(&mut self) -> Result<&Pinpad, Error> {
+        if self.pinpad.is_none() {
+            let detected = self.detect_pinpad()?;
+            tracing::debug!(
+                verify = detected.can_verify(),
+                modify = detected.can_modify(),
+                "reader PIN entry features"
+            );
+            self.pinpad = Some(detected);
+        }
+        Ok(self.pinpad.as_ref().expect("pinpad was just detected"))
+    }
+
+    fn detect_pinpad(&mut self) -> Result<Pinpad, Error> {
+        let features = match self.control(part10::GET_FEATURE_REQUEST, &[]) {
+            Ok(answer) => Features::parse(&answer),
+            Err(e @ (Error::CardRemoved | Error::CardAbsent | Error::NoPcscService)) => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no PC/SC part 10 features");
+                return Ok(Pinpad::default());
+            }
+        };
+        let mut properties = PinProperties::default();
+        // GET_TLV_PROPERTIES (§2.6.14) is the richer of the two; the
+        // older IFD_PIN_PROPERTIES (§2.6.8) fills what it lacks.
+        if let Some(code) = features.code(feature::GET_TLV_PROPERTIES) {
+            match self.control(code, &[]) {
+                Ok(answer) => properties.merge(PinProperties::parse_tlv(&answer)),
+                Err(e) => tracing::debug!(error = %e, "GET_TLV_PROPERTIES failed"),
+            }
+        }
+        if let Some(code) = features.code(feature::IFD_PIN_PROPERTIES) {
+            match self.control(code, &[]) {
+                Ok(answer) => {
+                    if let Some(p) = PinProperties::parse_ifd(&answer) {
+                        properties.merge(p);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "IFD_PIN_PROPERTIES failed"),
+            }
+        }
+        Ok(Pinpad {
+            features,
+            properties,
+        })
     }
 
     /// Resets the card on purpose (drops every verified state), then selects

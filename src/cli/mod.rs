@@ -141,6 +141,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::PinNotFound(_) => exit::NOT_SUPPORTED,
         Error::PinLengthInvalid { .. }
         | Error::PinFormatInvalid
+        | Error::PinMismatch
         | Error::ConstraintViolation { .. } => exit::BAD_VALUE,
         _ => exit::OTHER,
     }

@@ -15,6 +15,7 @@
 //!   not asked again.
 
 mod guard;
+mod pinpad;
 mod status;
 
 pub use guard::Presented;
@@ -90,6 +91,11 @@ pub struct Engine {
     held_lifetime: Duration,
     /// The effective policy of each PIN object, resolved at session open.
     policy: CardPolicy,
+    /// How PIN entry on a pinpad reader is asked for.
+    pinpad_options: crate::card::pinpad::PinpadOptions,
+    /// A SO login on the pinpad whose code (PIV PUK, OpenPGP reset code)
+    /// is typed at `init_pinpad`: the PIN object and the path.
+    pinpad_so: Option<(&'static str, SoPath)>,
 }
 
 impl Engine {
@@ -108,6 +114,8 @@ impl Engine {
             so_verified: Vec::new(),
             held_lifetime: HELD_CODE_LIFETIME,
             policy,
+            pinpad_options: Default::default(),
+            pinpad_so: None,
         }
     }
 
@@ -219,7 +227,8 @@ impl Engine {
         let pin = self.pin(pin_id)?;
         let counter = self.read_counter(&pin.credential)?;
         let so_logged_in = self.so_verified.contains(&pin.id)
-            || self.held.as_ref().is_some_and(|h| h.pin_id == pin.id);
+            || self.held.as_ref().is_some_and(|h| h.pin_id == pin.id)
+            || self.pinpad_so.is_some_and(|(id, _)| id == pin.id);
         let st = self.state(&pin.credential).clone();
         let mut status = PinStatus::build(
             &pin,
@@ -496,6 +505,7 @@ impl Engine {
     pub fn logout(&mut self, pin_id: &str) -> Result<(), Error> {
         let pin = self.pin(pin_id)?;
         self.held = None;
+        self.pinpad_so = None;
         let mut references = vec![pin.credential.reference];
         if self.session.token.profile == crate::card::ProfileKind::OpenPgp && pin.id == "user" {
             // PW1 is verified separately for signing (81) and other uses (82).

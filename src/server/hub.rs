@@ -375,15 +375,18 @@ pub fn mask_status(status: &mut Value) {
 /// The card's token with every PIN's status, as the protocol shows it.
 pub fn describe_token(e: &mut crate::pin::Engine) -> Result<Value, Error> {
     let pins = e.statuses()?;
-    Ok(token_json(e.token(), &pins))
+    // The reader's keypad (PC/SC part 10 VERIFY_PIN_DIRECT), asked once
+    // per connection: `login(null)` / `change(null, null)` use it.
+    let pinpad = e.has_pinpad();
+    Ok(token_json(e.token(), &pins, pinpad))
 }
 
-fn token_json(token: &Token, pins: &[PinStatus]) -> Value {
+fn token_json(token: &Token, pins: &[PinStatus], protected_auth_path: bool) -> Value {
     json!({
         "label": token.label,
         "profile": token.profile.name(),
         "serial": token.serial,
-        "protectedAuthPath": false,
+        "protectedAuthPath": protected_auth_path,
         "pins": pins,
     })
 }

@@ -1,6 +1,7 @@
 //! Transports: how APDUs reach a card.
 //!
 //! - [`pcsc`]: real readers through the PC/SC service (pcscd).
+//! - [`part10`]: PC/SC part 10 pinpad features and PIN entry structures.
 //! - [`sim`]: in-process simulated readers holding our virtual card, for fast
 //!   tests and the demo mode.
 //!
@@ -8,6 +9,7 @@
 //! to the card in one of them. Transports are blocking and owned by exactly
 //! one reader worker thread (see `crate::service`).
 
+pub mod part10;
 pub mod pcsc;
 pub mod sim;
 

@@ -5,9 +5,17 @@
 //! until the next connection, a reset by "another application"
 //! ([`SimBackend::reset_card`]) fails the next command with `CardReset`,
 //! and verified states survive a disconnect.
+//!
+//! A reader can be a pinpad reader ([`SimBackend::add_pinpad_reader`]):
+//! it then answers PC/SC part 10 `control` requests with a scripted user
+//! at the keypad (see [`pinpad`]). Other readers answer `control` with
+//! `Unsupported`, like vpcd.
+
+pub mod pinpad;
 
 use super::{Backend, Event, ReaderInfo, Transport, TransportError, WatchGuard};
 use crate::vcard::VirtualCard;
+use pinpad::{Action, PinpadInput, PinpadState, SimPinpad};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -19,6 +27,8 @@ struct Slot {
     insertion: u64,
     /// Bumped when the card is reset by someone else than the connection.
     resets: u64,
+    /// Set for a pinpad reader.
+    pinpad: Option<PinpadState>,
 }
 
 #[derive(Default)]
@@ -69,6 +79,51 @@ impl SimBackend {
         st.publish(Event::ReaderAdded {
             reader: name.to_string(),
         });
+    }
+
+    /// Adds a pinpad reader: PC/SC part 10 features as `pinpad` says, and
+    /// a user who types what [`SimBackend::pinpad_input`] scripted.
+    pub fn add_pinpad_reader(&self, name: &str, pinpad: SimPinpad) {
+        self.add_reader(name);
+        if let Ok(slot) = lock(&self.state).slot_mut(name) {
+            slot.pinpad = Some(PinpadState::new(pinpad));
+        }
+    }
+
+    /// Queues what the user does at the pinpad of `reader`, one input per
+    /// PIN the reader asks for (VERIFY: one; change: current, new,
+    /// confirmation). With nothing queued, an entry times out.
+    pub fn pinpad_input(
+        &self,
+        reader: &str,
+        inputs: impl IntoIterator<Item = PinpadInput>,
+    ) -> Result<(), TransportError> {
+        let mut st = lock(&self.state);
+        let pad = st
+            .slot_mut(reader)?
+            .pinpad
+            .as_mut()
+            .ok_or(TransportError::Unsupported)?;
+        pad.script.extend(inputs);
+        Ok(())
+    }
+
+    /// How many scripted inputs the user has not used yet.
+    pub fn pinpad_pending(&self, reader: &str) -> usize {
+        let mut st = lock(&self.state);
+        st.slot_mut(reader)
+            .ok()
+            .and_then(|s| s.pinpad.as_ref())
+            .map_or(0, |p| p.script.len())
+    }
+
+    /// Every `control` request the pinpad reader received: (code, bytes).
+    pub fn pinpad_requests(&self, reader: &str) -> Vec<(u32, Vec<u8>)> {
+        let mut st = lock(&self.state);
+        st.slot_mut(reader)
+            .ok()
+            .and_then(|s| s.pinpad.as_ref())
+            .map_or_else(Vec::new, |p| p.requests.clone())
     }
 
     pub fn remove_reader(&self, name: &str) {
@@ -254,9 +309,23 @@ impl Transport for SimTransport {
         Ok(lock(&self.card).process(apdu))
     }
 
-    fn control(&mut self, _code: u32, _data: &[u8]) -> Result<Vec<u8>, TransportError> {
+    fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, TransportError> {
         self.check()?;
-        Err(TransportError::Unsupported)
+        let action = {
+            let mut st = lock(&self.state);
+            let slot = st
+                .slot_mut(&self.reader)
+                .map_err(|_| TransportError::CardRemoved)?;
+            match slot.pinpad.as_mut() {
+                Some(pad) => pad.handle(code, data),
+                None => Action::Unsupported,
+            }
+        };
+        match action {
+            Action::Answer(bytes) => Ok(bytes),
+            Action::Unsupported => Err(TransportError::Unsupported),
+            Action::SendToCard(apdu) => Ok(lock(&self.card).process(&apdu)),
+        }
     }
 
     fn reconnect(&mut self, reset: bool) -> Result<(), TransportError> {

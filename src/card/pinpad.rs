@@ -1,0 +1,388 @@
+//! PIN entry on a pinpad reader: which PC/SC part 10 features a reader
+//! has, and the `PIN_VERIFY_STRUCTURE` / `PIN_MODIFY_STRUCTURE` each card
+//! profile needs. The byte layout itself is in [`crate::transport::part10`];
+//! the APDU templates come from [`crate::apdu::commands`].
+//!
+//! How each profile's PIN reaches the card (the reader fills it in):
+//! - PIV (SP 800-73-4 Part 2 §2.4.3): ASCII digits, left-justified in an
+//!   8-byte block pre-filled with FF; 6–8 digits. Lc stays 08 (10 for
+//!   CHANGE / RESET, two blocks, the new one at offset 8).
+//! - OpenPGP (OpenPGP 3.4 §4.3 / §7.2.2): UTF-8 (the keypad types ASCII
+//!   digits) as typed, no padding: the template has Lc = 00 and no data,
+//!   block size 0, so the reader inserts the PIN(s) with their own length
+//!   and sets Lc — the way GnuPG's scdaemon drives pinpads for this card.
+
+use super::{Credential, Encoding, PinFormat};
+use crate::apdu::{Command, commands};
+use crate::error::Error;
+use crate::transport::part10::{
+    self, EntryFormat, Features, ModifyLayout, PinProperties, confirm, feature, validation,
+};
+
+/// What a reader offers for PIN entry, found once per connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pinpad {
+    pub features: Features,
+    pub properties: PinProperties,
+}
+
+impl Pinpad {
+    /// The reader can take a PIN on its keypad (`FEATURE_VERIFY_PIN_DIRECT`).
+    pub fn can_verify(&self) -> bool {
+        self.features.code(feature::VERIFY_PIN_DIRECT).is_some()
+    }
+
+    /// The reader can take a current and new PIN (`FEATURE_MODIFY_PIN_DIRECT`).
+    pub fn can_modify(&self) -> bool {
+        self.features.code(feature::MODIFY_PIN_DIRECT).is_some()
+    }
+}
+
+/// Choices of ours in the structures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinpadOptions {
+    /// bTimeOut: seconds the user has for the whole entry (0 = the
+    /// reader's own default).
+    pub timeout_secs: u8,
+}
+
+impl Default for PinpadOptions {
+    fn default() -> Self {
+        PinpadOptions { timeout_secs: 60 }
+    }
+}
+
+/// A structure to hand to the reader, with the PIN lengths it allows
+/// (the card's limits, narrowed to the reader's): what the reader's 6403
+/// "wrong length" refers to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    pub structure: Vec<u8>,
+    pub min_len: usize,
+    pub max_len: usize,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Request({} bytes, {}..={})",
+            self.structure.len(),
+            self.min_len,
+            self.max_len
+        )
+    }
+}
+
+fn request(
+    format: &EntryFormat,
+    built: Result<Vec<u8>, part10::StructureError>,
+) -> Result<Request, Error> {
+    Ok(Request {
+        structure: built.map_err(structure_error)?,
+        min_len: format.min_len as usize,
+        max_len: format.max_len as usize,
+    })
+}
+
+/// PIV PINs and PUKs go in an 8-byte block pre-filled with FF.
+const PIV_BLOCK: usize = commands::PIV_PIN_BLOCK_LEN;
+
+/// The padding template of one PIN block (empty: variable length).
+fn block_template(f: &PinFormat) -> Vec<u8> {
+    match f.encoding {
+        Encoding::PivPadded => vec![0xFF; PIV_BLOCK],
+        Encoding::Utf8 => Vec::new(),
+    }
+}
+
+/// The common fields for entries of PINs with limits `min..=max` and
+/// `block` bytes (0 = variable length).
+fn entry_format(
+    min: usize,
+    max: usize,
+    block: usize,
+    messages: u8,
+    reader: &PinProperties,
+    opts: &PinpadOptions,
+) -> EntryFormat {
+    // wPINMaxExtraDigit holds one byte each; the reader may be narrower.
+    let mut max = max.min(u8::MAX as usize) as u8;
+    if let Some(rmax) = reader.max_pin_size.filter(|m| *m > 0) {
+        max = max.min(rmax);
+    }
+    let min = (min.min(u8::MAX as usize) as u8).min(max);
+    // End the entry with the OK key; also when the maximum is reached if
+    // the length is fixed (GnuPG does the same), as far as the reader
+    // supports either.
+    let wanted = if min == max {
+        validation::KEY_PRESSED | validation::MAX_SIZE_REACHED
+    } else {
+        validation::KEY_PRESSED
+    };
+    let condition = match reader.entry_validation {
+        Some(supported) if supported & wanted != 0 => supported & wanted,
+        Some(supported) if supported != 0 => supported,
+        _ => wanted,
+    };
+    EntryFormat {
+        timeout: opts.timeout_secs,
+        timeout2: 0,
+        // Positions in bytes, the PIN at the start of the data field,
+        // left-justified, ASCII (part 10 §2.5.2 bmFormatString).
+        format_string: part10::format::UNITS_BYTES | part10::format::ASCII,
+        // No PIN length field; block size in bytes (0 = variable).
+        block_string: block as u8,
+        length_format: 0x00,
+        min_len: min,
+        max_len: max,
+        validation: condition,
+        // With no display the reader shows nothing (OpenSC does the same).
+        messages: if reader.lcd_layout == Some(0) {
+            0
+        } else {
+            messages
+        },
+        lang: part10::LANG_EN_US,
+    }
+}
+
+fn structure_error(e: part10::StructureError) -> Error {
+    Error::ReaderError(format!("cannot build the pinpad request: {e}"))
+}
+
+fn block_len(f: &PinFormat) -> usize {
+    block_template(f).len()
+}
+
+/// `PIN_VERIFY_STRUCTURE` for VERIFY of `cred` (ISO 7816-4 §11.6.6) with
+/// the PIN typed on the reader.
+pub fn verify(
+    cred: &Credential,
+    reader: &PinProperties,
+    opts: &PinpadOptions,
+) -> Result<Request, Error> {
+    let f = &cred.format;
+    let template = commands::verify(cred.reference, &block_template(f));
+    let format = entry_format(f.min_len, f.max_len, block_len(f), 1, reader, opts);
+    request(&format, part10::verify_structure(&format, &template))
+}
+
+/// Two blocks for one MODIFY: the first entry's, then the new PIN's.
+fn modify(
+    first: &PinFormat,
+    new: &PinFormat,
+    confirm_flags: u8,
+    messages: u8,
+    template: impl FnOnce(&[u8], &[u8]) -> Command,
+    reader: &PinProperties,
+    opts: &PinpadOptions,
+) -> Result<Request, Error> {
+    // One block size and one min/max for every entry of a MODIFY: the
+    // profiles use the same encoding for both values, and the card
+    // checks each value's own limits.
+    let first_block = block_template(first);
+    let new_block = block_template(new);
+    let template = template(&first_block, &new_block);
+    let format = entry_format(
+        first.min_len.min(new.min_len),
+        first.max_len.max(new.max_len),
+        new_block.len(),
+        messages,
+        reader,
+        opts,
+    );
+    let layout = ModifyLayout {
+        offset_old: 0,
+        offset_new: first_block.len() as u8,
+        confirm: confirm_flags,
+    };
+    request(
+        &format,
+        part10::modify_structure(&format, &layout, &template),
+    )
+}
+
+/// `PIN_MODIFY_STRUCTURE` for CHANGE REFERENCE DATA of `cred` (ISO 7816-4
+/// §11.6.7): the current PIN, the new PIN and its confirmation are typed.
+pub fn change(
+    cred: &Credential,
+    reader: &PinProperties,
+    opts: &PinpadOptions,
+) -> Result<Request, Error> {
+    let reference = cred.change_reference;
+    modify(
+        &cred.format,
+        &cred.format,
+        confirm::CURRENT_PIN | confirm::CONFIRM_NEW,
+        3,
+        |old, new| commands::change_reference_data(reference, old, new),
+        reader,
+        opts,
+    )
+}
+
+/// `PIN_MODIFY_STRUCTURE` for RESET RETRY COUNTER P1=00 (ISO 7816-4
+/// §11.6.10): the resetting code `so` (PIV PUK, OpenPGP reset code) in
+/// place of the current PIN, then the new PIN of `cred` twice.
+pub fn unblock(
+    so: &Credential,
+    cred: &Credential,
+    reader: &PinProperties,
+    opts: &PinpadOptions,
+) -> Result<Request, Error> {
+    let reference = cred.change_reference;
+    modify(
+        &so.format,
+        &cred.format,
+        confirm::CURRENT_PIN | confirm::CONFIRM_NEW,
+        3,
+        |code, new| commands::reset_retry_counter(reference, code, new),
+        reader,
+        opts,
+    )
+}
+
+/// `PIN_MODIFY_STRUCTURE` for RESET RETRY COUNTER P1=02 after the security
+/// officer was verified (OpenPGP 3.4 §7.2.4): the new PIN, twice.
+pub fn reset_after_so(
+    cred: &Credential,
+    reader: &PinProperties,
+    opts: &PinpadOptions,
+) -> Result<Request, Error> {
+    let f = &cred.format;
+    let template =
+        commands::reset_retry_counter_after_so(cred.change_reference, &block_template(f));
+    let format = entry_format(f.min_len, f.max_len, block_len(f), 2, reader, opts);
+    let layout = ModifyLayout {
+        offset_old: 0,
+        offset_new: 0,
+        confirm: confirm::CONFIRM_NEW,
+    };
+    // Messages: "enter new PIN", "confirm new PIN".
+    request(
+        &format,
+        part10::modify_structure(&format, &layout, &template),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::{openpgp, piv};
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02X}")).collect()
+    }
+
+    fn opts() -> PinpadOptions {
+        PinpadOptions { timeout_secs: 0 }
+    }
+
+    #[test]
+    fn piv_verify_is_gnupg_s_fixed_length_block() {
+        // bTimeOut 00, bTimeOut2 00, bmFormatString 82, bmPINBlockString
+        // 08, bmPINLengthFormat 00, wPINMaxExtraDigit 0806 (min 6, max 8),
+        // key pressed, one message, 0409, bMsgIndex 00, no prologue,
+        // ulDataLength 13, VERIFY 00 20 00 80 08 FF*8.
+        let s = verify(&piv::pin_credential(), &PinProperties::default(), &opts())
+            .unwrap()
+            .structure;
+        assert_eq!(
+            hex(&s),
+            "000082080008060201090400000000\
+             0D000000\
+             0020008008FFFFFFFFFFFFFFFF"
+        );
+    }
+
+    #[test]
+    fn piv_change_and_unblock_carry_two_padded_blocks() {
+        let props = PinProperties::default();
+        let s = change(&piv::pin_credential(), &props, &opts())
+            .unwrap()
+            .structure;
+        assert_eq!(
+            hex(&s),
+            "0000820800000808060302030904000102000000\
+             15000000\
+             0024008010FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+        );
+        // RESET RETRY COUNTER 00 2C 00 80: PUK block, then the new PIN's.
+        let s = unblock(
+            &piv::puk_credential(),
+            &piv::pin_credential(),
+            &props,
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!((s.min_len, s.max_len), (6, 8));
+        assert_eq!(
+            hex(&s.structure),
+            "0000820800000808060302030904000102000000\
+             15000000\
+             002C008010FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+        );
+    }
+
+    #[test]
+    fn openpgp_structures_are_variable_length() {
+        let token = openpgp::build_token(None, None);
+        let user = &token.pin("user").unwrap().credential;
+        let admin = &token.pin("admin").unwrap().credential;
+        let props = PinProperties::default();
+        // VERIFY 00 20 00 82 Lc=00: block 0, min 6, max 127.
+        let s = verify(user, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000820000 7F06 0201 0904 00 000000 05000000 0020008200".replace(' ', "")
+        );
+        // VERIFY 00 20 00 83 for PW3: min 8.
+        let s = verify(admin, &props, &opts()).unwrap().structure;
+        assert!(hex(&s).starts_with("00008200007F0802"), "{}", hex(&s));
+        assert!(hex(&s).ends_with("0020008300"));
+        // CHANGE REFERENCE DATA 00 24 00 81 (PW1), Lc 00, both offsets 0.
+        let s = change(user, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000820000 00 00 7F06 03 02 03 0904 000102 000000 05000000 0024008100"
+                .replace(' ', "")
+        );
+        // RESET RETRY COUNTER P1=02 after PW3: new PIN twice.
+        let s = reset_after_so(user, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000820000 00 00 7F06 01 02 02 0904 000102 000000 05000000 002C028100"
+                .replace(' ', "")
+        );
+    }
+
+    #[test]
+    fn reader_properties_narrow_the_entry() {
+        let token = openpgp::build_token(None, None);
+        let user = &token.pin("user").unwrap().credential;
+        // A reader that takes at most 12 digits, has no display, and
+        // validates only on the OK key.
+        let props = PinProperties {
+            max_pin_size: Some(12),
+            lcd_layout: Some(0),
+            entry_validation: Some(validation::KEY_PRESSED),
+            ..PinProperties::default()
+        };
+        let r = verify(user, &props, &PinpadOptions { timeout_secs: 30 }).unwrap();
+        assert_eq!((r.min_len, r.max_len), (6, 12));
+        let s = r.structure;
+        // bTimeOut 1E, max 0C min 06, validation 02, no message.
+        assert_eq!(hex(&s[..9]), "1E00820000 0C06 02 00".replace(' ', ""));
+        // The PIV PUK: fixed length 8 → validation also on max size when
+        // the reader supports it.
+        let props = PinProperties {
+            entry_validation: Some(0x07),
+            ..PinProperties::default()
+        };
+        let s = verify(&piv::puk_credential(), &props, &opts())
+            .unwrap()
+            .structure;
+        assert_eq!(hex(&s[5..8]), "080803");
+    }
+}

@@ -1,0 +1,85 @@
+//! `Token.protectedAuthPath` over the protocol: true for a card in a
+//! pinpad reader (PC/SC part 10 VERIFY_PIN_DIRECT), false otherwise.
+
+#[path = "common/ws_client.rs"]
+mod ws_client;
+
+use cardgate::security::origin::OriginsFile;
+use cardgate::server::{Server, ServerConfig};
+use cardgate::transport::sim::SimBackend;
+use cardgate::transport::sim::pinpad::SimPinpad;
+use cardgate::vcard::VirtualCard;
+use cardgate::vcard::config::CardConfig;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use ws_client::Client;
+
+const PAD_PIV: &str = "Sim Pinpad PIV";
+const PAD_PGP: &str = "Sim Pinpad OpenPGP";
+const PLAIN: &str = "Sim PIV";
+
+async fn daemon() -> (Server, SimBackend) {
+    let sim = SimBackend::new();
+    sim.add_pinpad_reader(PAD_PIV, SimPinpad::full());
+    sim.add_pinpad_reader(PAD_PGP, SimPinpad::verify_only());
+    sim.add_reader(PLAIN);
+    sim.insert_card(PAD_PIV, VirtualCard::new(CardConfig::piv()))
+        .unwrap();
+    sim.insert_card(PAD_PGP, VirtualCard::new(CardConfig::openpgp()))
+        .unwrap();
+    sim.insert_card(PLAIN, VirtualCard::new(CardConfig::piv()))
+        .unwrap();
+    let config = ServerConfig {
+        port: 0,
+        op_timeout: Duration::from_secs(10),
+        origins_file: None,
+        origins: OriginsFile {
+            allow_missing_origin: true,
+            ..OriginsFile::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
+    (server, sim)
+}
+
+fn token<'a>(readers: &'a Value, name: &str) -> &'a Value {
+    &readers["readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no reader {name}: {readers}"))["token"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_auth_path_follows_the_reader() {
+    let (server, sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    c.ok("hello", json!({ "protocol": 1 })).await;
+    let readers = c.ok("getReaders", json!({})).await;
+    assert_eq!(token(&readers, PAD_PIV)["protectedAuthPath"], true);
+    assert_eq!(token(&readers, PAD_PIV)["profile"], "piv");
+    assert_eq!(token(&readers, PAD_PGP)["protectedAuthPath"], true);
+    assert_eq!(token(&readers, PAD_PGP)["profile"], "openpgp");
+    assert_eq!(token(&readers, PLAIN)["protectedAuthPath"], false);
+    // Describing the token asked the reader, never the user.
+    assert_eq!(sim.pinpad_pending(PAD_PIV), 0);
+    assert!(
+        sim.pinpad_requests(PAD_PIV)
+            .iter()
+            .all(|(code, _)| *code != 0x4233_0006),
+        "no PIN entry was started"
+    );
+    // A card inserted later: the notification's token says it too.
+    let card = sim.remove_card(PAD_PIV).unwrap();
+    c.notification("cardRemoved", |p| p["reader"] == PAD_PIV)
+        .await;
+    sim.insert_card(PAD_PIV, card).unwrap();
+    let note = c
+        .notification("cardInserted", |p| p["reader"] == PAD_PIV)
+        .await;
+    assert_eq!(note["token"]["protectedAuthPath"], true, "{note}");
+    server.shutdown().await;
+}
