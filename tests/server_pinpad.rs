@@ -83,3 +83,51 @@ async fn protected_auth_path_follows_the_reader() {
     assert_eq!(note["token"]["protectedAuthPath"], true, "{note}");
     server.shutdown().await;
 }
+
+/// `login(null)` / `change(null, null)` / `init(null)`: the user types on the
+/// reader; the page and the daemon never see the values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_operations_on_the_pinpad_over_the_protocol() {
+    use cardgate::transport::sim::pinpad::PinpadInput;
+    let (server, sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    let t = |reader: &str, extra: Value| {
+        let mut v = json!({ "reader": reader, "pin": "pin" });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    sim.pinpad_input(PAD_PIV, [PinpadInput::digits("000000")]);
+    let e = c.err("login", t(PAD_PIV, json!({ "value": null }))).await;
+    assert_eq!(
+        (e["code"].as_str(), e["remainingTries"].as_u64()),
+        (Some("PIN_INCORRECT"), Some(2))
+    );
+    sim.pinpad_input(PAD_PIV, [PinpadInput::Cancel]);
+    assert_eq!(
+        c.err("login", t(PAD_PIV, json!({}))).await["code"],
+        "PIN_ENTRY_CANCELLED"
+    );
+    sim.pinpad_input(PAD_PIV, [PinpadInput::digits("123456")]);
+    c.ok("login", t(PAD_PIV, json!({ "value": null }))).await;
+    assert_eq!(
+        c.ok("getPinStatus", t(PAD_PIV, json!({}))).await["validated"],
+        true
+    );
+    for digits in ["123456", "24681357", "24681357"] {
+        sim.pinpad_input(PAD_PIV, [PinpadInput::digits(digits)]);
+    }
+    c.ok(
+        "change",
+        t(PAD_PIV, json!({ "oldValue": null, "newValue": null })),
+    )
+    .await;
+    c.ok("login", t(PAD_PIV, json!({ "value": "24681357" })))
+        .await;
+    // A reader without a pinpad says so.
+    let e = c.err("login", t(PLAIN, json!({ "value": null }))).await;
+    assert_eq!(e["code"], "OPERATION_NOT_SUPPORTED");
+    assert_eq!(sim.with_card(PLAIN, |card| card.user_pin_tries()), Some(3));
+    server.shutdown().await;
+}

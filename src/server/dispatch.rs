@@ -193,7 +193,18 @@ where
         Ok((result, status, job_hub.owner(&reader)))
     });
     let hub = hub.clone();
-    let timeout = hub.op_timeout;
+    // A value not from the page may be typed on the pinpad while the job
+    // holds the card: wait for the user too.
+    let timeout = if from_page || kind == Kind::Logout {
+        hub.op_timeout
+    } else {
+        hub.op_timeout
+            + std::time::Duration::from_secs(
+                crate::card::pinpad::PinpadOptions::default()
+                    .timeout_secs
+                    .into(),
+            )
+    };
     async move {
         let (result, status, owner): (Result<bool, Error>, Option<PinStatus>, _) =
             await_job(rx, timeout).await?;
@@ -300,6 +311,19 @@ impl Op {
         }
     }
 
+    /// Runs it with the values typed on the reader's pinpad.
+    fn run_pinpad(self, e: &mut Engine, pin: &str) -> Result<bool, Error> {
+        match self {
+            Op::Login { so: true, path } => {
+                e.login_so_pinpad(pin, path)?;
+                Ok(!e.so_login_is_deferred(pin, path))
+            }
+            Op::Login { so: false, .. } => e.login_pinpad(pin, false).map(|()| true),
+            Op::Change => e.change_pinpad(pin).map(|()| true),
+            Op::Init => e.init_pinpad(pin).map(|()| true),
+        }
+    }
+
     /// Runs it; `Ok(true)` when the card checked a value and found it right.
     fn run(self, e: &mut Engine, pin: &str, values: &[Secret]) -> Result<bool, Error> {
         match (self, values) {
@@ -333,10 +357,12 @@ fn pin_operation(
 ) -> BoxFuture<'static, Outcome> {
     let all = |f: fn(&Input) -> bool| inputs.iter().all(f);
     if all(|i| matches!(i, Input::Pinpad)) {
-        return ready(Err(Error::OperationNotSupported(
-            "PIN entry on a pinpad (this reader has no protected authentication path)".into(),
-        )
-        .into()));
+        // The user types on the reader: no last-try guard, no page lockout
+        // (the daemon never sees the value). The engine answers
+        // OPERATION_NOT_SUPPORTED on readers without a pinpad.
+        return operation(hub, caller, target, op.kind(), None, move |e, pin| {
+            op.run_pinpad(e, pin)
+        });
     }
     if all(|i| matches!(i, Input::Dialog)) {
         return dialog_operation(hub, caller, target, op);
