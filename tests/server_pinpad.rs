@@ -98,25 +98,28 @@ async fn pin_operations_on_the_pinpad_over_the_protocol() {
             .extend(extra.as_object().unwrap().clone());
         v
     };
-    sim.pinpad_input(PAD_PIV, [PinpadInput::digits("000000")]);
+    sim.pinpad_input(PAD_PIV, [PinpadInput::digits("000000")])
+        .unwrap();
     let e = c.err("login", t(PAD_PIV, json!({ "value": null }))).await;
     assert_eq!(
         (e["code"].as_str(), e["remainingTries"].as_u64()),
         (Some("PIN_INCORRECT"), Some(2))
     );
-    sim.pinpad_input(PAD_PIV, [PinpadInput::Cancel]);
+    sim.pinpad_input(PAD_PIV, [PinpadInput::Cancel]).unwrap();
     assert_eq!(
         c.err("login", t(PAD_PIV, json!({}))).await["code"],
         "PIN_ENTRY_CANCELLED"
     );
-    sim.pinpad_input(PAD_PIV, [PinpadInput::digits("123456")]);
+    sim.pinpad_input(PAD_PIV, [PinpadInput::digits("123456")])
+        .unwrap();
     c.ok("login", t(PAD_PIV, json!({ "value": null }))).await;
     assert_eq!(
         c.ok("getPinStatus", t(PAD_PIV, json!({}))).await["validated"],
         true
     );
     for digits in ["123456", "24681357", "24681357"] {
-        sim.pinpad_input(PAD_PIV, [PinpadInput::digits(digits)]);
+        sim.pinpad_input(PAD_PIV, [PinpadInput::digits(digits)])
+            .unwrap();
     }
     c.ok(
         "change",

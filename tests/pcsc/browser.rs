@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Failed, Trial};
 
+use crate::fake_pinentry::{Behaviour, FakePinentry};
 use crate::harness::*;
 
 /// The whole browser run, from Chromium's start to `@@done`.
@@ -29,10 +30,10 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 const DAEMON_START: Duration = Duration::from_secs(15);
 
 pub fn tests() -> Vec<Trial> {
-    vec![Trial::test(
-        "browser_demo_end_to_end",
-        browser_demo_end_to_end,
-    )]
+    vec![
+        Trial::test("browser_demo_end_to_end", browser_demo_end_to_end),
+        Trial::test("browser_hostile_pages_and_pin_dialog", browser_security),
+    ]
 }
 
 fn browser_dir() -> PathBuf {
@@ -114,10 +115,11 @@ struct Daemon {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    args: Vec<String>,
 }
 
 impl Daemon {
-    fn start(port: u16, log: &Path) -> Result<Daemon, String> {
+    fn start(port: u16, log: &Path, args: &[String]) -> Result<Daemon, String> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -125,6 +127,7 @@ impl Daemon {
             .map_err(|e| format!("daemon log {}: {e}", log.display()))?;
         let child = Command::new(cardgate_bin())
             .args(["serve", "--port", &port.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -134,6 +137,7 @@ impl Daemon {
             child: Some(child),
             port,
             log: log.to_path_buf(),
+            args: args.to_vec(),
         };
         let deadline = Instant::now() + DAEMON_START;
         loop {
@@ -165,7 +169,7 @@ impl Daemon {
 
     fn restart(&mut self) -> Result<(), String> {
         self.stop();
-        *self = Daemon::start(self.port, &self.log.clone())?;
+        *self = Daemon::start(self.port, &self.log.clone(), &self.args.clone())?;
         Ok(())
     }
 
@@ -207,24 +211,95 @@ fn reply(stdin: &mut ChildStdin, result: Result<(), String>) -> Result<(), Strin
 }
 
 fn browser_demo_end_to_end() -> Result<(), Failed> {
-    prerequisites()?;
     let out = output_dir();
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
+    // The PIN dialog is cancelled: requestCredential resolves to undefined.
+    let dialog = FakePinentry::new(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "demo-pinentry",
+        Behaviour::Cancel,
+    );
+    let port = free_port()?;
+    let args = vec![
+        "--pinentry".to_string(),
+        dialog.program.display().to_string(),
+    ];
+    run_script("demo.e2e.mjs", port, args, Vec::new(), &out, || Ok(()))
+}
+
+/// Hostile pages from two sites in two tabs, served by the script itself
+/// on two ports mapped to `site-a.test` / `site-b.test`; the daemon's PIN
+/// dialog answers with the right PIN.
+fn browser_security() -> Result<(), Failed> {
+    let out = output_dir().join("security");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dialog = FakePinentry::new(
+        tmp,
+        "security-pinentry",
+        Behaviour::Pins(&["123456", "123456", "123456"]),
+    );
+    let (site_a, site_b) = (free_port()?, free_port()?);
+    let origins = tmp.join("security-origins.toml");
+    std::fs::write(
+        &origins,
+        format!("allowed = [\"http://site-a.test:{site_a}\", \"http://site-b.test:{site_b}\"]\n"),
+    )?;
+    let port = free_port()?;
+    let args = vec![
+        "--pinentry".to_string(),
+        dialog.program.display().to_string(),
+        "--origins-file".to_string(),
+        origins.display().to_string(),
+    ];
+    let env = vec![
+        ("SITE_A_PORT".to_string(), site_a.to_string()),
+        ("SITE_B_PORT".to_string(), site_b.to_string()),
+    ];
+    run_script("security.e2e.mjs", port, args, env, &out, || {
+        // Whatever the pages did, the card kept at least one try.
+        let service = cardgate::service::Service::new(std::sync::Arc::new(
+            cardgate::transport::pcsc::PcscBackend::new(),
+        ));
+        let st = service
+            .with_engine(READER_0, |e| e.status("pin"))
+            .map_err(|e| format!("reading the card after the run: {e}"))?;
+        if st.remaining_tries.unwrap_or(0) < 1 || st.blocked {
+            return Err(format!("the pages blocked the card: {st:?}"));
+        }
+        Ok(())
+    })
+}
+
+/// Runs a Node script against `cardgate serve` (with `serve_args`) and a
+/// virtual PIV card in slot 0, serving its requests for card and daemon
+/// changes.
+fn run_script(
+    name: &str,
+    port: u16,
+    serve_args: Vec<String>,
+    env: Vec<(String, String)>,
+    out: &Path,
+    // Runs after a good run, while the card and the daemon are still there.
+    after: impl FnOnce() -> Result<(), String>,
+) -> Result<(), Failed> {
+    prerequisites()?;
     let verbose = std::env::var_os("CARDGATE_TEST_VERBOSE").is_some();
 
     let mut card_process = Some(card("piv", PORT_0, &[])?);
-    let port = free_port()?;
-    let mut daemon = Daemon::start(port, &out.join("daemon.log"))?;
+    let mut daemon = Daemon::start(port, &out.join("daemon.log"), &serve_args)?;
 
-    let script = browser_dir().join("demo.e2e.mjs");
+    let script = browser_dir().join(name);
     let mut node = NodeProcess(
         Command::new("node")
             .arg(&script)
             .current_dir(browser_dir())
+            .envs(env)
             .env("CARDGATE_URL", format!("http://127.0.0.1:{port}"))
             .env("CARDGATE_READER", READER_0)
-            .env("SCREENSHOT_DIR", &out)
+            .env("SCREENSHOT_DIR", out)
             .env("CHROMIUM", chromium())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -308,7 +383,7 @@ fn browser_demo_end_to_end() -> Result<(), Failed> {
     let stderr_text = errors.join().unwrap_or_default();
     let ok = done && status.is_some_and(|s| s.success());
     if ok && failure.is_none() {
-        return Ok(());
+        return Ok(after()?);
     }
     let why = failure.unwrap_or_else(|| match status {
         Some(s) if !done => format!("the browser script exited ({s}) before @@done"),

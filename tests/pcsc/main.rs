@@ -9,6 +9,8 @@
 //! `PCSCLITE_CSOCK_NAME` once per process.
 
 mod browser;
+#[path = "../common/fake_pinentry.rs"]
+mod fake_pinentry;
 mod harness;
 mod pin_ops;
 mod policy;
