@@ -7,6 +7,7 @@
 pub mod apdu;
 pub mod card;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod logging;
 pub mod pin;
@@ -16,5 +17,6 @@ pub mod secret;
 pub mod security;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod transport;
 pub mod vcard;
