@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod native;
 pub mod pin;
 pub mod policy;
 pub mod protocol;

@@ -64,6 +64,8 @@ enum Command {
     /// wss:// support: `tls init` creates a local CA and a certificate for 127.0.0.1/localhost.
     #[command(subcommand)]
     Tls(tls_cmd::TlsCommand),
+    /// Native-messaging host for the browser extension (started by the browser).
+    NativeHost(crate::native::NativeHostArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page, or write one per command into a directory.
@@ -240,6 +242,7 @@ pub fn main() -> ExitCode {
         Command::Config(c) => config_cmd::run(c, &config),
         Command::Service(c) => service::run(c),
         Command::Tls(c) => tls_cmd::run(c, &config),
+        Command::NativeHost(args) => crate::native::run(args, &config),
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
             ExitCode::from(run(
@@ -251,6 +254,16 @@ pub fn main() -> ExitCode {
             unreachable!("handled above")
         }
     }
+}
+
+/// Simulated readers for `native-host --demo`: reader 0 a PIV card, reader 1 an OpenPGP card.
+pub fn demo_backend() -> crate::transport::sim::SimBackend {
+    serve::demo_sim(&[serve::DemoCard::Piv, serve::DemoCard::Openpgp]).0
+}
+
+/// The PIN policies from the configuration's directories.
+pub fn policies(config: &crate::config::Config) -> Arc<crate::policy::PolicySet> {
+    policy::load_from(config)
 }
 
 /// The clap command tree (completions, man pages).

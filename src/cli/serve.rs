@@ -44,7 +44,7 @@ impl ServeArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum DemoCard {
+pub enum DemoCard {
     Piv,
     Openpgp,
 }
@@ -230,6 +230,19 @@ pub fn demo(args: DemoArgs, config: &Config, inherited: Vec<std::net::TcpListene
     if cards.is_empty() {
         cards.push(DemoCard::Piv);
     }
+    let (sim, lines) = demo_sim(&cards);
+    run(Arc::new(sim), config, inherited, move |port, _tls| {
+        eprintln!("cardgate demo: simulated readers and cards (factory default PINs):");
+        for l in &lines {
+            eprintln!("{l}");
+        }
+        eprintln!("open http://127.0.0.1:{port}/demo  (Ctrl-C to stop)");
+    })
+}
+
+/// Simulated readers, one card each, with factory default PINs; and a line
+/// describing each.
+pub fn demo_sim(cards: &[DemoCard]) -> (SimBackend, Vec<String>) {
     let sim = SimBackend::new();
     let mut lines = Vec::new();
     for (i, card) in cards.iter().enumerate() {
@@ -242,16 +255,9 @@ pub fn demo(args: DemoArgs, config: &Config, inherited: Vec<std::net::TcpListene
                 "OpenPGP card: user PIN 123456, admin PIN 12345678",
             ),
         };
-        if sim.insert_card(&reader, VirtualCard::new(config)).is_err() {
-            return ExitCode::FAILURE;
-        }
+        // A fresh simulated reader always takes a card.
+        let _ = sim.insert_card(&reader, VirtualCard::new(config));
         lines.push(format!("  {reader}: {pins}"));
     }
-    run(Arc::new(sim), config, inherited, move |port, _tls| {
-        eprintln!("cardgate demo: simulated readers and cards (factory default PINs):");
-        for l in &lines {
-            eprintln!("{l}");
-        }
-        eprintln!("open http://127.0.0.1:{port}/demo  (Ctrl-C to stop)");
-    })
+    (sim, lines)
 }

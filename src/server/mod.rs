@@ -13,6 +13,8 @@ use crate::service::Service;
 use crate::transport::Backend;
 use hub::Hub;
 pub use hub::Limits;
+// The parts of a connection the native-messaging host shares.
+pub(crate) use dispatch::Caller;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+pub(crate) use ws::{MAX_MESSAGE, Out, handle};
 
 /// The daemon's documented default port.
 pub const DEFAULT_PORT: u16 = 27183;
@@ -199,7 +202,7 @@ impl Server {
 }
 
 /// Ends every verified state the daemon's clients created.
-fn logout_everything(hub: &Hub) {
+pub(crate) fn logout_everything(hub: &Hub) {
     for (reader, atr) in hub.readers() {
         if atr.is_none() {
             continue;
