@@ -11,7 +11,7 @@
 
 use crate::security::origin::{Origin, OriginsFile};
 use crate::security::throttle::ThrottleConfig;
-use crate::server::{DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
+use crate::server::{ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -101,6 +101,14 @@ pub struct TlsSettings {
     pub key: PathBuf,
 }
 
+/// `[pin_dialog]`: the daemon's own PIN dialog (a pinentry program).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinDialogSettings {
+    /// `None`: found like gpg-agent does (PINENTRY_PROGRAM, gpg-agent.conf, PATH).
+    pub program: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,6 +127,7 @@ pub struct Config {
     pub origins: OriginsFile,
     pub limits: Limits,
     pub tls: TlsSettings,
+    pub pin_dialog: PinDialogSettings,
     /// Where each key (dotted name) came from, in display order.
     pub sources: Vec<(&'static str, Source)>,
     /// The files consulted and whether they exist.
@@ -246,6 +255,31 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     tls: FileTls,
+    #[serde(default)]
+    pin_dialog: FilePinDialog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePinDialog {
+    program: Option<PathBuf>,
+    timeout: Option<PositiveSecs>,
+}
+
+/// `origins.unknown`: "refuse" or "prompt".
+#[derive(Debug, Clone, Copy)]
+struct Consent(ConsentMode);
+
+impl<'de> Deserialize<'de> for Consent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "refuse" => Ok(Consent(ConsentMode::Refuse)),
+            "prompt" => Ok(Consent(ConsentMode::Prompt)),
+            other => Err(serde::de::Error::custom(format!(
+                "{other:?}: expected \"refuse\" or \"prompt\""
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +289,7 @@ struct FileOrigins {
     allowed: Option<Vec<OriginText>>,
     allow_null_origin: Option<bool>,
     allow_missing_origin: Option<bool>,
+    unknown: Option<Consent>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +375,9 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// --config: the user file to read instead of the standard one.
     pub user_file: Option<PathBuf>,
+    pub pinentry: Option<PathBuf>,
+    pub pin_timeout: Option<u64>,
+    pub unknown_origins: Option<ConsentMode>,
 }
 
 impl Config {
@@ -490,6 +528,14 @@ impl Config {
             false
         );
 
+        let consent = pick!(
+            "origins.unknown",
+            flags.unknown_origins,
+            None,
+            |f| f.origins.unknown.map(|c| c.0),
+            ConsentMode::Refuse
+        );
+
         let dl = Limits::default();
         let login_idle = pick!(
             "limits.login_idle",
@@ -534,6 +580,24 @@ impl Config {
             dl.max_connections
         );
 
+        let pin_program = pick!(
+            "pin_dialog.program",
+            flags.pinentry.clone().map(Some),
+            None,
+            |f| f.pin_dialog.program.as_ref().map(|p| {
+                // An empty path: find one.
+                (!p.as_os_str().is_empty()).then(|| expand(p))
+            }),
+            None
+        );
+        let pin_timeout = pick!(
+            "pin_dialog.timeout",
+            flags.pin_timeout.map(|s| s.max(1)),
+            None,
+            |f| f.pin_dialog.timeout.map(|s| s.0),
+            crate::pinentry::DEFAULT_TIMEOUT.as_secs()
+        );
+
         let tls_dir = data_dir().map(|d| d.join("tls")).unwrap_or_default();
         let tls_enabled = pick!("tls.enabled", None, None, |f| f.tls.enabled, false);
         let cert = pick!(
@@ -562,6 +626,7 @@ impl Config {
                 allowed,
                 allow_null_origin,
                 allow_missing_origin,
+                ..OriginsFile::default()
             },
             limits: Limits {
                 login_idle: Duration::from_secs(login_idle),
@@ -572,11 +637,16 @@ impl Config {
                 rate_per_second,
                 rate_burst,
                 max_connections,
+                consent,
             },
             tls: TlsSettings {
                 enabled: tls_enabled,
                 cert,
                 key,
+            },
+            pin_dialog: PinDialogSettings {
+                program: pin_program,
+                timeout: Duration::from_secs(pin_timeout),
             },
             sources,
             files,
@@ -645,6 +715,16 @@ impl Config {
                 "origins.allow_missing_origin",
                 V::Boolean(self.origins.allow_missing_origin),
             ),
+            (
+                "origins.unknown",
+                V::String(
+                    match self.limits.consent {
+                        ConsentMode::Refuse => "refuse",
+                        ConsentMode::Prompt => "prompt",
+                    }
+                    .into(),
+                ),
+            ),
             ("limits.login_idle", secs(self.limits.login_idle)),
             (
                 "limits.max_failures",
@@ -666,6 +746,14 @@ impl Config {
             ("tls.enabled", V::Boolean(self.tls.enabled)),
             ("tls.cert", path(&self.tls.cert)),
             ("tls.key", path(&self.tls.key)),
+            (
+                "pin_dialog.program",
+                self.pin_dialog
+                    .program
+                    .as_deref()
+                    .map_or(V::String(String::new()), path),
+            ),
+            ("pin_dialog.timeout", secs(self.pin_dialog.timeout)),
         ]);
         out
     }
@@ -740,6 +828,12 @@ mod tests {
             ),
             ("[limits]\nrate_burst = 0\n", 2, "between 1 and"),
             ("[tls]\nenabled = yes\n", 2, ""),
+            (
+                "[origins]\nunknown = \"ask\"\n",
+                2,
+                "expected \"refuse\" or \"prompt\"",
+            ),
+            ("[pin_dialog]\ntimeout = 0\n", 2, "at least 1 second"),
             ("port = 1\nport = 2\n", 2, "duplicate key"),
         ];
         for (text, line, needle) in cases {

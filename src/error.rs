@@ -59,6 +59,14 @@ pub enum Error {
     TemporarilyLocked { retry_after: u64 },
     #[error("too many requests; slow down")]
     RateLimited,
+    #[error("the PIN dialog cannot be shown: {0}")]
+    PinDialogUnavailable(String),
+    #[error("PIN entry was cancelled")]
+    PinEntryCancelled,
+    #[error("PIN entry timed out")]
+    PinEntryTimeout,
+    #[error("this credential handle is unknown, used or expired; call requestCredential again")]
+    CredentialHandleInvalid,
 }
 
 fn describe(failed: &[Constraint]) -> String {
@@ -104,6 +112,10 @@ impl Error {
             Error::LastTryProtected => "LAST_TRY_PROTECTED",
             Error::TemporarilyLocked { .. } => "TEMPORARILY_LOCKED",
             Error::RateLimited => "RATE_LIMITED",
+            Error::PinDialogUnavailable(_) => "PIN_DIALOG_UNAVAILABLE",
+            Error::PinEntryCancelled => "PIN_ENTRY_CANCELLED",
+            Error::PinEntryTimeout => "PIN_ENTRY_TIMEOUT",
+            Error::CredentialHandleInvalid => "CREDENTIAL_HANDLE_INVALID",
         }
     }
 

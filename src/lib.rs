@@ -12,6 +12,7 @@ pub mod error;
 pub mod logging;
 pub mod native;
 pub mod pin;
+pub mod pinentry;
 pub mod policy;
 pub mod protocol;
 pub mod secret;

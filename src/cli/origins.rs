@@ -24,7 +24,8 @@ enum OriginsCommand {
     },
     /// Allow a web origin, e.g. https://bank.example
     Allow { origin: String },
-    /// Revoke an allowed origin; its open connections are closed.
+    /// Revoke an allowed origin (its open connections are closed), or forget
+    /// a denial so the site is asked about again.
     Revoke { origin: String },
 }
 
@@ -44,15 +45,22 @@ pub fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
     match args.command {
         OriginsCommand::List { json } => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "file": path, "allowed": file.allowed, "allowNullOrigin": file.allow_null_origin, "allowMissingOrigin": file.allow_missing_origin })
-                );
-            } else if file.allowed.is_empty() {
+                let v = serde_json::json!({
+                    "file": path,
+                    "allowed": file.allowed,
+                    "denied": file.denied,
+                    "allowNullOrigin": file.allow_null_origin,
+                    "allowMissingOrigin": file.allow_missing_origin,
+                });
+                println!("{v}");
+            } else if file.allowed.is_empty() && file.denied.is_empty() {
                 println!("No web origin is allowed ({}).", path.display());
             } else {
                 for o in &file.allowed {
-                    println!("{o}");
+                    println!("allowed  {o}");
+                }
+                for o in &file.denied {
+                    println!("denied   {o}");
                 }
             }
             ExitCode::SUCCESS
@@ -63,6 +71,7 @@ pub fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
                 ExitCode::from(2)
             }
             Ok(o) => {
+                file.denied.retain(|d| d != &o);
                 if !file.allowed.contains(&o) {
                     file.allowed.push(o.clone());
                 }
@@ -71,10 +80,11 @@ pub fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
         },
         OriginsCommand::Revoke { origin } => {
             let target = normalised(&origin).unwrap_or(origin);
-            let before = file.allowed.len();
-            file.allowed
-                .retain(|o| normalised(o).map(|n| n != target).unwrap_or(true));
-            if file.allowed.len() == before {
+            let before = file.allowed.len() + file.denied.len();
+            let keep = |o: &String| normalised(o).map(|n| n != target).unwrap_or(true);
+            file.allowed.retain(keep);
+            file.denied.retain(keep);
+            if file.allowed.len() + file.denied.len() == before {
                 eprintln!("{target} was not allowed");
                 return ExitCode::FAILURE;
             }

@@ -1,7 +1,7 @@
 //! `cardgate serve` and `cardgate demo`.
 
 use crate::config::{Config, Overrides};
-use crate::server::{Server, ServerConfig, shutdown_signal};
+use crate::server::{ConsentMode, Server, ServerConfig, shutdown_signal};
 use crate::transport::Backend;
 use crate::transport::sim::SimBackend;
 use crate::vcard::VirtualCard;
@@ -28,6 +28,26 @@ pub struct ServeArgs {
     /// connection; 0 never (default: `idle_exit`, 600).
     #[arg(long, value_name = "SECONDS")]
     idle_exit: Option<u64>,
+    /// The pinentry program for the daemon's PIN dialog (default:
+    /// `pin_dialog.program`, else found like gpg-agent does:
+    /// PINENTRY_PROGRAM, gpg-agent.conf, PATH).
+    #[arg(long, value_name = "PROGRAM")]
+    pinentry: Option<std::path::PathBuf>,
+    /// Seconds the user has to answer the PIN dialog (default:
+    /// `pin_dialog.timeout`, 60).
+    #[arg(long, value_name = "SECONDS")]
+    pin_timeout: Option<u64>,
+    /// Pages from origins not on the allowlist: refuse them, or ask the user
+    /// (allow once / always / deny) through the PIN dialog program
+    /// (default: `origins.unknown`, refuse).
+    #[arg(long, value_enum)]
+    unknown_origins: Option<UnknownOrigins>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UnknownOrigins {
+    Refuse,
+    Prompt,
 }
 
 impl ServeArgs {
@@ -38,6 +58,12 @@ impl ServeArgs {
             op_timeout: self.op_timeout,
             idle_exit: self.idle_exit,
             origins_file: self.origins_file.clone(),
+            pinentry: self.pinentry.clone(),
+            pin_timeout: self.pin_timeout,
+            unknown_origins: self.unknown_origins.map(|u| match u {
+                UnknownOrigins::Refuse => ConsentMode::Refuse,
+                UnknownOrigins::Prompt => ConsentMode::Prompt,
+            }),
             ..Overrides::default()
         }
     }
@@ -78,6 +104,10 @@ pub fn server_config(config: &Config) -> Result<ServerConfig, String> {
         origins: config.origins.clone(),
         limits: config.limits.clone(),
         policies: super::policy::load_from(config),
+        pin_dialog: crate::pinentry::PinDialog::new(
+            config.pin_dialog.program.clone(),
+            config.pin_dialog.timeout,
+        ),
         tls,
     })
 }

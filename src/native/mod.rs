@@ -80,8 +80,14 @@ pub fn run(args: NativeHostArgs, config: &Config) -> ExitCode {
     let service = Service::with_policies(backend.clone(), policies);
     let limits = config.limits.clone();
     let op_timeout = config.op_timeout;
+    // The PIN dialog works as for the daemon; unknown origins are refused
+    // here whatever `origins.unknown` says (no consent prompt).
+    let dialog = crate::pinentry::PinDialog::new(
+        config.pin_dialog.program.clone(),
+        config.pin_dialog.timeout,
+    );
     let code = runtime.block_on(async move {
-        let hub = Hub::start(backend, service, op_timeout, gate, 0, limits);
+        let hub = Hub::start(backend, service, op_timeout, gate, 0, limits, dialog);
         let code = serve(hub.clone(), tokio::io::stdin(), tokio::io::stdout()).await;
         hub.stop_watching();
         let h = hub.clone();
@@ -266,7 +272,12 @@ fn open(hub: &Hub, env: &Value) -> Result<Caller, (&'static str, String)> {
     let conn = hub
         .open_connection()
         .ok_or(("TOO_MANY_CONNECTIONS", "too many open connections".into()))?;
-    Ok(Caller { conn, peer })
+    Ok(Caller {
+        conn,
+        peer,
+        once: false,
+        creds: Default::default(),
+    })
 }
 
 /// One page's session: like a WebSocket connection (rate limit, idle

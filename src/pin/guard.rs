@@ -29,9 +29,14 @@ impl Engine {
         matches!(method, Some(SoMethod::CodeWithNewPin(_)))
     }
 
-    /// Refuses with `LAST_TRY_PROTECTED` when the credential `what` would
-    /// present has exactly one try left. Unknown counters are not refused.
-    pub fn guard_last_try(&mut self, pin_id: &str, what: Presented) -> Result<(), Error> {
+    /// The label and known retry counter of the credential `what` would
+    /// present (`None` when it presents nothing now, e.g. a PIV PUK at SO
+    /// login, which is only sent with `init`).
+    pub fn presented(
+        &mut self,
+        pin_id: &str,
+        what: Presented,
+    ) -> Result<Option<(String, Option<u8>)>, Error> {
         let pin = self.pin(pin_id)?;
         let cred: Option<Credential> = match what {
             Presented::Own => Some(pin.credential.clone()),
@@ -50,16 +55,39 @@ impl Engine {
                 .filter(|h| h.pin_id == pin.id)
                 .map(|h| h.method.credential().clone()),
         };
-        let Some(cred) = cred else { return Ok(()) };
+        let Some(cred) = cred else { return Ok(None) };
         let tries = match self.read_counter(&cred)? {
             Counter::Tries { tries, .. } => Some(tries),
             Counter::Blocked => Some(0),
             Counter::NotInitialized => None,
             Counter::Unknown => self.state(&cred).last_tries,
         };
-        if tries == Some(1) {
-            return Err(Error::LastTryProtected);
+        Ok(Some((cred.label.clone(), tries)))
+    }
+
+    /// Refuses with `LAST_TRY_PROTECTED` when the credential `what` would
+    /// present has exactly one try left. Unknown counters are not refused.
+    pub fn guard_last_try(&mut self, pin_id: &str, what: Presented) -> Result<(), Error> {
+        match self.presented(pin_id, what)? {
+            Some((_, Some(1))) => Err(Error::LastTryProtected),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+}
+
+impl Engine {
+    /// The label of the credential an operation asks the user for: the PIN
+    /// object's own, or its SO credential's (PUK, admin PIN, reset code).
+    pub fn credential_label(&self, pin_id: &str, what: Presented) -> Result<String, Error> {
+        let pin = self.pin(pin_id)?;
+        let so = |path: SoPath| match path {
+            SoPath::Default => pin.so.as_ref(),
+            SoPath::ResetCode => pin.reset_code.as_ref(),
+        };
+        Ok(match what {
+            Presented::So(path) => so(path).map(|m| m.credential().label.clone()),
+            Presented::Own | Presented::Init => None,
+        }
+        .unwrap_or_else(|| pin.credential.label.clone()))
     }
 }

@@ -22,6 +22,8 @@ pub const CAPABILITIES: &[&str] = &[
     "logout",
     "constraints",
     "events",
+    "pinDialog",
+    "requestCredential",
 ];
 
 /// JSON-RPC error codes (JSON-RPC 2.0 §5.1, plus ours in the server range).
@@ -112,6 +114,30 @@ pub struct Target {
     pub pin: String,
 }
 
+/// Where a PIN value comes from.
+#[derive(Debug)]
+pub enum Input {
+    /// Sent by the page (a string or a CredentialValue with data).
+    Value(Secret),
+    /// A one-time handle from `requestCredential` on the same connection.
+    Handle(String),
+    /// `false`: the daemon's own PIN dialog asks the user.
+    Dialog,
+    /// `null` / absent: the reader's pinpad (protected authentication path).
+    Pinpad,
+}
+
+/// What `requestCredential` shows (SCWS `credentialProperties`,
+/// `CredentialState`, reader and card names).
+#[derive(Debug, Clone, Default)]
+pub struct CredentialRequest {
+    pub pin_label: Option<String>,
+    pub tries_left: Option<u64>,
+    pub error: Option<String>,
+    pub reader: Option<String>,
+    pub card_label: Option<String>,
+}
+
 /// A parsed request.
 #[derive(Debug)]
 pub enum Call {
@@ -122,19 +148,20 @@ pub enum Call {
     GetPinStatus(Target),
     Login {
         target: Target,
-        value: Secret,
+        value: Input,
         so: bool,
         path: SoPath,
     },
     Change {
         target: Target,
-        old: Secret,
-        new: Secret,
+        old: Input,
+        new: Input,
     },
     Init {
         target: Target,
-        new: Secret,
+        new: Input,
     },
+    RequestCredential(CredentialRequest),
     Logout(Target),
     GetConstraints(Target),
     CheckConstraints {
@@ -148,7 +175,7 @@ impl Call {
     /// The reader the call works on, if any.
     pub fn target(&self) -> Option<&Target> {
         match self {
-            Call::Hello { .. } | Call::GetReaders => None,
+            Call::Hello { .. } | Call::GetReaders | Call::RequestCredential(_) => None,
             Call::GetPinStatus(t) | Call::Logout(t) | Call::GetConstraints(t) => Some(t),
             Call::Login { target, .. }
             | Call::Change { target, .. }
@@ -269,6 +296,31 @@ impl Params {
         })
     }
 
+    fn optional_string(&mut self, name: &str) -> Result<Option<String>, RpcError> {
+        match self.0.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(RpcError::invalid_params(format!("{name} must be a string"))),
+        }
+    }
+
+    /// Where a value comes from: a string or CredentialValue (the page), a
+    /// CredentialValue with a `handle` (requestCredential), `false` (the
+    /// daemon's dialog), `null` or absent (the pinpad).
+    fn input(&mut self, name: &str) -> Result<Input, RpcError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(Input::Pinpad),
+            Some(Value::Bool(false)) => Ok(Input::Dialog),
+            Some(Value::Object(cred)) if cred.contains_key("handle") => match cred.get("handle") {
+                Some(Value::String(h)) => Ok(Input::Handle(h.clone())),
+                _ => Err(RpcError::invalid_params(format!(
+                    "{name}.handle must be a string"
+                ))),
+            },
+            _ => self.secret(name).map(Input::Value),
+        }
+    }
+
     /// A PIN value: a string, or a CredentialValue `{type:"pin", data:base64}`.
     /// Error messages name the parameter, never its content.
     fn secret(&mut self, name: &str) -> Result<Secret, RpcError> {
@@ -347,21 +399,34 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
             };
             Call::Login {
                 target,
-                value: p.secret("value")?,
+                value: p.input("value")?,
                 so: so || path == SoPath::ResetCode,
                 path,
             }
         }
         "change" => Call::Change {
             target: p.target()?,
-            old: p.secret("oldValue")?,
-            new: p.secret("newValue")?,
+            old: p.input("oldValue")?,
+            new: p.input("newValue")?,
         },
         "init" => Call::Init {
             target: p.target()?,
-            new: p.secret("newValue")?,
+            new: p.input("newValue")?,
         },
         "logout" => Call::Logout(p.target()?),
+        "requestCredential" => Call::RequestCredential(CredentialRequest {
+            pin_label: p.optional_string("pinLabel")?,
+            tries_left: match p.0.remove("triesLeft") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .ok_or_else(|| RpcError::invalid_params("triesLeft must be a number"))?,
+                ),
+            },
+            error: p.optional_string("error")?,
+            reader: p.optional_string("reader")?,
+            card_label: p.optional_string("cardLabel")?,
+        }),
         "getConstraints" => Call::GetConstraints(p.target()?),
         "checkConstraints" => Call::CheckConstraints {
             target: p.target()?,
@@ -430,7 +495,7 @@ mod tests {
                         pin: "pin".into()
                     }
                 );
-                assert_eq!(value.expose(), b"123456");
+                assert!(matches!(value, Input::Value(v) if v.expose() == b"123456"));
                 assert!(!so);
                 assert_eq!(path, SoPath::Default);
             }
@@ -443,7 +508,7 @@ mod tests {
             Call::Login {
                 value, so, path, ..
             } => {
-                assert_eq!(value.expose(), b"123456");
+                assert!(matches!(value, Input::Value(v) if v.expose() == b"123456"));
                 assert!(so);
                 assert_eq!(path, SoPath::ResetCode);
             }
@@ -495,11 +560,42 @@ mod tests {
             ),
             code::INVALID_PARAMS
         );
-        // PIN entry outside the browser is not there yet: a structured error.
-        let r = single(
-            r#"{"jsonrpc":"2.0","id":1,"method":"login","params":{"reader":"R","pin":"p","value":false}}"#,
+        // false: the daemon's dialog; null / absent: the pinpad; a handle.
+        let login = |v: &str| {
+            single(&format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"login","params":{{"reader":"R","pin":"p"{v}}}}}"#
+            ))
+            .call
+        };
+        assert!(matches!(
+            login(r#","value":false"#),
+            Ok(Call::Login {
+                value: Input::Dialog,
+                ..
+            })
+        ));
+        assert!(matches!(
+            login(r#","value":null"#),
+            Ok(Call::Login {
+                value: Input::Pinpad,
+                ..
+            })
+        ));
+        assert!(matches!(
+            login(""),
+            Ok(Call::Login {
+                value: Input::Pinpad,
+                ..
+            })
+        ));
+        assert!(matches!(
+            login(r#","value":{"type":"pin","handle":"cgh-1"}"#),
+            Ok(Call::Login { value: Input::Handle(h), .. }) if h == "cgh-1"
+        ));
+        assert_eq!(
+            login(r#","value":true"#).unwrap_err().code,
+            code::INVALID_PARAMS
         );
-        assert_eq!(r.call.unwrap_err().data["code"], "OPERATION_NOT_SUPPORTED");
     }
 
     #[test]

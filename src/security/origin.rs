@@ -107,6 +107,9 @@ pub struct OriginsFile {
     /// browsers). Off by default.
     #[serde(default)]
     pub allow_missing_origin: bool,
+    /// Origins the user refused at the consent prompt: not asked again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<String>,
 }
 
 impl OriginsFile {
@@ -115,7 +118,7 @@ impl OriginsFile {
             Ok(text) => {
                 let file: OriginsFile =
                     toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-                for o in &file.allowed {
+                for o in file.allowed.iter().chain(&file.denied) {
                     Origin::parse(o).map_err(|e| format!("{}: {e}", path.display()))?;
                 }
                 Ok(file)
@@ -273,6 +276,31 @@ impl OriginGate {
             Peer::Null => file.allow_null_origin || self.extra.allow_null_origin,
             Peer::Local => file.allow_missing_origin || self.extra.allow_missing_origin,
         }
+    }
+
+    /// Was this origin refused at the consent prompt before?
+    pub fn denied(&self, origin: &Origin) -> bool {
+        let file = self.current();
+        file.denied
+            .iter()
+            .any(|d| Origin::parse(d).is_ok_and(|d| &d == origin))
+    }
+
+    /// Stores the user's consent decision in the allowlist file.
+    pub fn remember(&self, origin: &Origin, allow: bool) -> Result<(), String> {
+        let Some(path) = &self.path else {
+            return Err("no origins file to remember the decision in".into());
+        };
+        let mut file = OriginsFile::load(path)?;
+        let text = origin.to_string();
+        file.allowed.retain(|o| o != &text);
+        file.denied.retain(|o| o != &text);
+        if allow {
+            file.allowed.push(text);
+        } else {
+            file.denied.push(text);
+        }
+        file.save(path)
     }
 
     /// Checks a handshake's `Host` and `Origin` headers.

@@ -9,24 +9,31 @@
 //! - wrong values are counted per origin, and an origin that keeps sending
 //!   them is locked for a while.
 
+use super::credentials::ConnCredentials;
 use super::hub::{ConnId, Hub, describe_token, logout_all, mask_status};
 use crate::error::Error;
 use crate::pin::{Engine, PinStatus, Presented};
+use crate::pinentry::PinPrompt;
 use crate::protocol::{CAPABILITIES, Call, PROTOCOL_VERSION, RpcError, Target};
+use crate::protocol::{CredentialRequest, Input};
+use crate::secret::Secret;
 use crate::security::origin::Peer;
 use crate::security::throttle::AfterFailure;
 use futures_util::future::{BoxFuture, FutureExt};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 type Outcome = Result<Value, RpcError>;
 
 /// The connection a call comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Caller {
     pub conn: ConnId,
     pub peer: Peer,
+    /// Allowed once at the consent prompt: for this connection only.
+    pub once: bool,
+    pub creds: Arc<Mutex<ConnCredentials>>,
 }
 
 impl Caller {
@@ -71,45 +78,12 @@ pub fn dispatch(hub: &Arc<Hub>, caller: &Caller, call: Call) -> BoxFuture<'stati
             value,
             so,
             path,
-        } => {
-            let presented = if so {
-                Presented::So(path)
-            } else {
-                Presented::Own
-            };
-            operation(
-                hub,
-                caller,
-                target,
-                Kind::Login,
-                Some(presented),
-                move |e, pin| {
-                    if so {
-                        e.login_so(pin, &value, path)?;
-                        // A PUK / reset code is only held, not checked, until init.
-                        Ok(!e.so_login_is_deferred(pin, path))
-                    } else {
-                        e.login(pin, &value, false).map(|()| true)
-                    }
-                },
-            )
+        } => pin_operation(hub, caller, target, Op::Login { so, path }, vec![value]),
+        Call::Change { target, old, new } => {
+            pin_operation(hub, caller, target, Op::Change, vec![old, new])
         }
-        Call::Change { target, old, new } => operation(
-            hub,
-            caller,
-            target,
-            Kind::Change,
-            Some(Presented::Own),
-            move |e, pin| e.change(pin, &old, &new).map(|()| true),
-        ),
-        Call::Init { target, new } => operation(
-            hub,
-            caller,
-            target,
-            Kind::Init,
-            Some(Presented::Init),
-            move |e, pin| e.init(pin, &new).map(|()| true),
-        ),
+        Call::Init { target, new } => pin_operation(hub, caller, target, Op::Init, vec![new]),
+        Call::RequestCredential(request) => request_credential(hub, caller, request),
         Call::Logout(target) => operation(hub, caller, target, Kind::Logout, None, |e, pin| {
             e.logout(pin).map(|()| false)
         }),
@@ -182,7 +156,9 @@ fn operation<F>(
     caller: &Caller,
     target: Target,
     kind: Kind,
-    guard: Option<Presented>,
+    // Set for values that came from the page: the last-try guard applies and
+    // wrong values count towards the origin's lockout.
+    page_guard: Option<Presented>,
     op: F,
 ) -> BoxFuture<'static, Outcome>
 where
@@ -190,9 +166,8 @@ where
     F: FnOnce(&mut Engine, &str) -> Result<bool, Error> + Send + 'static,
 {
     let key = caller.throttle_key();
-    if kind != Kind::Logout
-        && let Err(retry) = hub.throttle.check(&key, Instant::now())
-    {
+    let from_page = page_guard.is_some();
+    if from_page && let Err(retry) = hub.throttle.check(&key, Instant::now()) {
         let retry_after = retry.as_secs().max(1);
         return ready(Err(Error::TemporarilyLocked { retry_after }.into()));
     }
@@ -205,7 +180,7 @@ where
             logout_all(e)?;
             job_hub.clear_owner(&reader);
         }
-        let result = match guard {
+        let result = match page_guard {
             Some(presented) => e.guard_last_try(&pin, presented).and_then(|()| op(e, &pin)),
             None => op(e, &pin),
         };
@@ -232,7 +207,7 @@ where
                 }
                 Ok(Value::Null)
             }
-            Err(e @ (Error::PinIncorrect { .. } | Error::SoPinIncorrect { .. })) => {
+            Err(e @ (Error::PinIncorrect { .. } | Error::SoPinIncorrect { .. })) if from_page => {
                 let mut rpc = RpcError::from(e);
                 match hub.throttle.failure(&key, Instant::now()) {
                     Some(AfterFailure::Remaining(n)) => rpc.data["attemptsBeforeLock"] = json!(n),
@@ -293,6 +268,261 @@ fn get_readers(hub: &Arc<Hub>, me: ConnId) -> BoxFuture<'static, Outcome> {
             readers.push(r);
         }
         Ok(json!({ "pcsc": pcsc, "readers": readers }))
+    }
+    .boxed()
+}
+
+// ---- where PIN values come from ---------------------------------------------
+
+/// A PIN operation and the values it needs.
+#[derive(Clone, Copy)]
+enum Op {
+    Login { so: bool, path: crate::pin::SoPath },
+    Change,
+    Init,
+}
+
+impl Op {
+    fn kind(self) -> Kind {
+        match self {
+            Op::Login { .. } => Kind::Login,
+            Op::Change => Kind::Change,
+            Op::Init => Kind::Init,
+        }
+    }
+
+    /// The credential the card will check.
+    fn presented(self) -> Presented {
+        match self {
+            Op::Login { so: true, path } => Presented::So(path),
+            Op::Login { .. } | Op::Change => Presented::Own,
+            Op::Init => Presented::Init,
+        }
+    }
+
+    /// Runs it; `Ok(true)` when the card checked a value and found it right.
+    fn run(self, e: &mut Engine, pin: &str, values: &[Secret]) -> Result<bool, Error> {
+        match (self, values) {
+            (Op::Login { so: true, path }, [v]) => {
+                e.login_so(pin, v, path)?;
+                // A PUK / reset code is only held, not checked, until init.
+                Ok(!e.so_login_is_deferred(pin, path))
+            }
+            (Op::Login { so: false, .. }, [v]) => e.login(pin, v, false).map(|()| true),
+            (Op::Change, [old, new]) => e.change(pin, old, new).map(|()| true),
+            (Op::Init, [new]) => e.init(pin, new).map(|()| true),
+            _ => Err(Error::OperationNotSupported(
+                "this combination of values".into(),
+            )),
+        }
+    }
+}
+
+fn lock_creds(caller: &Caller) -> std::sync::MutexGuard<'_, ConnCredentials> {
+    caller.creds.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Routes a PIN operation by where its values come from: the page, a
+/// `requestCredential` handle, the daemon's dialog, or the pinpad.
+fn pin_operation(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    target: Target,
+    op: Op,
+    inputs: Vec<Input>,
+) -> BoxFuture<'static, Outcome> {
+    let all = |f: fn(&Input) -> bool| inputs.iter().all(f);
+    if all(|i| matches!(i, Input::Pinpad)) {
+        return ready(Err(Error::OperationNotSupported(
+            "PIN entry on a pinpad (this reader has no protected authentication path)".into(),
+        )
+        .into()));
+    }
+    if all(|i| matches!(i, Input::Dialog)) {
+        return dialog_operation(hub, caller, target, op);
+    }
+    if inputs
+        .iter()
+        .any(|i| matches!(i, Input::Dialog | Input::Pinpad))
+    {
+        return ready(Err(RpcError::invalid_params(
+            "values must all come from the page, all from the PIN dialog (false) or all from the pinpad (null)",
+        )));
+    }
+    let mut from_page = false;
+    let mut values = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Value(v) => {
+                from_page = true;
+                values.push(v);
+            }
+            Input::Handle(h) => match lock_creds(caller).take(&h) {
+                Some(v) => values.push(v),
+                None => return ready(Err(Error::CredentialHandleInvalid.into())),
+            },
+            Input::Dialog | Input::Pinpad => unreachable!("handled above"),
+        }
+    }
+    let guard = from_page.then(|| op.presented());
+    operation(hub, caller, target, op.kind(), guard, move |e, pin| {
+        op.run(e, pin, &values)
+    })
+}
+
+/// What a dialog needs to say: the card, the credential, the tries left.
+struct DialogContext {
+    card: String,
+    label: String,
+    tries: Option<u8>,
+}
+
+fn describe(origin: &str, what: &str, ctx: &DialogContext, reader: &str) -> String {
+    let mut text = format!(
+        "{origin} asks for {what} of the card \"{}\" in the reader \"{reader}\".",
+        ctx.card
+    );
+    match ctx.tries {
+        Some(1) => text.push_str("\n\nOnly 1 try is left: a wrong value blocks it."),
+        Some(n) => text.push_str(&format!("\n\n{n} tries left.")),
+        None => {}
+    }
+    text
+}
+
+/// The daemon's own dialog asks the user; the page never sees the values.
+fn dialog_operation(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    target: Target,
+    op: Op,
+) -> BoxFuture<'static, Outcome> {
+    let (hub, caller) = (hub.clone(), caller.clone());
+    async move {
+        let pin = target.pin.clone();
+        let presented = op.presented();
+        let rx = hub.service.queue(&target.reader, move |e| {
+            let label = e.credential_label(&pin, presented)?;
+            let tries = e.presented(&pin, presented)?.and_then(|(_, t)| t);
+            Ok(DialogContext {
+                card: e.token().label.clone(),
+                label,
+                tries,
+            })
+        });
+        let ctx = await_job(rx, hub.op_timeout).await?;
+        let origin = caller.peer.to_string();
+        let error = lock_creds(&caller).last_error(&target.reader, &target.pin);
+        let label = ctx.label.clone();
+        let prompts: Vec<PinPrompt> = match op {
+            Op::Login { .. } => vec![PinPrompt {
+                title: format!("{label} for {origin}"),
+                description: describe(&origin, &format!("the {label}"), &ctx, &target.reader),
+                prompt: format!("{label}:"),
+                error,
+                repeat: false,
+            }],
+            Op::Change => vec![
+                PinPrompt {
+                    title: format!("Change the {label}"),
+                    description: describe(
+                        &origin,
+                        &format!("a change of the {label}"),
+                        &ctx,
+                        &target.reader,
+                    ) + "\n\nFirst the current value:",
+                    prompt: format!("Current {label}:"),
+                    error,
+                    repeat: false,
+                },
+                PinPrompt {
+                    title: format!("Change the {label}"),
+                    description: format!("Now the new {label}, twice."),
+                    prompt: format!("New {label}:"),
+                    error: None,
+                    repeat: true,
+                },
+            ],
+            Op::Init => vec![PinPrompt {
+                title: format!("New {label}"),
+                description: describe(&origin, &format!("a new {label}"), &ctx, &target.reader),
+                prompt: format!("New {label}:"),
+                error,
+                repeat: true,
+            }],
+        };
+        // One dialog at a time on the user's screen.
+        let _screen = hub.dialog_lock.lock().await;
+        let dialog = hub.dialog.clone();
+        let values = tokio::task::spawn_blocking(move || {
+            prompts
+                .iter()
+                .map(|p| dialog.get_pin(p))
+                .collect::<Result<Vec<Secret>, _>>()
+        })
+        .await
+        .map_err(|_| RpcError::from(Error::PinDialogUnavailable("the dialog crashed".into())))?
+        .map_err(|e| RpcError::from(Error::from(e)))?;
+        drop(_screen);
+        let outcome = operation(
+            &hub,
+            &caller,
+            target.clone(),
+            op.kind(),
+            None,
+            move |e, pin| op.run(e, pin, &values),
+        )
+        .await;
+        let message = outcome.as_ref().err().map(|e| e.message().to_string());
+        lock_creds(&caller).set_last_error(&target.reader, &target.pin, message);
+        outcome
+    }
+    .boxed()
+}
+
+/// `Pin.requestCredential`: shows the dialog and gives the page a one-time
+/// handle instead of the PIN; `null` when the user cancels.
+fn request_credential(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    req: CredentialRequest,
+) -> BoxFuture<'static, Outcome> {
+    let (hub, caller) = (hub.clone(), caller.clone());
+    async move {
+        let origin = caller.peer.to_string();
+        let label = req.pin_label.clone().unwrap_or_else(|| "PIN".into());
+        let mut description = format!("{origin} asks for your {label}");
+        match (&req.card_label, &req.reader) {
+            (Some(c), Some(r)) => description += &format!(" (card \"{c}\" in the reader \"{r}\")."),
+            (Some(c), None) => description += &format!(" (card \"{c}\")."),
+            (None, Some(r)) => description += &format!(" (reader \"{r}\")."),
+            (None, None) => description.push('.'),
+        }
+        if let Some(n) = req.tries_left {
+            description += &format!("\n\n{n} {} left.", if n == 1 { "try" } else { "tries" });
+        }
+        let prompt = PinPrompt {
+            title: format!("{label} for {origin}"),
+            description,
+            prompt: format!("{label}:"),
+            error: req.error.clone(),
+            repeat: false,
+        };
+        let _screen = hub.dialog_lock.lock().await;
+        let dialog = hub.dialog.clone();
+        let answer = tokio::task::spawn_blocking(move || dialog.get_pin(&prompt))
+            .await
+            .map_err(|_| {
+                RpcError::from(Error::PinDialogUnavailable("the dialog crashed".into()))
+            })?;
+        match answer {
+            Ok(pin) => {
+                let handle = lock_creds(&caller).issue(pin);
+                Ok(json!({ "type": "pin", "handle": handle }))
+            }
+            Err(crate::pinentry::DialogError::Cancelled) => Ok(Value::Null),
+            Err(e) => Err(Error::from(e).into()),
+        }
     }
     .boxed()
 }

@@ -1,9 +1,11 @@
 //! HTTP/1.1 routes and the WebSocket upgrade.
 
 use super::dispatch::Caller;
+use super::hub::ConsentMode;
 use super::hub::Hub;
 use super::ws;
-use crate::security::origin::{Refusal, host_is_us};
+use crate::pinentry::Consent;
+use crate::security::origin::{Origin, Peer, Refusal, host_is_us};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -108,7 +110,7 @@ async fn serve_http<IO>(
     let service = hyper::service::service_fn(move |req| {
         let hub = hub.clone();
         let shutdown = shutdown.clone();
-        async move { Ok::<_, Infallible>(route(req, hub, shutdown)) }
+        async move { Ok::<_, Infallible>(route(req, hub, shutdown).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         // A client that never finishes its request head is dropped.
@@ -121,7 +123,11 @@ async fn serve_http<IO>(
     }
 }
 
-fn route(req: Request<Incoming>, hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Response<Body> {
+async fn route(
+    req: Request<Incoming>,
+    hub: Arc<Hub>,
+    shutdown: watch::Receiver<bool>,
+) -> Response<Body> {
     // DNS rebinding: a page of evil.test resolving to 127.0.0.1 sends
     // `Host: evil.test:PORT`. Nothing is served to it.
     let host = req
@@ -137,7 +143,7 @@ fn route(req: Request<Incoming>, hub: Arc<Hub>, shutdown: watch::Receiver<bool>)
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
     }
     match req.uri().path() {
-        "/ws" => upgrade(req, hub, shutdown),
+        "/ws" => upgrade(req, hub, shutdown).await,
         "/health" => with_type(StatusCode::OK, "application/json", hub.health().to_string()),
         "/scws.js" => with_type(StatusCode::OK, "text/javascript; charset=utf-8", SCWS_JS),
         "/scws.d.ts" => with_type(
@@ -156,7 +162,7 @@ fn route(req: Request<Incoming>, hub: Arc<Hub>, shutdown: watch::Receiver<bool>)
     }
 }
 
-fn upgrade(
+async fn upgrade(
     mut req: Request<Incoming>,
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
@@ -186,12 +192,26 @@ fn upgrade(
         Some(Ok(o)) => Some(o),
         Some(Err(_)) => Some("\u{fffd}"),
     };
-    let peer = match hub.gate.check(
+    let checked = hub.gate.check(
         headers.get(header::HOST).and_then(|v| v.to_str().ok()),
         origin,
         hub.port,
-    ) {
-        Ok(peer) => peer,
+    );
+    let (peer, once) = match checked {
+        Ok(peer) => (peer, false),
+        Err(Refusal::NotAllowed(o))
+            if hub.limits.consent == ConsentMode::Prompt && !hub.gate.denied(&o) =>
+        {
+            match ask_consent(&hub, &o).await {
+                Ok(Consent::AllowOnce) => (Peer::Web(o), true),
+                Ok(Consent::AlwaysAllow) => (Peer::Web(o), false),
+                Ok(Consent::Deny) | Err(_) => {
+                    let refusal = Refusal::NotAllowed(o);
+                    tracing::warn!(reason = %refusal, "WebSocket handshake refused by the user");
+                    return forbidden(&refusal);
+                }
+            }
+        }
         Err(refusal) => {
             tracing::warn!(reason = %refusal, "WebSocket handshake refused");
             return forbidden(&refusal);
@@ -217,7 +237,12 @@ fn upgrade(
             body.to_string(),
         );
     };
-    let caller = Caller { conn, peer };
+    let caller = Caller {
+        conn,
+        peer,
+        once,
+        creds: Default::default(),
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -262,6 +287,46 @@ fn with_type(
         HeaderValue::from_static("nosniff"),
     );
     r
+}
+
+/// Asks the user whether an unknown origin may use the card, and stores
+/// "always" and "deny" decisions.
+async fn ask_consent(hub: &Arc<Hub>, origin: &Origin) -> Result<Consent, ()> {
+    // One dialog at a time; a decision taken meanwhile needs no new question.
+    let _screen = hub.dialog_lock.lock().await;
+    if hub.gate.allows(origin) {
+        return Ok(Consent::AlwaysAllow);
+    }
+    if hub.gate.denied(origin) {
+        return Ok(Consent::Deny);
+    }
+    let dialog = hub.dialog.clone();
+    let text = format!(
+        "Allow {origin} to use your smart card?\n\nThe site will be able to read your card's PIN status and ask for PIN operations."
+    );
+    let answer = tokio::task::spawn_blocking(move || dialog.confirm("Smart card access", &text))
+        .await
+        .map_err(|_| ())?;
+    match answer {
+        Ok(c) => {
+            let remembered = match c {
+                Consent::AlwaysAllow => Some(true),
+                Consent::Deny => Some(false),
+                Consent::AllowOnce => None,
+            };
+            if let Some(allow) = remembered
+                && let Err(e) = hub.gate.remember(origin, allow)
+            {
+                tracing::warn!(error = %e, "could not store the consent decision");
+            }
+            tracing::info!(%origin, decision = ?c, "consent");
+            Ok(c)
+        }
+        Err(e) => {
+            tracing::warn!(%origin, error = %e, "consent dialog failed; refusing");
+            Err(())
+        }
+    }
 }
 
 /// 403 with the stable code and the reason, before any upgrade.

@@ -4,6 +4,7 @@
 use crate::card::Token;
 use crate::error::Error;
 use crate::pin::PinStatus;
+use crate::pinentry::PinDialog;
 use crate::protocol::notification;
 use crate::security::origin::OriginGate;
 use crate::security::throttle::{Throttle, ThrottleConfig};
@@ -43,6 +44,16 @@ impl Note {
     }
 }
 
+/// What happens when a page from an origin not on the allowlist connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsentMode {
+    /// 403 `ORIGIN_NOT_ALLOWED`.
+    #[default]
+    Refuse,
+    /// Ask the user through the PIN dialog program: allow once, always, deny.
+    Prompt,
+}
+
 /// Identifies one WebSocket connection for the lifetime of the daemon.
 pub type ConnId = u64;
 
@@ -56,6 +67,8 @@ pub struct Limits {
     pub rate_per_second: u32,
     pub rate_burst: u32,
     pub max_connections: usize,
+    /// Unknown origins: refuse, or ask the user.
+    pub consent: ConsentMode,
 }
 
 impl Default for Limits {
@@ -66,6 +79,7 @@ impl Default for Limits {
             rate_per_second: 50,
             rate_burst: 100,
             max_connections: 1024,
+            consent: ConsentMode::Refuse,
         }
     }
 }
@@ -85,6 +99,9 @@ pub struct Hub {
     pub gate: OriginGate,
     /// The port the daemon listens on (for the Host check).
     pub port: u16,
+    /// The daemon's own PIN dialog, and the lock that shows one at a time.
+    pub dialog: PinDialog,
+    pub dialog_lock: tokio::sync::Mutex<()>,
     watch: Mutex<Option<Box<dyn WatchGuard>>>,
 }
 
@@ -98,6 +115,7 @@ impl Hub {
         gate: OriginGate,
         port: u16,
         limits: Limits,
+        dialog: PinDialog,
     ) -> Arc<Hub> {
         let mut initial = Readers::default();
         if let Ok(list) = backend.list_readers() {
@@ -117,6 +135,8 @@ impl Hub {
             op_timeout,
             gate,
             port,
+            dialog,
+            dialog_lock: tokio::sync::Mutex::new(()),
             watch: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();

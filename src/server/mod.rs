@@ -2,17 +2,19 @@
 //! WebSocket protocol, plus the JavaScript client, its types, the demo page
 //! and a health check.
 
+mod credentials;
 mod dispatch;
 mod http;
 pub mod hub;
 mod ws;
 
+use crate::pinentry::PinDialog;
 use crate::policy::PolicySet;
 use crate::security::origin::{OriginGate, OriginsFile};
 use crate::service::Service;
 use crate::transport::Backend;
 use hub::Hub;
-pub use hub::Limits;
+pub use hub::{ConsentMode, Limits};
 // The parts of a connection the native-messaging host shares.
 pub(crate) use dispatch::Caller;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -46,6 +48,8 @@ pub struct ServerConfig {
     /// wss:// on the same port: TLS clients are told apart from plain HTTP
     /// by their first byte (`None`: plain only).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The daemon's PIN dialog (pinentry program and timeout).
+    pub pin_dialog: PinDialog,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             policies: Arc::new(PolicySet::builtin()),
             tls: None,
+            pin_dialog: PinDialog::new(None, crate::pinentry::DEFAULT_TIMEOUT),
         }
     }
 }
@@ -147,6 +152,7 @@ impl Server {
             gate,
             port,
             config.limits,
+            config.pin_dialog,
         );
         let (shutdown, _) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));

@@ -99,7 +99,7 @@ pub async fn serve<S>(
         idle.as_mut()
             .reset(tokio::time::Instant::now() + login_idle);
         match msg {
-            Some(Ok(Message::Text(_))) if !hub.gate.still_allows(&peer) => {
+            Some(Ok(Message::Text(_))) if !caller.once && !hub.gate.still_allows(&peer) => {
                 // Revoked while connected: the connection ends here.
                 tracing::info!(%peer, "origin revoked; closing its connection");
                 let e = RpcError::origin_not_allowed(&peer.to_string());

@@ -1,0 +1,72 @@
+//! Per-connection state for PIN entry outside the page: one-time handles
+//! from `requestCredential`, and the last error to show in the next dialog.
+
+use crate::secret::Secret;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
+/// How long a `requestCredential` handle can be used.
+pub const HANDLE_LIFETIME: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct ConnCredentials {
+    handles: HashMap<String, (Secret, Instant)>,
+    issued: u64,
+    /// (reader, pin) → the message of the last failure, for the next dialog.
+    last_error: HashMap<(String, String), String>,
+}
+
+impl ConnCredentials {
+    /// Keeps `pin` under a fresh opaque handle.
+    pub fn issue(&mut self, pin: Secret) -> String {
+        let now = Instant::now();
+        self.handles
+            .retain(|_, (_, at)| now.duration_since(*at) < HANDLE_LIFETIME);
+        self.issued += 1;
+        // Opaque, and different in every daemon run (RandomState is seeded
+        // from the OS). Handles are only valid on their own connection.
+        let a = RandomState::new().hash_one(self.issued);
+        let b = RandomState::new().hash_one(now);
+        let handle = format!("cgh-{a:016x}{b:016x}");
+        self.handles.insert(handle.clone(), (pin, now));
+        handle
+    }
+
+    /// Takes the PIN behind a handle: once, within its lifetime.
+    pub fn take(&mut self, handle: &str) -> Option<Secret> {
+        let (pin, at) = self.handles.remove(handle)?;
+        (at.elapsed() < HANDLE_LIFETIME).then_some(pin)
+    }
+
+    pub fn last_error(&self, reader: &str, pin: &str) -> Option<String> {
+        self.last_error
+            .get(&(reader.to_string(), pin.to_string()))
+            .cloned()
+    }
+
+    pub fn set_last_error(&mut self, reader: &str, pin: &str, message: Option<String>) {
+        let key = (reader.to_string(), pin.to_string());
+        match message {
+            Some(m) => self.last_error.insert(key, m),
+            None => self.last_error.remove(&key),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_one_time_and_opaque() {
+        let mut c = ConnCredentials::default();
+        let h1 = c.issue(Secret::from("123456"));
+        let h2 = c.issue(Secret::from("123456"));
+        assert_ne!(h1, h2);
+        assert!(!h1.contains("123456"));
+        assert_eq!(c.take(&h1).unwrap().expose(), b"123456");
+        assert!(c.take(&h1).is_none());
+        assert!(c.take("cgh-made-up").is_none());
+    }
+}
