@@ -580,3 +580,87 @@ fn wss_with_the_generated_certificate() {
         std::panic::resume_unwind(p);
     }
 }
+
+// ---- service install, journald -------------------------------------------------
+
+#[test]
+fn service_install_writes_units_and_runs_systemctl_user() {
+    let home = Home::new();
+    // A stand-in systemctl that records its arguments.
+    let log = home.path("systemctl.log");
+    let fake = home.path("systemctl");
+    home.write(
+        &fake,
+        &format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut c = home.cardgate();
+    c.env("CARDGATE_SYSTEMCTL", &fake)
+        .args(["service", "install", "--copy"]);
+    let (status, out, err) = run(c);
+    assert!(status.success(), "{out}{err}");
+    let units = home.path("config/systemd/user");
+    let service = std::fs::read_to_string(units.join("cardgate.service")).unwrap();
+    assert!(
+        service.contains(&format!("ExecStart={BIN} serve")),
+        "{service}"
+    );
+    assert!(service.contains("Type=notify"));
+    let socket = std::fs::read_to_string(units.join("cardgate.socket")).unwrap();
+    assert!(socket.contains("ListenStream=127.0.0.1:27183"));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls,
+        "--user daemon-reload\n--user enable --now cardgate.socket\n"
+    );
+
+    // No systemctl: the units are there, and the message says it plainly.
+    let mut c = home.cardgate();
+    c.env("CARDGATE_SYSTEMCTL", home.path("no-such-systemctl"))
+        .args(["service", "install", "--copy"]);
+    let (status, _, err) = run(c);
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("installed but NOT enabled"), "{err}");
+    assert!(err.contains("systemctl was not found"), "{err}");
+
+    // Uninstall removes what install wrote.
+    let mut c = home.cardgate();
+    c.env("CARDGATE_SYSTEMCTL", &fake)
+        .args(["service", "uninstall"]);
+    let (status, _, err) = run(c);
+    assert!(status.success(), "{err}");
+    assert!(!units.join("cardgate.service").exists());
+    assert!(!units.join("cardgate.socket").exists());
+}
+
+#[test]
+fn logs_carry_journald_priorities_under_systemd() {
+    use std::os::unix::fs::MetadataExt;
+    let home = Home::new();
+    let log_path = home.path("stderr.log");
+    let file = std::fs::File::create(&log_path).unwrap();
+    let meta = file.metadata().unwrap();
+    let notify = Notify::new(&home);
+    let mut c = home.cardgate();
+    c.env("NOTIFY_SOCKET", &notify.path)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("CARDGATE_LOG", "info")
+        .args(["demo", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file));
+    let mut child = c.spawn().unwrap();
+    notify.ready();
+    terminate(&child);
+    let _ = wait_exit(&mut child, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let listening = text
+        .lines()
+        .find(|l| l.contains("listening") && l.starts_with('<'))
+        .unwrap_or_else(|| panic!("{text}"));
+    // INFO is priority 6; no ANSI colours, no timestamp.
+    assert!(listening.starts_with("<6>"), "{listening}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+}
