@@ -7,8 +7,10 @@
 pub mod apdu;
 pub mod card;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod logging;
+pub mod native;
 pub mod pin;
 pub mod pinentry;
 pub mod policy;
@@ -17,5 +19,6 @@ pub mod secret;
 pub mod security;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod transport;
 pub mod vcard;

@@ -1,17 +1,21 @@
 //! The `cardgate` command line.
 
+mod config_cmd;
 mod origins;
 mod output;
 mod policy;
 mod prompt;
 mod serve;
+mod service;
+mod status;
+mod tls_cmd;
 
 use crate::card::SoMethod;
 use crate::error::Error;
 use crate::pin::SoPath;
 use crate::service::Service;
 use crate::transport::Backend;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use prompt::{PinInput, PromptError};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +30,10 @@ struct Cli {
     /// More log output on stderr (-v debug, -vv trace). PIN values are never logged.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// The user configuration file (default: config.toml in the user's
+    /// config directory, or $CARDGATE_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +53,27 @@ enum Command {
     Origins(origins::OriginsArgs),
     /// Run the daemon with simulated readers and cards (no hardware, no pcscd) and its demo page.
     Demo(serve::DemoArgs),
+    /// Is a daemon running: its port, version, PC/SC service and readers.
+    Status(status::StatusArgs),
+    /// The configuration: `config show` prints every setting and where it came from.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// The systemd user service: install, uninstall, status.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
+    /// wss:// support: `tls init` creates a local CA and a certificate for 127.0.0.1/localhost.
+    #[command(subcommand)]
+    Tls(tls_cmd::TlsCommand),
+    /// Native-messaging host for the browser extension (started by the browser).
+    NativeHost(crate::native::NativeHostArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page, or write one per command into a directory.
+    Man {
+        /// Write cardgate.1, cardgate-serve.1 … here instead of printing cardgate.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Commands that work with readers and cards through PC/SC.
@@ -127,6 +156,9 @@ pub mod exit {
     pub const NOT_SUPPORTED: u8 = 7;
     pub const BAD_VALUE: u8 = 8;
     pub const INPUT: u8 = 9;
+    /// A configuration file cannot be used (sysexits EX_CONFIG; the unit
+    /// does not restart on it).
+    pub const CONFIG: u8 = 78;
 }
 
 /// The exit status for an error.
@@ -160,20 +192,99 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    crate::logging::init(cli.verbose);
-    match cli.command {
-        // The virtual card needs no PC/SC client.
-        Command::Vcard(args) => crate::vcard::cli::run(args),
+    // Commands that need no configuration.
+    let command = match cli.command {
+        Command::Vcard(args) => {
+            crate::logging::init(cli.verbose);
+            return crate::vcard::cli::run(args);
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cardgate",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => return man(dir),
+        other => other,
+    };
+    // Sockets passed by systemd are taken before any thread starts.
+    let inherited = match &command {
+        Command::Serve(_) | Command::Demo(_) => match serve::take_inherited() {
+            Ok(l) => l,
+            Err(code) => return code,
+        },
+        _ => Vec::new(),
+    };
+    let mut overrides = match &command {
+        Command::Serve(a) => a.overrides(),
+        Command::Demo(a) => a.serve_args().overrides(),
+        _ => crate::config::Overrides::default(),
+    };
+    overrides.log_level = crate::logging::verbosity(cli.verbose);
+    overrides.user_file = cli.config.clone();
+    let config = match crate::config::Config::load(&overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    crate::logging::init_with(&config.log_level);
+    policy::use_config(&config);
+    match command {
         Command::Policy(command) => ExitCode::from(policy::run(command)),
-        Command::Serve(args) => serve::serve(args),
-        Command::Demo(args) => serve::demo(args),
-        Command::Origins(args) => origins::run(args),
+        Command::Serve(_) => serve::serve(&config, inherited),
+        Command::Demo(args) => serve::demo(args, &config, inherited),
+        Command::Origins(args) => origins::run(args, &config),
+        Command::Status(args) => status::run(args, &config),
+        Command::Config(c) => config_cmd::run(c, &config),
+        Command::Service(c) => service::run(c),
+        Command::Tls(c) => tls_cmd::run(c, &config),
+        Command::NativeHost(args) => crate::native::run(args, &config),
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
             ExitCode::from(run(
                 &Service::with_policies(backend, policy::load()),
                 command,
             ))
+        }
+        Command::Vcard(_) | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled above")
+        }
+    }
+}
+
+/// Simulated readers for `native-host --demo`: reader 0 a PIV card, reader 1 an OpenPGP card.
+pub fn demo_backend() -> crate::transport::sim::SimBackend {
+    serve::demo_sim(&[serve::DemoCard::Piv, serve::DemoCard::Openpgp]).0
+}
+
+/// The PIN policies from the configuration's directories.
+pub fn policies(config: &crate::config::Config) -> Arc<crate::policy::PolicySet> {
+    policy::load_from(config)
+}
+
+/// The clap command tree (completions, man pages).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+fn man(dir: Option<std::path::PathBuf>) -> ExitCode {
+    let cmd = Cli::command();
+    let result = match dir {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).and_then(|()| clap_mangen::generate_to(cmd, &dir))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

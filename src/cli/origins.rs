@@ -29,9 +29,9 @@ enum OriginsCommand {
     Revoke { origin: String },
 }
 
-pub fn run(args: OriginsArgs) -> ExitCode {
-    let Some(path) = args.file.or_else(crate::server::default_origins_file) else {
-        eprintln!("error: no configuration directory for this user; use --file");
+pub fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
+    let Some(path) = args.file.or_else(|| config.origins_file.clone()) else {
+        eprintln!("error: no allowlist file (origins.file is empty in config.toml); use --file");
         return ExitCode::FAILURE;
     };
     let mut file = match OriginsFile::load(&path) {

@@ -79,7 +79,33 @@ impl From<ProfileArg> for ProfileKind {
 /// The policy set the daemon and the other commands use, with refused
 /// files logged as warnings.
 pub fn load() -> Arc<PolicySet> {
-    Arc::new(PolicySet::load_standard())
+    let (set, errors) = PolicySet::load(&sources());
+    for e in errors {
+        tracing::warn!("policy file ignored: {e}");
+    }
+    Arc::new(set)
+}
+
+static SOURCES: std::sync::OnceLock<PolicySources> = std::sync::OnceLock::new();
+
+/// Uses the configuration's policy directories (`policy_dirs`,
+/// `CARDGATE_POLICY_PATH`) from now on.
+pub fn use_config(config: &crate::config::Config) {
+    let _ = SOURCES.set(config.policy_sources());
+}
+
+/// The policy directories: from the configuration when it was loaded.
+fn sources() -> PolicySources {
+    SOURCES
+        .get()
+        .cloned()
+        .unwrap_or_else(PolicySources::standard)
+}
+
+/// The policies for the daemon, from the configuration's directories.
+pub fn load_from(config: &crate::config::Config) -> Arc<PolicySet> {
+    use_config(config);
+    load()
 }
 
 pub fn run(command: PolicyCommand) -> u8 {
@@ -135,7 +161,7 @@ fn policy_json(p: &Policy) -> Value {
 }
 
 fn list(json: bool) -> u8 {
-    let sources = PolicySources::standard();
+    let sources = sources();
     let (set, errors) = PolicySet::load(&sources);
     if json {
         let dirs: Vec<Value> = sources

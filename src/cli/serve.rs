@@ -1,6 +1,7 @@
 //! `cardgate serve` and `cardgate demo`.
 
-use crate::server::{DEFAULT_PORT, Server, ServerConfig, shutdown_signal};
+use crate::config::{Config, Overrides};
+use crate::server::{ConsentMode, Server, ServerConfig, shutdown_signal};
 use crate::transport::Backend;
 use crate::transport::sim::SimBackend;
 use crate::vcard::VirtualCard;
@@ -12,27 +13,35 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Port on 127.0.0.1 and [::1].
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    port: u16,
-    /// Seconds a card operation may take before its caller gets TIMEOUT.
-    #[arg(long, default_value_t = 30)]
-    op_timeout: u64,
-    /// The origins allowlist (default: origins.toml in the user's config
-    /// directory; managed with `cardgate origins`).
+    /// Port on 127.0.0.1 and [::1] (default: `port` in config.toml, 27183).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Seconds a card operation may take before its caller gets TIMEOUT
+    /// (default: `op_timeout`, 30).
+    #[arg(long, value_name = "SECONDS")]
+    op_timeout: Option<u64>,
+    /// The origins allowlist (default: `origins.file`, origins.toml in the
+    /// user's config directory; managed with `cardgate origins`).
     #[arg(long, value_name = "FILE")]
     origins_file: Option<std::path::PathBuf>,
-    /// The pinentry program for the daemon's PIN dialog (default: found
-    /// like gpg-agent does: PINENTRY_PROGRAM, gpg-agent.conf, PATH).
+    /// When socket-activated, exit after this many seconds without a
+    /// connection; 0 never (default: `idle_exit`, 600).
+    #[arg(long, value_name = "SECONDS")]
+    idle_exit: Option<u64>,
+    /// The pinentry program for the daemon's PIN dialog (default:
+    /// `pin_dialog.program`, else found like gpg-agent does:
+    /// PINENTRY_PROGRAM, gpg-agent.conf, PATH).
     #[arg(long, value_name = "PROGRAM")]
     pinentry: Option<std::path::PathBuf>,
-    /// Seconds the user has to answer the PIN dialog.
-    #[arg(long, default_value_t = 60)]
-    pin_timeout: u64,
+    /// Seconds the user has to answer the PIN dialog (default:
+    /// `pin_dialog.timeout`, 60).
+    #[arg(long, value_name = "SECONDS")]
+    pin_timeout: Option<u64>,
     /// Pages from origins not on the allowlist: refuse them, or ask the user
-    /// (allow once / always / deny) through the PIN dialog program.
-    #[arg(long, value_enum, default_value_t = UnknownOrigins::Refuse)]
-    unknown_origins: UnknownOrigins,
+    /// (allow once / always / deny) through the PIN dialog program
+    /// (default: `origins.unknown`, refuse).
+    #[arg(long, value_enum)]
+    unknown_origins: Option<UnknownOrigins>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -41,8 +50,27 @@ enum UnknownOrigins {
     Prompt,
 }
 
+impl ServeArgs {
+    /// The values given on the command line.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            port: self.port,
+            op_timeout: self.op_timeout,
+            idle_exit: self.idle_exit,
+            origins_file: self.origins_file.clone(),
+            pinentry: self.pinentry.clone(),
+            pin_timeout: self.pin_timeout,
+            unknown_origins: self.unknown_origins.map(|u| match u {
+                UnknownOrigins::Refuse => ConsentMode::Refuse,
+                UnknownOrigins::Prompt => ConsentMode::Prompt,
+            }),
+            ..Overrides::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
-enum DemoCard {
+pub enum DemoCard {
     Piv,
     Openpgp,
 }
@@ -59,30 +87,67 @@ pub struct DemoArgs {
     openpgp: bool,
 }
 
-fn config(args: &ServeArgs) -> ServerConfig {
-    let defaults = ServerConfig::default();
-    ServerConfig {
-        port: args.port,
-        op_timeout: Duration::from_secs(args.op_timeout.max(1)),
-        origins_file: args.origins_file.clone().or(defaults.origins_file),
-        origins: defaults.origins,
-        limits: crate::server::Limits {
-            consent: match args.unknown_origins {
-                UnknownOrigins::Refuse => crate::server::ConsentMode::Refuse,
-                UnknownOrigins::Prompt => crate::server::ConsentMode::Prompt,
-            },
-            ..defaults.limits
-        },
-        policies: super::policy::load(),
+/// The daemon's settings from the effective configuration.
+pub fn server_config(config: &Config) -> Result<ServerConfig, String> {
+    let tls = if config.tls.enabled {
+        Some(crate::tls::server_config(
+            &config.tls.cert,
+            &config.tls.key,
+        )?)
+    } else {
+        None
+    };
+    Ok(ServerConfig {
+        port: config.port,
+        op_timeout: config.op_timeout,
+        origins_file: config.origins_file.clone(),
+        origins: config.origins.clone(),
+        limits: config.limits.clone(),
+        policies: super::policy::load_from(config),
         pin_dialog: crate::pinentry::PinDialog::new(
-            args.pinentry.clone(),
-            Duration::from_secs(args.pin_timeout.max(1)),
+            config.pin_dialog.program.clone(),
+            config.pin_dialog.timeout,
         ),
+        tls,
+    })
+}
+
+/// Listening sockets passed by systemd (`LISTEN_FDS`, `LISTEN_PID`).
+/// Read before any thread starts: the variables are removed.
+fn inherited_listeners() -> Result<Vec<std::net::TcpListener>, String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut out = Vec::new();
+    for i in 0..fds.len() {
+        match fds.take_tcp_listener(i) {
+            Ok(Some(l)) => out.push(l),
+            Ok(None) => {}
+            Err(e) => return Err(format!("inherited socket {i} is not a TCP listener: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify the service manager");
     }
 }
 
-/// Runs the daemon until SIGINT/SIGTERM.
-fn run(backend: Arc<dyn Backend>, config: ServerConfig, banner: impl FnOnce(u16)) -> ExitCode {
+/// Runs the daemon until SIGINT/SIGTERM (or, when socket-activated, until
+/// it has been idle for `idle_exit`).
+fn run(
+    backend: Arc<dyn Backend>,
+    config: &Config,
+    inherited: Vec<std::net::TcpListener>,
+    banner: impl FnOnce(u16, bool),
+) -> ExitCode {
+    let server_config = match server_config(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::exit::CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,35 +158,101 @@ fn run(backend: Arc<dyn Backend>, config: ServerConfig, banner: impl FnOnce(u16)
             return ExitCode::FAILURE;
         }
     };
+    let idle_exit = config.idle_exit;
     runtime.block_on(async move {
-        let port = config.port;
-        let server = match Server::start(backend, config).await {
+        let port = server_config.port;
+        let tls = server_config.tls.is_some();
+        let activated = !inherited.is_empty();
+        let started = if activated {
+            Server::start_on(backend, server_config, inherited).await
+        } else {
+            Server::start(backend, server_config).await
+        };
+        let server = match started {
             Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                eprintln!(
+                    "error: port {port} on 127.0.0.1 is in use: is cardgate already running (`cardgate status`)? Otherwise pick another port (`port` in config.toml or --port)"
+                );
+                notify(&[sd_notify::NotifyState::Errno(98)]);
+                return ExitCode::FAILURE;
+            }
             Err(e) => {
                 eprintln!("error: cannot listen on 127.0.0.1:{port}: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        banner(server.port());
-        shutdown_signal().await;
-        eprintln!("shutting down");
+        // Ready only now that the sockets accept connections.
+        let status = format!("listening on 127.0.0.1:{}", server.port());
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ]);
+        banner(server.port(), tls);
+        let idle = async {
+            if !activated || idle_exit.is_zero() {
+                return std::future::pending().await;
+            }
+            let tick = (idle_exit / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            let mut since: Option<tokio::time::Instant> = None;
+            loop {
+                tokio::time::sleep(tick).await;
+                if !server.is_idle() {
+                    since = None;
+                    continue;
+                }
+                let start = *since.get_or_insert_with(tokio::time::Instant::now);
+                if start.elapsed() + tick > idle_exit {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            () = shutdown_signal() => eprintln!("shutting down"),
+            () = idle => eprintln!("idle for {} s; exiting (systemd starts cardgate again on the next connection)", idle_exit.as_secs()),
+        }
+        notify(&[sd_notify::NotifyState::Stopping]);
         server.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-pub fn serve(args: ServeArgs) -> ExitCode {
+fn url(port: u16, tls: bool) -> String {
+    if tls {
+        format!("ws://127.0.0.1:{port}/ws and wss://127.0.0.1:{port}/ws")
+    } else {
+        format!("ws://127.0.0.1:{port}/ws")
+    }
+}
+
+/// Sockets from systemd, or exit status 1 when they cannot be used.
+pub fn take_inherited() -> Result<Vec<std::net::TcpListener>, ExitCode> {
+    inherited_listeners().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+pub fn serve(config: &Config, inherited: Vec<std::net::TcpListener>) -> ExitCode {
     let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
-    run(backend, config(&args), |port| {
+    run(backend, config, inherited, |port, tls| {
         eprintln!(
-            "cardgate {} listening on ws://127.0.0.1:{port}/ws",
-            env!("CARGO_PKG_VERSION")
+            "cardgate {} listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            url(port, tls)
         );
         eprintln!("demo page: http://127.0.0.1:{port}/demo");
     })
 }
 
-pub fn demo(args: DemoArgs) -> ExitCode {
+/// The flags `demo` shares with `serve`.
+impl DemoArgs {
+    pub fn serve_args(&self) -> &ServeArgs {
+        &self.serve
+    }
+}
+
+pub fn demo(args: DemoArgs, config: &Config, inherited: Vec<std::net::TcpListener>) -> ExitCode {
     let mut cards = args.cards.clone();
     if args.openpgp {
         cards.push(DemoCard::Openpgp);
@@ -129,6 +260,19 @@ pub fn demo(args: DemoArgs) -> ExitCode {
     if cards.is_empty() {
         cards.push(DemoCard::Piv);
     }
+    let (sim, lines) = demo_sim(&cards);
+    run(Arc::new(sim), config, inherited, move |port, _tls| {
+        eprintln!("cardgate demo: simulated readers and cards (factory default PINs):");
+        for l in &lines {
+            eprintln!("{l}");
+        }
+        eprintln!("open http://127.0.0.1:{port}/demo  (Ctrl-C to stop)");
+    })
+}
+
+/// Simulated readers, one card each, with factory default PINs; and a line
+/// describing each.
+pub fn demo_sim(cards: &[DemoCard]) -> (SimBackend, Vec<String>) {
     let sim = SimBackend::new();
     let mut lines = Vec::new();
     for (i, card) in cards.iter().enumerate() {
@@ -141,16 +285,9 @@ pub fn demo(args: DemoArgs) -> ExitCode {
                 "OpenPGP card: user PIN 123456, admin PIN 12345678",
             ),
         };
-        if sim.insert_card(&reader, VirtualCard::new(config)).is_err() {
-            return ExitCode::FAILURE;
-        }
+        // A fresh simulated reader always takes a card.
+        let _ = sim.insert_card(&reader, VirtualCard::new(config));
         lines.push(format!("  {reader}: {pins}"));
     }
-    run(Arc::new(sim), config(&args.serve), move |port| {
-        eprintln!("cardgate demo: simulated readers and cards (factory default PINs):");
-        for l in &lines {
-            eprintln!("{l}");
-        }
-        eprintln!("open http://127.0.0.1:{port}/demo  (Ctrl-C to stop)");
-    })
+    (sim, lines)
 }

@@ -76,6 +76,12 @@ impl PolicySources {
                 dirs,
             };
         }
+        PolicySources::standard_dirs()
+    }
+
+    /// Built-in, then `/etc/cardgate/policies`, then the user's directory,
+    /// whatever the environment says.
+    pub fn standard_dirs() -> Self {
         let mut dirs = vec![PolicyDir {
             kind: DirKind::System,
             path: PathBuf::from(SYSTEM_DIR),

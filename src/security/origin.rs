@@ -220,12 +220,18 @@ impl OriginGate {
 
     /// Allows the daemon's own pages once its port is known.
     pub fn set_port(&mut self, port: u16) {
-        self.own = ["127.0.0.1", "localhost", "[::1]"]
+        // http, and https when wss is on: only this daemon serves that port.
+        self.own = ["http", "https"]
             .iter()
-            .map(|h| Origin {
-                scheme: "http".into(),
-                host: (*h).into(),
-                port: (port != 80).then_some(port),
+            .flat_map(|scheme| {
+                let default = if *scheme == "http" { 80 } else { 443 };
+                ["127.0.0.1", "localhost", "[::1]"]
+                    .iter()
+                    .map(move |h| Origin {
+                        scheme: (*scheme).into(),
+                        host: (*h).into(),
+                        port: (port != default).then_some(port),
+                    })
             })
             .collect();
     }

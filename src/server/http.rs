@@ -13,8 +13,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -28,10 +30,31 @@ type Body = Full<Bytes>;
 /// How long a client may take to send its request head (the handshake).
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Counts a connection as active while it lives.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(active: &Arc<AtomicUsize>) -> Self {
+        active.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(active.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 pub async fn accept_loop(
     listener: TcpListener,
     hub: Arc<Hub>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
+    active: Arc<AtomicUsize>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -49,40 +72,68 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let hub = hub.clone();
-        let shutdown = shutdown.clone();
-        let mut stop = shutdown.clone();
+        let guard = ActiveGuard::new(&active);
+        let (hub, shutdown, tls) = (hub.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let hub = hub.clone();
-                let shutdown = shutdown.clone();
-                async move { Ok::<_, Infallible>(route(req, hub, shutdown).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                // A client that never finishes its request head is dropped.
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            // At shutdown, a request in progress is answered, then the
-            // connection closes; an idle keep-alive connection (a browser
-            // that loaded the demo page) closes at once instead of holding
-            // the shutdown up.
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let _guard = guard;
+            let Some(tls) = tls else {
+                return serve_http(stream, peer, hub, shutdown).await;
             };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            // TLS or plain HTTP on the same port: a TLS client speaks first
+            // with a handshake record, an HTTP client with a method name.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(s)) => serve_http(s, peer, hub, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                Ok(Ok(_)) => serve_http(stream, peer, hub, shutdown).await,
+                _ => {}
             }
         });
     }
     // Upgraded WebSockets watch the shutdown signal themselves.
     while connections.join_next().await.is_some() {}
+}
+
+async fn serve_http<IO>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown_signal = shutdown.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let hub = hub.clone();
+        let shutdown = shutdown.clone();
+        async move { Ok::<_, Infallible>(route(req, hub, shutdown).await) }
+    });
+    let mut stop = shutdown_signal;
+    let conn = hyper::server::conn::http1::Builder::new()
+        // A client that never finishes its request head is dropped.
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    // At shutdown, a request in progress is answered, then the connection
+    // closes; an idle keep-alive connection (a browser that loaded the demo
+    // page) closes at once instead of holding the shutdown up.
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 async fn route(

@@ -201,6 +201,11 @@ impl Hub {
         Some(self.next_conn.fetch_add(1, Ordering::SeqCst))
     }
 
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
     /// Ends a connection: its logins end on the cards.
     pub fn close_connection(&self, conn: ConnId) {
         self.end_logins_of(conn);

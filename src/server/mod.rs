@@ -15,13 +15,17 @@ use crate::service::Service;
 use crate::transport::Backend;
 use hub::Hub;
 pub use hub::{ConsentMode, Limits};
+// The parts of a connection the native-messaging host shares.
+pub(crate) use dispatch::Caller;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+pub(crate) use ws::{MAX_MESSAGE, Out, handle};
 
 /// The daemon's documented default port.
 pub const DEFAULT_PORT: u16 = 27183;
@@ -41,6 +45,9 @@ pub struct ServerConfig {
     /// PIN policies (default: the built-in ones; `cardgate serve` adds the
     /// system and user policy files).
     pub policies: Arc<PolicySet>,
+    /// wss:// on the same port: TLS clients are told apart from plain HTTP
+    /// by their first byte (`None`: plain only).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The daemon's PIN dialog (pinentry program and timeout).
     pub pin_dialog: PinDialog,
 }
@@ -54,6 +61,7 @@ impl Default for ServerConfig {
             origins: OriginsFile::default(),
             limits: Limits::default(),
             policies: Arc::new(PolicySet::builtin()),
+            tls: None,
             pin_dialog: PinDialog::new(None, crate::pinentry::DEFAULT_TIMEOUT),
         }
     }
@@ -61,7 +69,7 @@ impl Default for ServerConfig {
 
 /// `origins.toml` in the user's configuration directory.
 pub fn default_origins_file() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "cardgate").map(|d| d.config_dir().join("origins.toml"))
+    crate::config::project_dirs().map(|d| d.config_dir().join("origins.toml"))
 }
 
 /// A running daemon.
@@ -70,6 +78,8 @@ pub struct Server {
     hub: Arc<Hub>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// TCP connections being served (HTTP requests, handshakes).
+    active: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -87,6 +97,47 @@ impl Server {
             Ok(v6) => listeners.push(v6),
             Err(e) => tracing::warn!(error = %e, "not listening on [::1]"),
         }
+        Server::serve(backend, config, listeners)
+    }
+
+    /// Serves on listeners made by someone else (systemd socket
+    /// activation). Each must be a loopback address, all on one port.
+    pub async fn start_on(
+        backend: Arc<dyn Backend>,
+        config: ServerConfig,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> std::io::Result<Server> {
+        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+        if listeners.is_empty() {
+            return Err(invalid("no listening socket was passed".into()));
+        }
+        let mut ports = Vec::new();
+        let mut tokio_listeners = Vec::new();
+        for l in listeners {
+            let addr = l.local_addr()?;
+            if !addr.ip().is_loopback() {
+                return Err(invalid(format!(
+                    "refusing the inherited socket on {addr}: cardgate only listens on loopback addresses"
+                )));
+            }
+            ports.push(addr.port());
+            l.set_nonblocking(true)?;
+            tokio_listeners.push(TcpListener::from_std(l)?);
+        }
+        if ports.iter().any(|p| *p != ports[0]) {
+            return Err(invalid(format!(
+                "the inherited sockets listen on different ports {ports:?}; use one port"
+            )));
+        }
+        Server::serve(backend, config, tokio_listeners)
+    }
+
+    fn serve(
+        backend: Arc<dyn Backend>,
+        config: ServerConfig,
+        listeners: Vec<TcpListener>,
+    ) -> std::io::Result<Server> {
+        let port = listeners[0].local_addr()?.port();
         let addrs = listeners
             .iter()
             .filter_map(|l| l.local_addr().ok())
@@ -104,21 +155,32 @@ impl Server {
             config.pin_dialog,
         );
         let (shutdown, _) = watch::channel(false);
+        let active = Arc::new(AtomicUsize::new(0));
+        let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
         let mut tasks = JoinSet::new();
         for listener in listeners {
             tasks.spawn(http::accept_loop(
                 listener,
                 hub.clone(),
                 shutdown.subscribe(),
+                tls.clone(),
+                active.clone(),
             ));
         }
-        tracing::info!(port, "listening");
+        tracing::info!(port, tls = tls.is_some(), "listening");
         Ok(Server {
             addrs,
             hub,
             shutdown,
             tasks,
+            active,
         })
+    }
+
+    /// Nothing is connected: no HTTP request or handshake in progress, no
+    /// WebSocket open.
+    pub fn is_idle(&self) -> bool {
+        self.active.load(Ordering::SeqCst) == 0 && self.hub.connection_count() == 0
     }
 
     pub fn port(&self) -> u16 {
@@ -146,7 +208,7 @@ impl Server {
 }
 
 /// Ends every verified state the daemon's clients created.
-fn logout_everything(hub: &Hub) {
+pub(crate) fn logout_everything(hub: &Hub) {
     for (reader, atr) in hub.readers() {
         if atr.is_none() {
             continue;

@@ -27,8 +27,9 @@ pub fn config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE))
 }
 
-/// What the writer sends: a response, or the closing frame.
-enum Out {
+/// What the writer sends: a response, or the closing frame. Shared with
+/// the native-messaging host, whose sessions are answered the same way.
+pub(crate) enum Out {
     Text(String),
     Close(CloseCode, &'static str),
 }
@@ -139,7 +140,11 @@ pub async fn serve<S>(
     hub.close_connection(conn);
 }
 
-fn handle(
+/// Answers one text message of a connection: parses it (single request or
+/// batch), queues each call's card work at once, and sends each response
+/// to `out` when it is ready. The WebSocket and the native-messaging host
+/// both use it, so both speak exactly the same protocol.
+pub(crate) fn handle(
     hub: &Arc<Hub>,
     caller: &Caller,
     text: &str,

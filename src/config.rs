@@ -1,0 +1,864 @@
+//! The daemon's configuration: one TOML file per user
+//! (`~/.config/cardgate/config.toml` on Linux) over a system-wide one
+//! (`/etc/cardgate/config.toml`), each key taken from the first of: a
+//! command-line flag, an environment variable, the user file, the system
+//! file, the built-in default. Every key and its default is documented in
+//! `docs/configuration.md`; `cardgate config show` prints the effective
+//! values and where each came from.
+//!
+//! A file that cannot be used is an error naming the file and line — never
+//! a silent default.
+
+use crate::security::origin::{Origin, OriginsFile};
+use crate::security::throttle::ThrottleConfig;
+use crate::server::{ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The system-wide configuration file (Unix).
+pub const SYSTEM_FILE: &str = "/etc/cardgate/config.toml";
+/// Replaces the user configuration file's path.
+pub const CONFIG_ENV: &str = "CARDGATE_CONFIG";
+/// Replaces the system configuration file's path (packaging, tests).
+pub const SYSTEM_CONFIG_ENV: &str = "CARDGATE_SYSTEM_CONFIG";
+/// Log filter (overrides `log_level`).
+pub const LOG_ENV: &str = "CARDGATE_LOG";
+
+/// The directories of this user's cardgate files.
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("org", "cardgate", "cardgate")
+}
+
+/// The user's configuration file: `$CARDGATE_CONFIG`, else `config.toml`
+/// in the user's configuration directory.
+pub fn user_file() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+/// The system-wide file: `$CARDGATE_SYSTEM_CONFIG`, else
+/// `/etc/cardgate/config.toml` (`%PROGRAMDATA%\cardgate\config.toml` on Windows).
+pub fn system_file() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(SYSTEM_CONFIG_ENV) {
+        return (!p.is_empty()).then(|| PathBuf::from(p));
+    }
+    if cfg!(windows) {
+        return std::env::var_os("PROGRAMDATA")
+            .map(|d| PathBuf::from(d).join("cardgate").join("config.toml"));
+    }
+    Some(PathBuf::from(SYSTEM_FILE))
+}
+
+/// The user's data directory (`~/.local/share/cardgate` on Linux): TLS files.
+pub fn data_dir() -> Option<PathBuf> {
+    project_dirs().map(|d| d.data_dir().to_path_buf())
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    System(PathBuf),
+    User(PathBuf),
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::System(p) => write!(f, "system file {}", p.display()),
+            Source::User(p) => write!(f, "user file {}", p.display()),
+            Source::Env(v) => write!(f, "environment {v}"),
+            Source::Flag(v) => write!(f, "command line {v}"),
+        }
+    }
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Default => "default",
+            Source::System(_) => "system",
+            Source::User(_) => "user",
+            Source::Env(_) => "env",
+            Source::Flag(_) => "flag",
+        }
+    }
+}
+
+/// `[tls]`: wss:// on the daemon's port, with the certificate from
+/// `cardgate tls init`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub enabled: bool,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[pin_dialog]`: the daemon's own PIN dialog (a pinentry program).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinDialogSettings {
+    /// `None`: found like gpg-agent does (PINENTRY_PROGRAM, gpg-agent.conf, PATH).
+    pub program: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub op_timeout: Duration,
+    /// When socket-activated: exit after this long without a connection
+    /// (zero: never).
+    pub idle_exit: Duration,
+    /// A tracing filter ("warn", "info", "cardgate=debug" …).
+    pub log_level: String,
+    /// Policy directories replacing the system and user ones (`None`: those).
+    pub policy_dirs: Option<Vec<PathBuf>>,
+    /// The live allowlist `cardgate origins` edits (`None`: none).
+    pub origins_file: Option<PathBuf>,
+    /// Fixed origin settings, added to the allowlist file's.
+    pub origins: OriginsFile,
+    pub limits: Limits,
+    pub tls: TlsSettings,
+    pub pin_dialog: PinDialogSettings,
+    /// Where each key (dotted name) came from, in display order.
+    pub sources: Vec<(&'static str, Source)>,
+    /// The files consulted and whether they exist.
+    pub files: Vec<(Source, bool)>,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---- the file format --------------------------------------------------------
+
+/// Seconds, as a non-negative integer.
+#[derive(Debug, Clone, Copy)]
+struct Secs(u64);
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u64::try_from(n)
+            .map(Secs)
+            .map_err(|_| serde::de::Error::custom("a number of seconds cannot be negative"))
+    }
+}
+
+/// Seconds, at least one.
+#[derive(Debug, Clone, Copy)]
+struct PositiveSecs(u64);
+
+impl<'de> Deserialize<'de> for PositiveSecs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Secs(n) = Secs::deserialize(d)?;
+        if n == 0 {
+            return Err(serde::de::Error::custom("must be at least 1 second"));
+        }
+        Ok(PositiveSecs(n))
+    }
+}
+
+/// A count, at least one.
+#[derive(Debug, Clone, Copy)]
+struct Positive(u32);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(n) if n > 0 => Ok(Positive(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "must be between 1 and {}, not {n}",
+                u32::MAX
+            ))),
+        }
+    }
+}
+
+/// A log filter that tracing accepts.
+#[derive(Debug, Clone)]
+struct LogLevel(String);
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_log_level(&s).map_err(serde::de::Error::custom)?;
+        Ok(LogLevel(s))
+    }
+}
+
+/// Checks a log filter ("warn", "cardgate=debug,info" …).
+pub fn check_log_level(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Err("the log level is empty (try \"warn\", \"info\" or \"debug\")".into());
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| ())
+        .map_err(|e| format!("{s:?} is not a log level or filter: {e}"))
+}
+
+/// An http(s) origin, validated.
+#[derive(Debug, Clone)]
+struct OriginText(String);
+
+impl<'de> Deserialize<'de> for OriginText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Origin::parse(&s)
+            .map(|o| OriginText(o.to_string()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    port: Option<u16>,
+    op_timeout: Option<PositiveSecs>,
+    idle_exit: Option<Secs>,
+    log_level: Option<LogLevel>,
+    policy_dirs: Option<Vec<PathBuf>>,
+    #[serde(default)]
+    origins: FileOrigins,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    tls: FileTls,
+    #[serde(default)]
+    pin_dialog: FilePinDialog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePinDialog {
+    program: Option<PathBuf>,
+    timeout: Option<PositiveSecs>,
+}
+
+/// `origins.unknown`: "refuse" or "prompt".
+#[derive(Debug, Clone, Copy)]
+struct Consent(ConsentMode);
+
+impl<'de> Deserialize<'de> for Consent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "refuse" => Ok(Consent(ConsentMode::Refuse)),
+            "prompt" => Ok(Consent(ConsentMode::Prompt)),
+            other => Err(serde::de::Error::custom(format!(
+                "{other:?}: expected \"refuse\" or \"prompt\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOrigins {
+    file: Option<PathBuf>,
+    allowed: Option<Vec<OriginText>>,
+    allow_null_origin: Option<bool>,
+    allow_missing_origin: Option<bool>,
+    unknown: Option<Consent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    login_idle: Option<PositiveSecs>,
+    max_failures: Option<u32>,
+    lockout: Option<PositiveSecs>,
+    rate_per_second: Option<Positive>,
+    rate_burst: Option<Positive>,
+    max_connections: Option<Positive>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    enabled: Option<bool>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| {
+        let (line, column) = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        ConfigError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
+    })
+}
+
+/// Reads one file; a missing file is `None`.
+fn read_file(path: &Path) -> Result<Option<FileConfig>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_file(path, &text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+/// `~/x` → the home directory's `x`; other paths as they are.
+fn expand(path: &Path) -> PathBuf {
+    if let Ok(rest) = path.strip_prefix("~")
+        && let Some(home) = directories::BaseDirs::new()
+    {
+        return home.home_dir().join(rest);
+    }
+    path.to_path_buf()
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub port: Option<u16>,
+    pub op_timeout: Option<u64>,
+    pub idle_exit: Option<u64>,
+    pub origins_file: Option<PathBuf>,
+    /// -v / -vv: a log level.
+    pub log_level: Option<String>,
+    /// --config: the user file to read instead of the standard one.
+    pub user_file: Option<PathBuf>,
+    pub pinentry: Option<PathBuf>,
+    pub pin_timeout: Option<u64>,
+    pub unknown_origins: Option<ConsentMode>,
+}
+
+impl Config {
+    /// The configuration from the standard files, the environment and `flags`.
+    pub fn load(flags: &Overrides) -> Result<Config, ConfigError> {
+        let user = flags.user_file.clone().or_else(user_file);
+        Config::load_from(system_file().as_deref(), user.as_deref(), flags)
+    }
+
+    /// The configuration from the given files (either may be absent).
+    pub fn load_from(
+        system: Option<&Path>,
+        user: Option<&Path>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut files = Vec::new();
+        let sys = match system {
+            Some(p) => {
+                let f = read_file(p)?;
+                files.push((Source::System(p.to_path_buf()), f.is_some()));
+                f.map(|f| (Source::System(p.to_path_buf()), f))
+            }
+            None => None,
+        };
+        let usr = match user {
+            Some(p) => {
+                let f = read_file(p)?;
+                files.push((Source::User(p.to_path_buf()), f.is_some()));
+                f.map(|f| (Source::User(p.to_path_buf()), f))
+            }
+            None => None,
+        };
+        // Highest precedence first.
+        let layers: Vec<&(Source, FileConfig)> = usr.iter().chain(sys.iter()).collect();
+        let mut sources = Vec::new();
+
+        // The first layer that sets a key wins.
+        macro_rules! pick {
+            ($key:literal, $flag:expr, $env:expr, |$f:ident| $get:expr, $default:expr) => {{
+                let from_layers = || {
+                    layers
+                        .iter()
+                        .find_map(|(src, $f)| $get.map(|v| (v, src.clone())))
+                };
+                let (value, source) = if let Some(v) = $flag {
+                    (v, Source::Flag(concat!("--", $key)))
+                } else if let Some((v, var)) = $env {
+                    (v, Source::Env(var))
+                } else if let Some((v, src)) = from_layers() {
+                    (v, src)
+                } else {
+                    ($default, Source::Default)
+                };
+                sources.push(($key, source));
+                value
+            }};
+        }
+
+        let port = pick!("port", flags.port, None, |f| f.port, DEFAULT_PORT);
+        let op_timeout = pick!(
+            "op_timeout",
+            flags.op_timeout.map(|s| s.max(1)),
+            None,
+            |f| f.op_timeout.map(|s| s.0),
+            DEFAULT_OP_TIMEOUT.as_secs()
+        );
+        let idle_exit = pick!(
+            "idle_exit",
+            flags.idle_exit,
+            None,
+            |f| f.idle_exit.map(|s| s.0),
+            DEFAULT_IDLE_EXIT.as_secs()
+        );
+        let log_env = match std::env::var(LOG_ENV) {
+            Ok(v) if !v.is_empty() => {
+                check_log_level(&v).map_err(|m| ConfigError {
+                    file: PathBuf::from(format!("${LOG_ENV}")),
+                    line: None,
+                    column: None,
+                    message: m,
+                })?;
+                Some((v, LOG_ENV))
+            }
+            _ => None,
+        };
+        let log_level = pick!(
+            "log_level",
+            flags.log_level.clone(),
+            log_env,
+            |f| f.log_level.as_ref().map(|l| l.0.clone()),
+            "warn".to_string()
+        );
+        let policy_env = std::env::var_os(crate::policy::PATH_ENV).map(|list| {
+            (
+                Some(
+                    std::env::split_paths(&list)
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .collect::<Vec<_>>(),
+                ),
+                crate::policy::PATH_ENV,
+            )
+        });
+        let policy_dirs = pick!(
+            "policy_dirs",
+            None,
+            policy_env,
+            |f| f
+                .policy_dirs
+                .as_ref()
+                .map(|d| Some(d.iter().map(|p| expand(p)).collect())),
+            None
+        );
+
+        let default_origins = project_dirs().map(|d| d.config_dir().join("origins.toml"));
+        let origins_file = pick!(
+            "origins.file",
+            flags.origins_file.clone().map(Some),
+            None,
+            |f| f.origins.file.as_ref().map(|p| {
+                // An empty path: no allowlist file at all.
+                (!p.as_os_str().is_empty()).then(|| expand(p))
+            }),
+            default_origins
+        );
+        let allowed = pick!(
+            "origins.allowed",
+            None,
+            None,
+            |f| f
+                .origins
+                .allowed
+                .as_ref()
+                .map(|v| v.iter().map(|o| o.0.clone()).collect::<Vec<_>>()),
+            Vec::new()
+        );
+        let allow_null_origin = pick!(
+            "origins.allow_null_origin",
+            None,
+            None,
+            |f| f.origins.allow_null_origin,
+            false
+        );
+        let allow_missing_origin = pick!(
+            "origins.allow_missing_origin",
+            None,
+            None,
+            |f| f.origins.allow_missing_origin,
+            false
+        );
+
+        let consent = pick!(
+            "origins.unknown",
+            flags.unknown_origins,
+            None,
+            |f| f.origins.unknown.map(|c| c.0),
+            ConsentMode::Refuse
+        );
+
+        let dl = Limits::default();
+        let login_idle = pick!(
+            "limits.login_idle",
+            None,
+            None,
+            |f| f.limits.login_idle.map(|s| s.0),
+            dl.login_idle.as_secs()
+        );
+        let max_failures = pick!(
+            "limits.max_failures",
+            None,
+            None,
+            |f| f.limits.max_failures,
+            dl.throttle.max_failures
+        );
+        let lockout = pick!(
+            "limits.lockout",
+            None,
+            None,
+            |f| f.limits.lockout.map(|s| s.0),
+            dl.throttle.lock.as_secs()
+        );
+        let rate_per_second = pick!(
+            "limits.rate_per_second",
+            None,
+            None,
+            |f| f.limits.rate_per_second.map(|n| n.0),
+            dl.rate_per_second
+        );
+        let rate_burst = pick!(
+            "limits.rate_burst",
+            None,
+            None,
+            |f| f.limits.rate_burst.map(|n| n.0),
+            dl.rate_burst
+        );
+        let max_connections = pick!(
+            "limits.max_connections",
+            None,
+            None,
+            |f| f.limits.max_connections.map(|n| n.0 as usize),
+            dl.max_connections
+        );
+
+        let pin_program = pick!(
+            "pin_dialog.program",
+            flags.pinentry.clone().map(Some),
+            None,
+            |f| f.pin_dialog.program.as_ref().map(|p| {
+                // An empty path: find one.
+                (!p.as_os_str().is_empty()).then(|| expand(p))
+            }),
+            None
+        );
+        let pin_timeout = pick!(
+            "pin_dialog.timeout",
+            flags.pin_timeout.map(|s| s.max(1)),
+            None,
+            |f| f.pin_dialog.timeout.map(|s| s.0),
+            crate::pinentry::DEFAULT_TIMEOUT.as_secs()
+        );
+
+        let tls_dir = data_dir().map(|d| d.join("tls")).unwrap_or_default();
+        let tls_enabled = pick!("tls.enabled", None, None, |f| f.tls.enabled, false);
+        let cert = pick!(
+            "tls.cert",
+            None,
+            None,
+            |f| f.tls.cert.as_ref().map(|p| expand(p)),
+            tls_dir.join("cert.pem")
+        );
+        let key = pick!(
+            "tls.key",
+            None,
+            None,
+            |f| f.tls.key.as_ref().map(|p| expand(p)),
+            tls_dir.join("key.pem")
+        );
+
+        Ok(Config {
+            port,
+            op_timeout: Duration::from_secs(op_timeout),
+            idle_exit: Duration::from_secs(idle_exit),
+            log_level,
+            policy_dirs,
+            origins_file,
+            origins: OriginsFile {
+                allowed,
+                allow_null_origin,
+                allow_missing_origin,
+                ..OriginsFile::default()
+            },
+            limits: Limits {
+                login_idle: Duration::from_secs(login_idle),
+                throttle: ThrottleConfig {
+                    max_failures,
+                    lock: Duration::from_secs(lockout),
+                },
+                rate_per_second,
+                rate_burst,
+                max_connections,
+                consent,
+            },
+            tls: TlsSettings {
+                enabled: tls_enabled,
+                cert,
+                key,
+            },
+            pin_dialog: PinDialogSettings {
+                program: pin_program,
+                timeout: Duration::from_secs(pin_timeout),
+            },
+            sources,
+            files,
+        })
+    }
+
+    /// Where a key's value came from.
+    pub fn source(&self, key: &str) -> Option<&Source> {
+        self.sources.iter().find(|(k, _)| *k == key).map(|(_, s)| s)
+    }
+
+    /// The policy directories to load, lowest precedence first.
+    pub fn policy_sources(&self) -> crate::policy::PolicySources {
+        use crate::policy::{DirKind, PolicyDir, PolicySources};
+        match &self.policy_dirs {
+            None => PolicySources::standard_dirs(),
+            Some(dirs) => PolicySources {
+                builtin: true,
+                dirs: dirs
+                    .iter()
+                    .map(|p| PolicyDir {
+                        kind: DirKind::Custom,
+                        path: p.clone(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    /// Each key's effective value as TOML, in display order.
+    pub fn values(&self) -> Vec<(&'static str, toml::Value)> {
+        use toml::Value as V;
+        let path = |p: &Path| V::String(p.display().to_string());
+        let secs = |d: Duration| V::Integer(d.as_secs() as i64);
+        let strings = |v: &[String]| V::Array(v.iter().cloned().map(V::String).collect());
+        let mut out = vec![
+            ("port", V::Integer(self.port.into())),
+            ("op_timeout", secs(self.op_timeout)),
+            ("idle_exit", secs(self.idle_exit)),
+            ("log_level", V::String(self.log_level.clone())),
+        ];
+        let dirs = match &self.policy_dirs {
+            Some(d) => V::Array(d.iter().map(|p| path(p)).collect()),
+            None => V::Array(
+                crate::policy::PolicySources::standard_dirs()
+                    .dirs
+                    .iter()
+                    .map(|d| path(&d.path))
+                    .collect(),
+            ),
+        };
+        out.push(("policy_dirs", dirs));
+        out.extend([
+            (
+                "origins.file",
+                self.origins_file
+                    .as_deref()
+                    .map_or(V::String(String::new()), path),
+            ),
+            ("origins.allowed", strings(&self.origins.allowed)),
+            (
+                "origins.allow_null_origin",
+                V::Boolean(self.origins.allow_null_origin),
+            ),
+            (
+                "origins.allow_missing_origin",
+                V::Boolean(self.origins.allow_missing_origin),
+            ),
+            (
+                "origins.unknown",
+                V::String(
+                    match self.limits.consent {
+                        ConsentMode::Refuse => "refuse",
+                        ConsentMode::Prompt => "prompt",
+                    }
+                    .into(),
+                ),
+            ),
+            ("limits.login_idle", secs(self.limits.login_idle)),
+            (
+                "limits.max_failures",
+                V::Integer(self.limits.throttle.max_failures.into()),
+            ),
+            ("limits.lockout", secs(self.limits.throttle.lock)),
+            (
+                "limits.rate_per_second",
+                V::Integer(self.limits.rate_per_second.into()),
+            ),
+            (
+                "limits.rate_burst",
+                V::Integer(self.limits.rate_burst.into()),
+            ),
+            (
+                "limits.max_connections",
+                V::Integer(self.limits.max_connections as i64),
+            ),
+            ("tls.enabled", V::Boolean(self.tls.enabled)),
+            ("tls.cert", path(&self.tls.cert)),
+            ("tls.key", path(&self.tls.key)),
+            (
+                "pin_dialog.program",
+                self.pin_dialog
+                    .program
+                    .as_deref()
+                    .map_or(V::String(String::new()), path),
+            ),
+            ("pin_dialog.timeout", secs(self.pin_dialog.timeout)),
+        ]);
+        out
+    }
+}
+
+/// How long a socket-activated daemon waits without a connection before it
+/// exits (systemd starts it again on the next connection).
+pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_col("a\nbc\nd", 0), (1, 1));
+        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col("a\nbc\nd", 5), (3, 1));
+    }
+
+    #[test]
+    fn user_over_system_over_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = write(
+            dir.path(),
+            "sys.toml",
+            "port = 1111\nop_timeout = 5\n[limits]\nrate_burst = 7\n",
+        );
+        let usr = write(
+            dir.path(),
+            "usr.toml",
+            "port = 2222\n[tls]\nenabled = true\n",
+        );
+        let c = Config::load_from(Some(&sys), Some(&usr), &Overrides::default()).unwrap();
+        assert_eq!(c.port, 2222);
+        assert_eq!(c.source("port"), Some(&Source::User(usr.clone())));
+        assert_eq!(c.op_timeout, Duration::from_secs(5));
+        assert_eq!(c.source("op_timeout"), Some(&Source::System(sys.clone())));
+        assert_eq!(c.limits.rate_burst, 7);
+        assert_eq!(c.limits.rate_per_second, 50);
+        assert_eq!(c.source("limits.rate_per_second"), Some(&Source::Default));
+        assert!(c.tls.enabled);
+        let flags = Overrides {
+            port: Some(3333),
+            ..Overrides::default()
+        };
+        let c = Config::load_from(Some(&sys), Some(&usr), &flags).unwrap();
+        assert_eq!(c.port, 3333);
+        assert_eq!(c.source("port"), Some(&Source::Flag("--port")));
+    }
+
+    #[test]
+    fn bad_files_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("port = 27183\nprot = 1\n", 2, "unknown field `prot`"),
+            ("port = 70000\n", 1, "invalid value"),
+            ("port = \"x\"\n", 1, "invalid type"),
+            ("op_timeout = 0\n", 1, "at least 1 second"),
+            ("idle_exit = -1\n", 1, "cannot be negative"),
+            ("\n\nlog_level = \"cardgate=loud\"\n", 3, "not a log level"),
+            (
+                "[origins]\nallowed = [\"https://ok.example\", \"bank.example\"]\n",
+                2,
+                "not an http(s) origin",
+            ),
+            ("[limits]\nrate_burst = 0\n", 2, "between 1 and"),
+            ("[tls]\nenabled = yes\n", 2, ""),
+            (
+                "[origins]\nunknown = \"ask\"\n",
+                2,
+                "expected \"refuse\" or \"prompt\"",
+            ),
+            ("[pin_dialog]\ntimeout = 0\n", 2, "at least 1 second"),
+            ("port = 1\nport = 2\n", 2, "duplicate key"),
+        ];
+        for (text, line, needle) in cases {
+            let p = write(dir.path(), "bad.toml", text);
+            let e = Config::load_from(None, Some(&p), &Overrides::default()).unwrap_err();
+            assert_eq!(e.file, p, "{text}");
+            assert_eq!(e.line, Some(line), "{text}: {e}");
+            assert!(e.message.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_files_are_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(
+            Some(&dir.path().join("none.toml")),
+            Some(&dir.path().join("nope.toml")),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert!(c.sources.iter().all(|(k, s)| *s == Source::Default
+            || (*k == "log_level" && matches!(s, Source::Env(_)))
+            || (*k == "policy_dirs" && matches!(s, Source::Env(_)))));
+        assert_eq!(c.files.len(), 2);
+        assert!(c.files.iter().all(|(_, exists)| !exists));
+    }
+}

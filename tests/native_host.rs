@@ -1,0 +1,346 @@
+//! `cardgate native-host` through the real binary over pipes, framed as
+//! browsers frame native messages (4-byte native-endian length + JSON),
+//! with the simulated cards of `--demo`: sessions, JSON-RPC round trips,
+//! notifications, the origin allowlist, and malformed, oversize and
+//! truncated input.
+
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
+const WAIT: Duration = Duration::from_secs(10);
+const BANK: &str = "https://bank.example";
+
+struct Host {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    frames: mpsc::Receiver<Value>,
+    /// Messages of other sessions or kinds seen while waiting.
+    pending: Vec<Value>,
+    next_id: u64,
+    _home: tempfile::TempDir,
+    origins: PathBuf,
+}
+
+impl Host {
+    fn start() -> Host {
+        let home = tempfile::tempdir().unwrap();
+        let config = home.path().join("config/cardgate");
+        std::fs::create_dir_all(&config).unwrap();
+        let origins = config.join("origins.toml");
+        std::fs::write(&origins, format!("allowed = [\"{BANK}\"]\n")).unwrap();
+        let mut child = Command::new(BIN)
+            .args([
+                "native-host",
+                "--demo",
+                "chrome-extension://abcdefghijklmnop/",
+            ])
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env("CARDGATE_SYSTEM_CONFIG", home.path().join("none.toml"))
+            .env_remove("CARDGATE_CONFIG")
+            .env_remove("CARDGATE_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, frames) = mpsc::channel();
+        std::thread::spawn(move || {
+            loop {
+                let mut len = [0u8; 4];
+                if stdout.read_exact(&mut len).is_err() {
+                    break;
+                }
+                let mut body = vec![0u8; u32::from_ne_bytes(len) as usize];
+                if stdout.read_exact(&mut body).is_err() {
+                    break;
+                }
+                let v: Value = serde_json::from_slice(&body).expect("the host sends JSON");
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Host {
+            stdin: child.stdin.take(),
+            child,
+            frames,
+            pending: Vec::new(),
+            next_id: 1,
+            _home: home,
+            origins,
+        }
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn send(&mut self, v: Value) {
+        let text = v.to_string();
+        let mut frame = (text.len() as u32).to_ne_bytes().to_vec();
+        frame.extend_from_slice(text.as_bytes());
+        self.write_raw(&frame);
+    }
+
+    /// The next frame matching `pred` (others are kept for later).
+    fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return self.pending.remove(i);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .frames
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what}; seen {:?}", self.pending));
+            if pred(&v) {
+                return v;
+            }
+            self.pending.push(v);
+        }
+    }
+
+    fn open(&mut self, session: u64, origin: &str) -> Value {
+        self.send(json!({ "type": "open", "session": session, "origin": origin }));
+        self.expect("open answer", |v| {
+            v["session"] == session && (v["type"] == "opened" || v["type"] == "refused")
+        })
+    }
+
+    fn send_text(&mut self, session: u64, text: &str) {
+        self.send(json!({ "type": "message", "session": session, "data": text }));
+    }
+
+    /// A JSON-RPC call in a session; the whole response.
+    fn call(&mut self, session: u64, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        self.send_text(session, &req.to_string());
+        let frame = self.expect(method, |v| {
+            v["type"] == "message"
+                && v["session"] == session
+                && data(v).get("id") == Some(&json!(id))
+        });
+        data(&frame)
+    }
+
+    fn ok(&mut self, session: u64, method: &str, params: Value) -> Value {
+        let r = self.call(session, method, params);
+        assert!(r.get("error").is_none(), "{method}: {r}");
+        r["result"].clone()
+    }
+
+    /// Closes stdin and waits for the exit status.
+    fn finish(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        self.wait()
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if start.elapsed() > WAIT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the host did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The JSON-RPC message inside a `message` envelope.
+fn data(frame: &Value) -> Value {
+    serde_json::from_str(frame["data"].as_str().expect("data is text")).expect("data is JSON")
+}
+
+const PIV: &str = "cardgate demo reader 0";
+
+fn piv_pin() -> Value {
+    json!({ "reader": PIV, "pin": "pin" })
+}
+
+#[test]
+fn round_trips_in_a_session() {
+    let mut h = Host::start();
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    let hello = h.ok(1, "hello", json!({ "protocol": 1 }));
+    assert_eq!(hello["daemon"], "cardgate");
+    let readers = h.ok(1, "getReaders", json!({}));
+    assert_eq!(readers["readers"][0]["name"], PIV);
+    assert_eq!(readers["readers"][1]["name"], "cardgate demo reader 1");
+    let status = h.ok(1, "getPinStatus", piv_pin());
+    assert_eq!(status["remainingTries"], 3);
+
+    // A wrong PIN: the card's error, and the pushed status.
+    let mut login = piv_pin();
+    login["value"] = json!("999999");
+    let r = h.call(1, "login", login.clone());
+    assert_eq!(r["error"]["data"]["code"], "PIN_INCORRECT", "{r}");
+    assert_eq!(r["error"]["data"]["remainingTries"], 2);
+    let note = h.expect("pinStateChanged", |v| {
+        v["type"] == "message" && data(v)["method"] == "pinStateChanged"
+    });
+    assert_eq!(data(&note)["params"]["status"]["remainingTries"], 2);
+
+    // The right one.
+    login["value"] = json!("123456");
+    h.ok(1, "login", login);
+    assert_eq!(h.ok(1, "getPinStatus", piv_pin())["validated"], true);
+
+    // A second page sees the login masked: logins belong to their session.
+    assert_eq!(h.open(2, BANK)["type"], "opened");
+    assert_eq!(h.ok(2, "getPinStatus", piv_pin())["validated"], false);
+
+    // Batches and JSON-RPC errors, exactly as over the WebSocket.
+    h.send_text(
+        1,
+        &json!([
+            { "jsonrpc": "2.0", "id": "a", "method": "hello", "params": {} },
+            { "jsonrpc": "2.0", "id": "b", "method": "noSuchMethod", "params": {} }
+        ])
+        .to_string(),
+    );
+    let batch = h.expect("batch", |v| v["type"] == "message" && data(v).is_array());
+    let batch = data(&batch);
+    assert_eq!(batch[1]["error"]["code"], -32601, "{batch}");
+    h.send_text(1, "this is not JSON");
+    let e = h.expect("parse error", |v| {
+        v["type"] == "message" && data(v)["error"]["code"] == -32700
+    });
+    assert_eq!(e["session"], 1);
+
+    // Closing a session ends its login.
+    h.send(json!({ "type": "close", "session": 1 }));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = h.ok(2, "getPinStatus", piv_pin());
+        if s["validated"] == false && s["remainingTries"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(h.finish().success());
+}
+
+#[test]
+fn origins_are_checked_against_the_allowlist() {
+    let mut h = Host::start();
+    let r = h.open(1, "https://evil.test");
+    assert_eq!(r["type"], "refused");
+    assert_eq!(r["code"], "ORIGIN_NOT_ALLOWED");
+    for bad in [
+        "null",
+        "",
+        "chrome-extension://abc",
+        "https://bank.example/path",
+    ] {
+        assert_eq!(h.open(9, bad)["type"], "refused", "{bad}");
+    }
+    // No session, no answer but "closed".
+    h.send_text(
+        1,
+        r#"{"jsonrpc":"2.0","id":1,"method":"hello","params":{}}"#,
+    );
+    let c = h.expect("closed", |v| v["type"] == "closed" && v["session"] == 1);
+    assert_eq!(c["code"], 1000);
+
+    // Revoked while open: the next request gets ORIGIN_NOT_ALLOWED and the
+    // session is closed with 1008.
+    assert_eq!(h.open(2, BANK)["type"], "opened");
+    h.ok(2, "hello", json!({}));
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime
+    std::fs::write(&h.origins, "allowed = []\n").unwrap();
+    h.send_text(
+        2,
+        r#"{"jsonrpc":"2.0","id":5,"method":"hello","params":{}}"#,
+    );
+    let e = h.expect("refusal", |v| v["type"] == "message" && v["session"] == 2);
+    assert_eq!(data(&e)["error"]["data"]["code"], "ORIGIN_NOT_ALLOWED");
+    let c = h.expect("closed", |v| v["type"] == "closed" && v["session"] == 2);
+    assert_eq!(c["code"], 1008);
+    assert!(h.finish().success());
+}
+
+#[test]
+fn malformed_envelopes_are_answered_and_the_host_goes_on() {
+    let mut h = Host::start();
+    // Not JSON at all.
+    h.write_raw(&[5, 0, 0, 0]);
+    h.write_raw(b"{{{{{");
+    let e = h.expect("error", |v| v["type"] == "error");
+    assert_eq!(e["code"], "INVALID_ENVELOPE");
+    // JSON, but not an envelope.
+    for bad in [
+        json!([1, 2]),
+        json!({ "type": "open" }),
+        json!({ "type": "dance", "session": 1 }),
+        json!({ "type": "message", "session": 1 }),
+        json!({ "type": "open", "session": -1, "origin": BANK }),
+    ] {
+        h.send(bad.clone());
+        let e = h.expect("error", |v| v["type"] == "error");
+        assert_eq!(e["code"], "INVALID_ENVELOPE", "{bad}");
+    }
+    // A JSON-RPC message over 64 KiB closes its session (1009), like the
+    // WebSocket; the host and other sessions go on.
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    assert_eq!(h.open(2, BANK)["type"], "opened");
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"hello","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(70 * 1024)
+    );
+    h.send_text(1, &big);
+    let c = h.expect("closed", |v| v["type"] == "closed" && v["session"] == 1);
+    assert_eq!(c["code"], 1009);
+    h.ok(2, "hello", json!({}));
+    assert!(h.finish().success());
+}
+
+#[test]
+fn an_oversize_frame_ends_the_host_without_reading_it() {
+    let mut h = Host::start();
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    // 3 GiB announced: refused from the length alone.
+    h.write_raw(&(3u32 << 30).to_ne_bytes());
+    let e = h.expect("error", |v| v["type"] == "error");
+    assert_eq!(e["code"], "MESSAGE_TOO_BIG");
+    assert_eq!(h.wait().code(), Some(1));
+}
+
+#[test]
+fn a_truncated_frame_ends_the_host_with_failure() {
+    let mut h = Host::start();
+    h.write_raw(&100u32.to_ne_bytes());
+    h.write_raw(b"{\"type\":");
+    assert_eq!(h.finish().code(), Some(1));
+    // And a half length.
+    let mut h = Host::start();
+    h.write_raw(&[7, 0]);
+    assert_eq!(h.finish().code(), Some(1));
+}
