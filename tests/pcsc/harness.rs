@@ -372,6 +372,9 @@ impl Drop for PrivatePcscd {
 /// pid (SIGTERM, then SIGKILL) on drop.
 pub struct DaemonProcess {
     child: Option<Child>,
+    /// Kept until the daemon stops (it says STOPPING there too).
+    notify: PathBuf,
+    _notify_socket: std::os::unix::net::UnixDatagram,
     pub port: u16,
     /// From spawn to READY.
     pub ready_after: Duration,
@@ -415,17 +418,17 @@ impl DaemonProcess {
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start cardgate serve: {e}"))?;
+        let mut buf = [0u8; 512];
+        let received = sock.recv(&mut buf);
+        let ready_after = start.elapsed();
         let mut daemon = DaemonProcess {
             child: Some(child),
+            notify: sock_path,
+            _notify_socket: sock,
             port: 0,
-            ready_after: Duration::ZERO,
+            ready_after,
         };
-        let mut buf = [0u8; 512];
-        let len = sock
-            .recv(&mut buf)
-            .map_err(|e| format!("no READY from the daemon: {e}"))?;
-        daemon.ready_after = start.elapsed();
-        let _ = std::fs::remove_file(&sock_path);
+        let len = received.map_err(|e| format!("no READY from the daemon: {e}"))?;
         let text = String::from_utf8_lossy(&buf[..len]).into_owned();
         daemon.port = text
             .split("127.0.0.1:")
@@ -487,6 +490,13 @@ impl DaemonProcess {
         Ok(total)
     }
 
+    /// Open file descriptors.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     pub fn threads(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/task", self.pid()))
             .map(|d| d.count())
@@ -497,7 +507,9 @@ impl DaemonProcess {
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         terminate(&mut child);
-        child.wait().ok()
+        let status = child.wait().ok();
+        let _ = std::fs::remove_file(&self.notify);
+        status
     }
 }
 

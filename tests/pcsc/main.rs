@@ -15,6 +15,7 @@ mod harness;
 mod pin_ops;
 mod policy;
 mod server;
+mod torture;
 
 use std::process::{Command, ExitCode};
 use std::sync::mpsc;
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
     tests.extend(policy::tests());
     tests.extend(server::tests());
     tests.extend(browser::tests());
+    tests.extend(torture::tests());
     let recovery = Trial::test("service_loss_and_recovery", service_loss_in_child);
     // CI runs as root: there the recovery test must run, never be skipped.
     tests.push(if private || std::env::var_os("CI").is_some() {
@@ -191,6 +193,7 @@ fn run_child(mode: &str) -> ExitCode {
     let result = match mode {
         "no-service" => child_no_service(),
         "service-recovery" => child_service_recovery(),
+        "torture" => torture::child(),
         other => Err(format!("unknown child mode {other}").into()),
     };
     match result {
