@@ -25,6 +25,7 @@ fn fast() -> Options {
         backoff_max: Duration::from_millis(100),
         poll: Duration::from_millis(20),
         connect_timeout: Duration::from_millis(500),
+        ..Options::default()
     }
 }
 
@@ -257,4 +258,52 @@ fn stops_while_vpcd_is_absent() {
     let card = client.join().unwrap();
     assert!(asked.elapsed() < Duration::from_secs(2));
     assert_eq!(card.profile(), cardgate::vcard::Profile::Piv);
+}
+
+#[test]
+fn counters_are_stored_before_the_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("counters");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (stop, state) = (stop.clone(), state.clone());
+        thread::spawn(move || {
+            let options = Options {
+                state: Some(state),
+                ..fast()
+            };
+            vpcd::run_with(
+                VirtualCard::new(CardConfig::piv()),
+                "127.0.0.1",
+                port,
+                &stop,
+                &options,
+                |_| {},
+            )
+        })
+    };
+    let mut vpcd = Vpcd::accept(&listener);
+    vpcd.transmit(SELECT_PIV);
+    assert_eq!(vpcd.sw(VERIFY_STATUS), [0x63, 0xC3]);
+    // Nothing changed yet: no file.
+    assert!(!state.exists());
+    let wrong = [
+        0x00, 0x20, 0x00, 0x80, 0x08, b'0', b'0', b'0', b'0', b'0', b'0', 0xFF, 0xFF,
+    ];
+    assert_eq!(vpcd.sw(&wrong), [0x63, 0xC2]);
+    // The answer came after the counter was stored.
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        "pin 2 1\npuk 3 0\n"
+    );
+    assert_eq!(vpcd.sw(VERIFY_123456), [0x90, 0x00]);
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        "pin 3 1\npuk 3 0\n"
+    );
+    stop.store(true, Ordering::Relaxed);
+    drop(vpcd);
+    client.join().unwrap();
 }

@@ -86,14 +86,13 @@ impl Server {
     /// Binds 127.0.0.1 and [::1] (the latter when the machine has IPv6) and
     /// starts serving. Never listens on any other interface.
     pub async fn start(backend: Arc<dyn Backend>, config: ServerConfig) -> std::io::Result<Server> {
-        let v4 = TcpListener::bind(SocketAddr::new(
+        let v4 = listen(SocketAddr::new(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             config.port,
-        ))
-        .await?;
+        ))?;
         let port = v4.local_addr()?.port();
         let mut listeners = vec![v4];
-        match TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)).await {
+        match listen(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)) {
             Ok(v6) => listeners.push(v6),
             Err(e) => tracing::warn!(error = %e, "not listening on [::1]"),
         }
@@ -205,6 +204,25 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || logout_everything(&hub)).await;
         tracing::info!("stopped");
     }
+}
+
+/// Connections the kernel queues for `accept` (the limit of open
+/// connections, `limits.max_connections`, is 1024 by default). The
+/// standard library's `bind` listens with 128: with a burst of a few
+/// hundred page loads the queue overflowed and the kernel dropped the SYNs,
+/// which clients retry only after 1 s.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` (with SO_REUSEADDR, as `std` does) and listens.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Ends every verified state the daemon's clients created.

@@ -21,8 +21,15 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityE
 /// Largest message accepted from a client.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
+/// The read buffer each connection starts with. Requests are small; a
+/// bigger message (up to [`MAX_MESSAGE`]) grows it as needed. The library's
+/// default (128 KiB, zero-filled on first read) cost 128 KiB of RSS per open
+/// connection: 1,000 clients took the daemon from 7 to 84 MB.
+const READ_BUFFER: usize = 4 * 1024;
+
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
 }

@@ -41,6 +41,14 @@ pub struct VcardArgs {
     /// Imitate a real card's quirk (repeatable).
     #[arg(long = "quirk", value_enum, value_name = "NAME")]
     pub quirks: Vec<Quirk>,
+    /// Keep the retry counters in FILE (lines `NAME TRIES SPENT`, no PIN
+    /// values): read at start, rewritten whenever they change, so they
+    /// survive the process like a real card's survive its removal.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Testing: wait MS milliseconds before answering each command APDU.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 impl VcardArgs {
@@ -76,7 +84,26 @@ pub fn run(args: VcardArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let card = VirtualCard::new(config);
+    let mut card = VirtualCard::new(config);
+    if let Some(path) = &args.state {
+        match std::fs::read_to_string(path) {
+            Ok(saved) => card.restore_counters(&saved),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!("cardgate vcard: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+        if let Err(e) = vpcd::save_counters(path, &card.counters()) {
+            eprintln!("cardgate vcard: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    let options = vpcd::Options {
+        state: args.state.clone(),
+        response_delay: std::time::Duration::from_millis(args.delay_ms),
+        ..vpcd::Options::default()
+    };
     let name = card.profile().name();
     let stop = AtomicBool::new(false);
     let mut waiting_reported = false;
@@ -85,7 +112,7 @@ pub fn run(args: VcardArgs) -> ExitCode {
         &args.host,
         args.port,
         &stop,
-        &vpcd::Options::default(),
+        &options,
         |event| match event {
             vpcd::Event::Connected { addr } => {
                 waiting_reported = false;

@@ -146,6 +146,45 @@ impl VirtualCard {
         }
     }
 
+    /// The retry counters as text, one line per reference data object:
+    /// `NAME TRIES SPENT` (PIV `pin`, `puk`; OpenPGP `pw1`, `pw3`, `rc`),
+    /// where SPENT counts every try spent over the card's life. A card
+    /// process keeps them in its `--state` file, as a real card keeps its
+    /// counters when it is pulled out; tests compare them with the
+    /// operations they made. Never holds a PIN value.
+    pub fn counters(&mut self) -> String {
+        let mut out = String::new();
+        self.for_each_counter(|name, r| {
+            let (tries, spent) = r.counter();
+            out.push_str(&format!("{name} {tries} {spent}\n"));
+        });
+        out
+    }
+
+    /// Restores counters saved by [`VirtualCard::counters`]; unknown names
+    /// and malformed lines are ignored.
+    pub fn restore_counters(&mut self, text: &str) {
+        let saved: Vec<(&str, u8, u64)> = text
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split_whitespace();
+                Some((f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+            })
+            .collect();
+        self.for_each_counter(|name, r| {
+            if let Some((_, tries, spent)) = saved.iter().find(|(n, _, _)| *n == name) {
+                r.restore_counter(*tries, *spent);
+            }
+        });
+    }
+
+    fn for_each_counter(&mut self, mut f: impl FnMut(&str, &mut pin::RefData)) {
+        match &mut self.app {
+            App::Piv(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::OpenPgp(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+        }
+    }
+
     /// The answer to reset.
     pub fn atr(&self) -> Vec<u8> {
         self.atr.clone()
@@ -340,6 +379,30 @@ mod tests {
         out.clear();
         tlv(&mut out, &[0x53], &[0; 300]);
         assert_eq!(&out[..4], &[0x53, 0x82, 0x01, 0x2C]);
+    }
+
+    #[test]
+    fn counters_survive_a_restart() {
+        let select = hex("00A4040005A000000308");
+        let wrong = hex("0020008008303030303030FFFF");
+        let mut card = VirtualCard::new(CardConfig::piv());
+        assert_eq!(card.counters(), "pin 3 0\npuk 3 0\n");
+        card.process(&select);
+        assert_eq!(card.process(&wrong), hex("63C2"));
+        // A status query spends nothing.
+        assert_eq!(card.process(&hex("00200080")), hex("63C2"));
+        let saved = card.counters();
+        assert_eq!(saved, "pin 2 1\npuk 3 0\n");
+
+        let mut again = VirtualCard::new(CardConfig::piv());
+        again.restore_counters(&saved);
+        assert_eq!(again.user_pin_tries(), 2);
+        again.process(&select);
+        assert_eq!(again.process(&wrong), hex("63C1"));
+        assert_eq!(again.counters(), "pin 1 2\npuk 3 0\n");
+        // Out-of-range tries are clamped; junk lines are ignored.
+        again.restore_counters("pin 9 7\nnonsense\n");
+        assert_eq!(again.counters(), "pin 3 7\npuk 3 0\n");
     }
 
     #[test]

@@ -121,6 +121,15 @@ impl OpenPgp {
         self.pw1.tries()
     }
 
+    /// The retry counters by name (see [`super::VirtualCard::counters`]).
+    pub fn counters_mut(&mut self) -> [(&'static str, &mut RefData); 3] {
+        [
+            ("pw1", &mut self.pw1),
+            ("pw3", &mut self.pw3),
+            ("rc", &mut self.rc),
+        ]
+    }
+
     pub fn knows(ins: u8) -> bool {
         matches!(
             ins,

@@ -12,6 +12,9 @@ pub(crate) struct RefData {
     value: Option<Secret>,
     tries: u8,
     max: u8,
+    /// Tries spent over the card's life (wrong values, quirky status
+    /// queries): what a test compares with the operations it made.
+    spent: u64,
 }
 
 /// The result of presenting a value.
@@ -30,11 +33,28 @@ pub(crate) enum Check {
 impl RefData {
     pub fn new(value: Option<Secret>, max: u8) -> Self {
         let tries = if value.is_some() { max } else { 0 };
-        RefData { value, tries, max }
+        RefData {
+            value,
+            tries,
+            max,
+            spent: 0,
+        }
     }
 
     pub fn tries(&self) -> u8 {
         self.tries
+    }
+
+    /// The retry counter and the tries spent so far.
+    pub fn counter(&self) -> (u8, u64) {
+        (self.tries, self.spent)
+    }
+
+    /// Restores a counter saved by [`RefData::counter`] (a card's counters
+    /// live in its non-volatile memory: they outlive the process).
+    pub fn restore_counter(&mut self, tries: u8, spent: u64) {
+        self.tries = tries.min(self.max);
+        self.spent = spent;
     }
 
     pub fn is_set(&self) -> bool {
@@ -67,6 +87,7 @@ impl RefData {
             Check::Match
         } else {
             self.tries -= 1;
+            self.spent += 1;
             Check::Mismatch { left: self.tries }
         }
     }
@@ -80,6 +101,7 @@ impl RefData {
             return Check::Blocked;
         }
         self.tries -= 1;
+        self.spent += 1;
         Check::Mismatch { left: self.tries }
     }
 

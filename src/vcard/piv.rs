@@ -65,6 +65,11 @@ impl Piv {
         self.pin.tries()
     }
 
+    /// The retry counters by name (see [`super::VirtualCard::counters`]).
+    pub fn counters_mut(&mut self) -> [(&'static str, &mut RefData); 2] {
+        [("pin", &mut self.pin), ("puk", &mut self.puk)]
+    }
+
     pub fn knows(ins: u8) -> bool {
         matches!(
             ins,

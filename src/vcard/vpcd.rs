@@ -17,6 +17,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,13 @@ pub struct Options {
     pub poll: Duration,
     /// Timeout of one connection attempt.
     pub connect_timeout: Duration,
+    /// Where the retry counters are kept ([`VirtualCard::counters`]):
+    /// written after every change, before the card answers, as a real
+    /// card writes its counter before it responds.
+    pub state: Option<PathBuf>,
+    /// Waits this long before answering each command APDU (after the
+    /// counters are stored), so tests can pull the card mid-operation.
+    pub response_delay: Duration,
 }
 
 impl Default for Options {
@@ -52,6 +60,8 @@ impl Default for Options {
             backoff_max: Duration::from_secs(2),
             poll: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(1),
+            state: None,
+            response_delay: Duration::ZERO,
         }
     }
 }
@@ -151,6 +161,7 @@ fn serve(
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(options.poll))?;
+    let mut saved = card.counters();
     loop {
         let mut header = [0u8; 2];
         if !read_full(&mut stream, &mut header, stop)? {
@@ -174,10 +185,30 @@ fn serve(
             },
             apdu => {
                 let response = Zeroizing::new(card.process(apdu));
+                if let Some(path) = &options.state {
+                    let now = card.counters();
+                    if now != saved {
+                        save_counters(path, &now)?;
+                        saved = now;
+                    }
+                }
+                if !options.response_delay.is_zero() {
+                    std::thread::sleep(options.response_delay);
+                }
                 send(&mut stream, &response)?;
             }
         }
     }
+}
+
+/// Replaces the counters file in one step (write a sibling, rename), so a
+/// card killed at any moment leaves the old or the new counters, never a
+/// torn file.
+pub fn save_counters(path: &Path, counters: &str) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, counters)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Fills `buf`, tolerating read timeouts (used to watch `stop`).

@@ -364,3 +364,145 @@ impl Drop for PrivatePcscd {
         self.stop();
     }
 }
+
+/// A `cardgate serve` process, for tests and the benchmark that need the
+/// daemon as users run it (its own process: RSS, CPU, crashes). Started
+/// with `NOTIFY_SOCKET` pointing at a datagram socket of ours: it says
+/// READY (with its port) once its sockets accept connections. Stopped by
+/// pid (SIGTERM, then SIGKILL) on drop.
+pub struct DaemonProcess {
+    child: Option<Child>,
+    pub port: u16,
+    /// From spawn to READY.
+    pub ready_after: Duration,
+}
+
+impl DaemonProcess {
+    /// `config` is the user config file (`CARDGATE_CONFIG`; no system
+    /// file); `wrap` a program to run it under (a profiler), `stderr` where
+    /// its log goes. `dir` holds the notify socket.
+    pub fn spawn(
+        dir: &Path,
+        config: &Path,
+        wrap: &[String],
+        stderr: Stdio,
+    ) -> Result<DaemonProcess, String> {
+        use std::os::unix::net::UnixDatagram;
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let sock_path = dir.join(format!("notify-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&sock_path);
+        let sock = UnixDatagram::bind(&sock_path).map_err(|e| format!("notify socket: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        let mut cmd = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(cardgate_bin());
+                c
+            }
+            None => Command::new(cardgate_bin()),
+        };
+        let start = Instant::now();
+        let child = cmd
+            .arg("serve")
+            .env("CARDGATE_CONFIG", config)
+            .env("CARDGATE_SYSTEM_CONFIG", "")
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env_remove("CARDGATE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start cardgate serve: {e}"))?;
+        let mut daemon = DaemonProcess {
+            child: Some(child),
+            port: 0,
+            ready_after: Duration::ZERO,
+        };
+        let mut buf = [0u8; 512];
+        let len = sock
+            .recv(&mut buf)
+            .map_err(|e| format!("no READY from the daemon: {e}"))?;
+        daemon.ready_after = start.elapsed();
+        let _ = std::fs::remove_file(&sock_path);
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        daemon.port = text
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| format!("no port in {text:?}"))?;
+        Ok(daemon)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Still running (not exited, not crashed)?
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// VmRSS in KiB.
+    pub fn rss_kib(&self) -> Result<u64, String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .map_err(|e| format!("daemon status: {e}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| "no VmRSS".to_string())
+    }
+
+    /// utime + stime of the whole process, in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> Result<u64, String> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .map_err(|e| format!("daemon stat: {e}"))?;
+        let rest = &stat[stat.rfind(')').ok_or("stat")? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let n = |i: usize| f[i].parse::<u64>().map_err(|e| e.to_string());
+        Ok(n(11)? + n(12)?)
+    }
+
+    /// Context switches (voluntary and not) of all its threads: every
+    /// wake-up of any thread counts.
+    pub fn wakeups(&self) -> Result<u64, String> {
+        let mut total = 0;
+        let dir = format!("/proc/{}/task", self.pid());
+        for t in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+            let path = t.map_err(|e| e.to_string())?.path().join("status");
+            let status = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+            for l in status.lines() {
+                if let Some(v) = l
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    total += v.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM (graceful shutdown), SIGKILL after 5 s; the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        terminate(&mut child);
+        child.wait().ok()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,863 @@
+//! `cargo bench --bench cardgate-bench [-- --quick] [-- --shared]`
+//!
+//! cardgate against raw PC/SC on a real pcscd + vpcd + our virtual card
+//! process (TCP_NODELAY and TCP_QUICKACK on), every comparison measured in
+//! the same run so machine noise cancels. Method and results:
+//! docs/performance.md.
+//!
+//! - latency: raw `SCardTransmit` of the status VERIFY vs `getPinStatus`
+//!   over the WebSocket vs `login`, interleaved one by one;
+//! - 1,000 concurrent WebSocket clients (connect, read status, disconnect),
+//!   repeated, with the daemon's RSS after each round;
+//! - card removal / insertion: the daemon's notification vs a raw PC/SC
+//!   watcher blocked in `SCardGetStatusChange`;
+//! - cold start to listening (sd_notify READY), idle CPU with two readers
+//!   (/proc/PID/stat utime+stime), RSS at idle;
+//! - soak: mixed clients and operations with the RSS sampled every second
+//!   and a least-squares slope.
+//!
+//! By default (as root) everything runs on a private pcscd of its own
+//! (`unshare -m`, vpcd ports 35990/35991) so it never disturbs the
+//! machine's pcscd or the tests; `--shared` uses the running pcscd and the
+//! standard vpcd slots 35963/35964 instead.
+#![forbid(unsafe_code)]
+
+#[path = "../tests/pcsc/harness.rs"]
+mod harness;
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use harness::{PrivatePcscd, VirtualCardProcess, poll};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const CHILD_VAR: &str = "CARDGATE_BENCH_CHILD";
+/// vpcd ports of the private pcscd (0x8CA6 = 35990, and 35991).
+const PRIVATE_PORT: u16 = 0x8CA6;
+const SHARED_PORT: u16 = 35963;
+
+type Res<T> = Result<T, String>;
+
+struct Opts {
+    quick: bool,
+    /// Parts to run (`--only latency,clients,notify,idle,soak`); all by default.
+    only: Option<Vec<String>>,
+    shared: bool,
+    latency_iters: usize,
+    clients: usize,
+    client_rounds: usize,
+    notify_cycles: usize,
+    idle: Duration,
+    soak: Duration,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |a: &str| args.iter().any(|x| x == a);
+    let quick = has("--quick") || std::env::var_os("CARDGATE_BENCH_QUICK").is_some();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_string).collect());
+    Opts {
+        quick,
+        only,
+        shared: has("--shared"),
+        latency_iters: if quick { 1000 } else { 5000 },
+        clients: 1000,
+        client_rounds: if quick { 2 } else { 5 },
+        notify_cycles: if quick { 3 } else { 8 },
+        idle: Duration::from_secs(value("--idle").unwrap_or(if quick { 10 } else { 60 })),
+        soak: Duration::from_secs(value("--soak").unwrap_or(if quick { 20 } else { 180 })),
+    }
+}
+
+impl Opts {
+    fn runs(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p == part))
+    }
+}
+
+fn main() -> ExitCode {
+    let o = opts();
+    if let Ok(port) = std::env::var(CHILD_VAR) {
+        let port = port.parse().unwrap_or(PRIVATE_PORT);
+        return report(run(&o, port));
+    }
+    if o.shared || !PrivatePcscd::supported() {
+        if !o.shared {
+            eprintln!("(no `unshare -m` here: using the running pcscd and vpcd slots 35963/35964)");
+        }
+        if let Err(e) = harness::Pcscd::ensure().map(std::mem::forget) {
+            eprintln!("no pcscd: {e}");
+            return ExitCode::FAILURE;
+        }
+        return report(run(&o, SHARED_PORT));
+    }
+    // A pcscd of our own; this binary runs again as its client, since
+    // libpcsclite reads PCSCLITE_CSOCK_NAME once per process.
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tempdir: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut pcscd = match PrivatePcscd::new(dir.path(), PRIVATE_PORT) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("private pcscd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = pcscd.start() {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let status = std::env::current_exe().and_then(|exe| {
+        Command::new(exe)
+            .args(std::env::args().skip(1))
+            .env(CHILD_VAR, PRIVATE_PORT.to_string())
+            .env("PCSCLITE_CSOCK_NAME", pcscd.socket())
+            .status()
+    });
+    pcscd.stop();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("benchmark failed: {s}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cannot run the benchmark: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(r: Res<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ------------------------------------------------------------- statistics
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The q-quantile (nearest rank) of `v`, in ms.
+fn pct(v: &[Duration], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((s.len() - 1) as f64 * q).round() as usize;
+    ms(s[i])
+}
+
+/// Least-squares slope of `(x, y)`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx == 0.0 { 0.0 } else { sxy / sxx }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT MET" }
+}
+
+// ------------------------------------------------------- the daemon process
+
+type Daemon = harness::DaemonProcess;
+
+/// The daemon's configuration for the benchmark: local tools (no Origin)
+/// allowed, request rate limits out of the way (the latency loop sends
+/// thousands of requests per second on one connection), no lockout.
+fn write_config(dir: &Path) -> Res<PathBuf> {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        "port = 0\nlog_level = \"warn\"\npolicy_dirs = []\n\
+         [origins]\nfile = \"\"\nallow_missing_origin = true\n\
+         [limits]\nrate_per_second = 1000000\nrate_burst = 1000000\nmax_failures = 0\n",
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Starts `cardgate serve` and waits for its sd_notify READY (sent once
+/// the sockets accept connections); returns it and the time from spawn
+/// to READY. `CARDGATE_BENCH_WRAP="valgrind --tool=callgrind"` runs the
+/// kept daemon under a profiler (its timings then mean nothing).
+fn start_daemon(dir: &Path, config: &Path, wrapped: bool) -> Res<(Daemon, Duration)> {
+    let wrap: Vec<String> = std::env::var("CARDGATE_BENCH_WRAP")
+        .ok()
+        .filter(|_| wrapped)
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let d = Daemon::spawn(dir, config, &wrap, Stdio::null())?;
+    let t = d.ready_after;
+    Ok((d, t))
+}
+
+// ------------------------------------------------------------ raw PC/SC
+
+/// A raw PC/SC connection to the card, as an application without cardgate
+/// would have it.
+struct Raw {
+    card: Option<pcsc::Card>,
+    buf: Vec<u8>,
+}
+
+const SELECT_PIV: [u8; 10] = [0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
+const VERIFY_STATUS: [u8; 4] = [0x00, 0x20, 0x00, 0x80];
+const VERIFY_RIGHT: [u8; 13] = [
+    0x00, 0x20, 0x00, 0x80, 0x08, b'1', b'2', b'3', b'4', b'5', b'6', 0xFF, 0xFF,
+];
+
+impl Raw {
+    fn connect(reader: &str) -> Res<Raw> {
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|e| e.to_string())?;
+        let name = CString::new(reader).map_err(|e| e.to_string())?;
+        let card = ctx
+            .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+            .map_err(|e| format!("raw connect: {e}"))?;
+        let mut raw = Raw {
+            card: Some(card),
+            buf: vec![0; 300],
+        };
+        raw.sw(&SELECT_PIV)?;
+        Ok(raw)
+    }
+
+    fn sw(&mut self, apdu: &[u8]) -> Res<u16> {
+        let card = self.card.as_ref().ok_or("no card")?;
+        let r = card
+            .transmit(apdu, &mut self.buf)
+            .map_err(|e| format!("raw transmit: {e}"))?;
+        Ok(u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]]))
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // Leave the card as it is (dropping a pcsc::Card resets it).
+        if let Some(card) = self.card.take() {
+            let _ = card.disconnect(pcsc::Disposition::LeaveCard);
+        }
+    }
+}
+
+fn wait_present(reader: &str, present: bool, timeout: Duration) -> Res<()> {
+    let backend = cardgate::transport::pcsc::PcscBackend::new();
+    use cardgate::transport::Backend;
+    poll(timeout, || {
+        let readers = backend.list_readers().ok()?;
+        let r = readers.iter().find(|r| r.name == reader)?;
+        (r.atr.is_some() == present).then_some(())
+    })
+    .ok_or_else(|| format!("{reader}: card present={present} not seen within {timeout:?}"))
+}
+
+/// A raw PC/SC watcher: a thread blocked in `SCardGetStatusChange` on one
+/// reader, sending (when, card present) for every change.
+struct Watcher {
+    ctx: pcsc::Context,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(reader: &str, tx: std::sync::mpsc::Sender<(Instant, bool)>) -> Res<Watcher> {
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = CString::new(reader).map_err(|e| e.to_string())?;
+        let (c, s) = (ctx.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut states = [pcsc::ReaderState::new(name, pcsc::State::UNAWARE)];
+            let mut present = None;
+            while !s.load(Ordering::SeqCst) {
+                match c.get_status_change(None, &mut states) {
+                    Ok(()) => {
+                        let now = Instant::now();
+                        let p = states[0].event_state().contains(pcsc::State::PRESENT)
+                            && !states[0].event_state().contains(pcsc::State::MUTE);
+                        if present != Some(p) {
+                            if present.is_some() {
+                                let _ = tx.send((now, p));
+                            }
+                            present = Some(p);
+                        }
+                        states[0].sync_current_state();
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        Ok(Watcher {
+            ctx,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            while !t.is_finished() {
+                let _ = self.ctx.cancel();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------- WebSocket
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn ws_connect(port: u16) -> Res<Ws> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+        .await
+        .map_err(|e| format!("ws connect: {e}"))?;
+    Ok(ws)
+}
+
+/// Sends a request and waits for its response (skipping notifications).
+async fn call(ws: &mut Ws, id: u64, method: &str, params: &Value) -> Res<Value> {
+    let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    ws.send(Message::text(req.to_string()))
+        .await
+        .map_err(|e| format!("ws send: {e}"))?;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .map_err(|_| format!("{method}: no response in 30 s"))?
+            .ok_or("connection closed")?
+            .map_err(|e| format!("ws read: {e}"))?;
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).map_err(|e| e.to_string())?;
+            if v.get("id") == Some(&json!(id)) {
+                return Ok(v);
+            }
+        }
+    }
+}
+
+async fn call_ok(ws: &mut Ws, id: u64, method: &str, params: &Value) -> Res<Value> {
+    let v = call(ws, id, method, params).await?;
+    if v.get("error").is_some() {
+        return Err(format!("{method} failed: {v}"));
+    }
+    Ok(v)
+}
+
+// -------------------------------------------------------------- the run
+
+fn run(o: &Opts, port0: u16) -> Res<()> {
+    let port1 = port0 + 1;
+    let (reader0, reader1) = reader_names(port0);
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = write_config(dir.path())?;
+    println!(
+        "cardgate-bench{}: pcscd {}, readers {reader0:?} (PIV) and {reader1:?} (OpenPGP)",
+        if o.quick { " --quick" } else { "" },
+        if port0 == SHARED_PORT {
+            "(shared)"
+        } else {
+            "(private)"
+        },
+    );
+    let _ = wait_present(&reader0, false, Duration::from_secs(10));
+    let card0 = VirtualCardProcess::spawn("piv", port0, &["--max-tries", "15"])?;
+    let mut card1 = Some(VirtualCardProcess::spawn("openpgp", port1, &[])?);
+    wait_present(&reader0, true, Duration::from_secs(15))?;
+    wait_present(&reader1, true, Duration::from_secs(15))?;
+
+    // Cold start, 20 times; the last daemon stays for the rest.
+    let mut starts = Vec::new();
+    let mut daemon = None;
+    for n in 0..20 {
+        let (d, t) = start_daemon(dir.path(), &config, n == 19)?;
+        starts.push(t);
+        if n < 19 {
+            drop(d);
+        } else {
+            daemon = Some(d);
+        }
+    }
+    let mut daemon = daemon.ok_or("no daemon")?;
+    println!(
+        "\ncold start to listening (spawn → sd_notify READY, 20 starts): p50 {:.1} ms, max {:.1} ms  [target < 50 ms: {}]",
+        pct(&starts, 0.5),
+        pct(&starts, 1.0),
+        verdict(pct(&starts, 0.5) < 50.0)
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    // Let the daemon describe both cards, then measure it at rest.
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_idle = daemon.rss_kib()?;
+    println!(
+        "RSS at idle (two readers, two cards): {:.1} MB  [target < 10 MB: {}]",
+        rss_idle as f64 / 1024.0,
+        verdict(rss_idle < 10 * 1024)
+    );
+
+    if o.runs("latency") {
+        rt.block_on(latency(o, &daemon, &reader0))?;
+    }
+    if o.runs("clients") {
+        rt.block_on(many_clients(o, &daemon, &reader0))?;
+    }
+    if o.runs("notify") {
+        rt.block_on(notifications(o, &daemon, &reader1, port1, &mut card1))?;
+    }
+    if o.runs("idle") {
+        idle_cpu(o, &rt, &daemon)?;
+    }
+    if o.runs("soak") {
+        rt.block_on(soak(o, &daemon, &reader0, &reader1))?;
+    }
+
+    if !daemon.alive() {
+        return Err("the daemon died".into());
+    }
+    daemon.stop();
+    drop(card0);
+    drop(card1);
+    Ok(())
+}
+
+fn reader_names(port0: u16) -> (String, String) {
+    // vpcd names its readers after the FRIENDLYNAME and slot, whatever the port.
+    let _ = port0;
+    (harness::READER_0.to_string(), harness::READER_1.to_string())
+}
+
+/// Raw VERIFY status vs getPinStatus vs login, interleaved one by one.
+async fn latency(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
+    let mut raw = Raw::connect(reader)?;
+    let mut ws = ws_connect(daemon.port).await?;
+    let status = json!({"reader": reader, "pin": "pin"});
+    let login = json!({"reader": reader, "pin": "pin", "value": "123456"});
+    let (mut t_raw, mut t_raw_login, mut t_status, mut t_login) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut id = 0;
+    // Warm up: connections, caches, the card's state.
+    for _ in 0..200 {
+        id += 1;
+        call_ok(&mut ws, id, "getPinStatus", &status).await?;
+        raw.sw(&VERIFY_STATUS)?;
+    }
+    for _ in 0..o.latency_iters {
+        let t = Instant::now();
+        raw.sw(&VERIFY_STATUS)?;
+        t_raw.push(t.elapsed());
+
+        id += 1;
+        let t = Instant::now();
+        call_ok(&mut ws, id, "getPinStatus", &status).await?;
+        t_status.push(t.elapsed());
+
+        // What the daemon sends to the card for a login from a page: the
+        // last-try guard's status query, VERIFY, the new status.
+        let t = Instant::now();
+        raw.sw(&VERIFY_STATUS)?;
+        if raw.sw(&VERIFY_RIGHT)? != 0x9000 {
+            return Err("raw VERIFY failed".into());
+        }
+        raw.sw(&VERIFY_STATUS)?;
+        t_raw_login.push(t.elapsed());
+
+        id += 1;
+        let t = Instant::now();
+        call_ok(&mut ws, id, "login", &login).await?;
+        t_login.push(t.elapsed());
+    }
+    let row = |name: &str, v: &[Duration]| {
+        println!(
+            "  {name:<44} p50 {:>6.3} ms  p99 {:>6.3} ms",
+            pct(v, 0.5),
+            pct(v, 0.99)
+        )
+    };
+    println!(
+        "\nlatency, {} interleaved rounds (one card, one WebSocket connection):",
+        o.latency_iters
+    );
+    row("raw SCardTransmit VERIFY status (1 APDU)", &t_raw);
+    row("getPinStatus over the WebSocket (1 APDU)", &t_status);
+    row("raw status+VERIFY+status (3 APDUs)", &t_raw_login);
+    row("login over the WebSocket (3 APDUs)", &t_login);
+    let o50 = pct(&t_status, 0.5) - pct(&t_raw, 0.5);
+    let o99 = pct(&t_status, 0.99) - pct(&t_raw, 0.99);
+    let l50 = pct(&t_login, 0.5) - pct(&t_raw_login, 0.5);
+    let l99 = pct(&t_login, 0.99) - pct(&t_raw_login, 0.99);
+    println!(
+        "  daemon overhead, getPinStatus: p50 {o50:.3} ms, p99 {o99:.3} ms  [target p50 < 0.2, p99 < 1: {}]",
+        verdict(o50 < 0.2 && o99 < 1.0)
+    );
+    println!(
+        "  daemon overhead, login:        p50 {l50:.3} ms, p99 {l99:.3} ms  [target p50 < 0.2, p99 < 1: {}]",
+        verdict(l50 < 0.2 && l99 < 1.0)
+    );
+    call_ok(&mut ws, id + 1, "logout", &status).await?;
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// One client: connect, read the PIN status, disconnect. Returns the time
+/// from the start of the TCP connect to the response.
+async fn one_client(port: u16, params: Arc<Value>) -> Res<(Duration, Duration)> {
+    let t = Instant::now();
+    let mut ws = ws_connect(port).await?;
+    let connected = t.elapsed();
+    call_ok(&mut ws, 1, "getPinStatus", &params).await?;
+    let elapsed = t.elapsed();
+    let _ = ws.close(None).await;
+    // Wait for the daemon's close frame: the connection is really over.
+    while let Some(Ok(_)) = ws.next().await {}
+    Ok((elapsed, elapsed - connected))
+}
+
+async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
+    let params = Arc::new(json!({"reader": reader, "pin": "pin"}));
+    println!(
+        "\n{} concurrent WebSocket clients (connect, getPinStatus, disconnect), {} rounds:",
+        o.clients, o.client_rounds
+    );
+    let mut rss = Vec::new();
+    let mut all_ok = true;
+    let mut worst99: f64 = 0.0;
+    for round in 1..=o.client_rounds {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..o.clients)
+            .map(|_| tokio::spawn(one_client(daemon.port, params.clone())))
+            .collect();
+        let mut times = Vec::new();
+        let mut status_times = Vec::new();
+        let mut errors = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok(Ok((d, s))) => {
+                    times.push(d);
+                    status_times.push(s);
+                }
+                Ok(Err(e)) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let wall = start.elapsed();
+        // Let the daemon finish closing.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = daemon.rss_kib()?;
+        rss.push(r);
+        worst99 = worst99.max(pct(&times, 0.99));
+        all_ok &= errors.is_empty();
+        println!(
+            "  round {round}: {} ok, {} errors, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (of which getPinStatus p50 {:.2} ms, p99 {:.2} ms), all done in {:.0} ms; daemon RSS {:.1} MB{}",
+            times.len(),
+            errors.len(),
+            pct(&times, 0.5),
+            pct(&times, 0.99),
+            pct(&times, 1.0),
+            pct(&status_times, 0.5),
+            pct(&status_times, 0.99),
+            ms(wall),
+            r as f64 / 1024.0,
+            errors
+                .first()
+                .map(|e| format!(" (first error: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "  [target no error, p99 < 20 ms: {}]",
+        verdict(all_ok && worst99 < 20.0)
+    );
+    if rss.len() >= 3 {
+        let growth = rss[rss.len() - 1] as i64 - rss[1] as i64;
+        println!(
+            "  RSS after round 2 → round {}: {:+} KiB  [target no growth on repeat (< 256 KiB): {}]",
+            rss.len(),
+            growth,
+            verdict(growth < 256)
+        );
+    }
+    Ok(())
+}
+
+/// Card removal / insertion: the daemon's notification against a raw
+/// PC/SC watcher, both woken by the same pcscd event.
+async fn notifications(
+    o: &Opts,
+    daemon: &Daemon,
+    reader: &str,
+    port: u16,
+    card: &mut Option<VirtualCardProcess>,
+) -> Res<()> {
+    let (raw_tx, raw_rx) = std::sync::mpsc::channel();
+    let watcher = Watcher::start(reader, raw_tx)?;
+    let mut ws = ws_connect(daemon.port).await?;
+    call_ok(&mut ws, 1, "hello", &json!({})).await?;
+    let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader_name = reader.to_string();
+    let listener = tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            let now = Instant::now();
+            if let Message::Text(t) = msg
+                && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
+                && v["params"]["reader"] == reader_name.as_str()
+            {
+                let m = v["method"].as_str().unwrap_or("").to_string();
+                if m == "cardInserted" || m == "cardRemoved" {
+                    let _ = note_tx.send((now, m == "cardInserted"));
+                }
+            }
+        }
+    });
+    let mut removed = Vec::new();
+    let mut inserted = Vec::new();
+    let wait_pair = async |want: bool,
+                           note_rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Instant, bool)>|
+           -> Res<f64> {
+        let raw = tokio::task::block_in_place(|| {
+            loop {
+                match raw_rx.recv_timeout(Duration::from_secs(20)) {
+                    Ok((t, p)) if p == want => return Ok(t),
+                    Ok(_) => continue,
+                    Err(e) => return Err(format!("raw watcher: {e}")),
+                }
+            }
+        })?;
+        loop {
+            let (t, p) = tokio::time::timeout(Duration::from_secs(20), note_rx.recv())
+                .await
+                .map_err(|_| "no notification within 20 s".to_string())?
+                .ok_or("notification listener ended")?;
+            if p == want {
+                return Ok((t.duration_since(raw).as_secs_f64()
+                    - raw.duration_since(t).as_secs_f64())
+                    * 1e3);
+            }
+        }
+    };
+    for _ in 0..o.notify_cycles {
+        if let Some(mut c) = card.take() {
+            c.kill();
+        }
+        removed.push(wait_pair(false, &mut note_rx).await?);
+        // The card process retries until vpcd takes it again.
+        *card = Some(VirtualCardProcess::spawn("openpgp", port, &[])?);
+        inserted.push(wait_pair(true, &mut note_rx).await?);
+    }
+    listener.abort();
+    drop(watcher);
+    let show = |name: &str, v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        println!(
+            "  {name:<10} extra over the raw watcher: p50 {:.2} ms, max {:.2} ms",
+            s[s.len() / 2],
+            s[s.len() - 1]
+        );
+        s[s.len() - 1]
+    };
+    println!(
+        "\ncard removal / insertion → WebSocket notification vs raw SCardGetStatusChange ({} cycles):",
+        o.notify_cycles
+    );
+    let worst = show("removal", &removed).max(show("insertion", &inserted));
+    println!(
+        "  (insertion includes recognising the card: connect, SELECT, both PINs' status)  [target < 50 ms: {}]",
+        verdict(worst < 50.0)
+    );
+    Ok(())
+}
+
+fn idle_cpu(o: &Opts, rt: &tokio::runtime::Runtime, daemon: &Daemon) -> Res<()> {
+    // A page stays connected, doing nothing (as a browser tab would).
+    let ws = rt.block_on(ws_connect(daemon.port))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let (c0, w0) = (daemon.cpu_ticks()?, daemon.wakeups()?);
+    let t = Instant::now();
+    std::thread::sleep(o.idle);
+    let (c1, w1) = (daemon.cpu_ticks()?, daemon.wakeups()?);
+    let secs = t.elapsed().as_secs_f64();
+    let pct_cpu = (c1 - c0) as f64 / 100.0 / secs * 100.0;
+    println!(
+        "\nidle over {:.0} s, two readers with cards, one idle WebSocket client: CPU {} ticks = {:.3} %, {} thread wake-ups ({} threads)  [target 0 %: {}]",
+        secs,
+        c1 - c0,
+        pct_cpu,
+        w1 - w0,
+        daemon.threads(),
+        verdict(c1 == c0)
+    );
+    drop(ws);
+    Ok(())
+}
+
+/// Mixed clients and operations for `o.soak`, the RSS sampled every second.
+async fn soak(o: &Opts, daemon: &Daemon, reader0: &str, reader1: &str) -> Res<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut tasks = Vec::new();
+    for n in 0..16u64 {
+        let (stop, ops, errors, first_error) = (
+            stop.clone(),
+            ops.clone(),
+            errors.clone(),
+            first_error.clone(),
+        );
+        let (r0, r1, port) = (reader0.to_string(), reader1.to_string(), daemon.port);
+        tasks.push(tokio::spawn(async move {
+            let mut seed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let mut ws = match ws_connect(port).await {
+                    Ok(ws) => ws,
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        first_error.lock().unwrap().get_or_insert(e);
+                        continue;
+                    }
+                };
+                let calls = 1 + next() % 20;
+                for id in 0..calls {
+                    let (method, params, allowed): (&str, Value, &[&str]) = match next() % 10 {
+                        0 => ("getReaders", json!({}), &[]),
+                        1 => (
+                            "login",
+                            json!({"reader": r0, "pin": "pin", "value": "123456"}),
+                            &[],
+                        ),
+                        2 => (
+                            "login",
+                            json!({"reader": r0, "pin": "pin", "value": "000000"}),
+                            &["PIN_INCORRECT", "LAST_TRY_PROTECTED"],
+                        ),
+                        3 => ("logout", json!({"reader": r0, "pin": "pin"}), &[]),
+                        4 => (
+                            "checkConstraints",
+                            json!({"reader": r0, "pin": "pin", "oldPin": "123456", "newPin": "654321"}),
+                            &[],
+                        ),
+                        5 => ("hello", json!({"protocol": 1}), &[]),
+                        6 | 7 => ("getPinStatus", json!({"reader": r1, "pin": "user"}), &[]),
+                        _ => ("getPinStatus", json!({"reader": r0, "pin": "pin"}), &[]),
+                    };
+                    match call(&mut ws, id, method, &params).await {
+                        Ok(v) => {
+                            ops.fetch_add(1, Ordering::Relaxed);
+                            if let Some(code) = v["error"]["data"]["code"].as_str()
+                                && !allowed.contains(&code)
+                            {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                first_error
+                                    .lock()
+                                    .unwrap()
+                                    .get_or_insert(format!("{method}: {v}"));
+                            }
+                        }
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            first_error.lock().unwrap().get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+                // Half the clients leave politely, half just drop the socket.
+                if next() % 2 == 0 {
+                    let _ = ws.close(None).await;
+                }
+                drop(ws);
+                tokio::time::sleep(Duration::from_millis(next() % 10)).await;
+            }
+        }));
+    }
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while start.elapsed() < o.soak {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push((start.elapsed().as_secs_f64(), daemon.rss_kib()? as f64));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    // The slope after a warm-up of a fifth of the run (allocator arenas,
+    // buffers reaching their working size).
+    let warm = samples.len() / 5;
+    let tail = &samples[warm..];
+    let kib_per_min = slope(tail) * 60.0;
+    let (min, max) = tail
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let n_ops = ops.load(Ordering::Relaxed);
+    let n_err = errors.load(Ordering::Relaxed);
+    println!(
+        "\nsoak, {:.0} s, 16 client loops (connect, 1-20 mixed calls on two cards, close or drop): {} calls ({:.0}/s), {} unexpected errors{}",
+        o.soak.as_secs_f64(),
+        n_ops,
+        n_ops as f64 / o.soak.as_secs_f64(),
+        n_err,
+        first_error
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  RSS after warm-up {:.1}..{:.1} MB, slope {:+.1} KiB/min  [target |slope| < 64 KiB/min, no error: {}]",
+        min / 1024.0,
+        max / 1024.0,
+        kib_per_min,
+        verdict(kib_per_min.abs() < 64.0 && n_err == 0)
+    );
+    Ok(())
+}
