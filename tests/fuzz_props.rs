@@ -143,6 +143,29 @@ proptest! {
         }
     }
 
+    /// Policy files: arbitrary text and mutated valid files are refused with
+    /// a message naming the file (and the line where there is one), never a panic.
+    #[test]
+    fn policy_file_parser_never_panics(
+        text in prop_oneof![
+            ".{0,200}",
+            prop::collection::vec(prop_oneof![
+                Just("[match]\n"), Just("profile = \"piv\"\n"), Just("atr = \"3B(\"\n"),
+                Just("[pins.pin]\n"), Just("constraints = [\n"), Just("]\n"),
+                Just("{ type = \"minLength\", minLength = 4 },\n"),
+                Just("{ type = \"minMaxLength\", minLength = 9, maxLength = 2 },\n"),
+                Just("{ type = \"nope\" },\n"), Just("{ type = \"numeric\" },\n"),
+                Just("tryCountLow = -1\n"), Just("label = 5\n"), Just("x = \"\u{0}\"\n"),
+            ], 0..12).prop_map(|parts| parts.concat()),
+        ],
+    ) {
+        let mut set = cardgate::policy::PolicySet::empty();
+        if let Err(e) = set.insert_str("fuzz.toml", &text, 1) {
+            prop_assert!(e.file.contains("fuzz"), "{}", e.message);
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+
     #[test]
     fn status_word_round_trip(sw in any::<u16>()) {
         prop_assert_eq!(StatusWord::from_u16(sw).to_u16(), sw);

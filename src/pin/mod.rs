@@ -406,22 +406,29 @@ impl Engine {
                 let encoded = encode(&cred, value)?;
                 let resp =
                     self.send_operation(&cred, commands::verify(cred.reference, &encoded))?;
-                match resp.sw {
-                    StatusWord::Ok => {
-                        self.succeeded(&cred);
-                        self.state(&cred).validated = true;
-                        if !self.so_verified.contains(&pin.id) {
-                            self.so_verified.push(pin.id);
-                        }
-                        Ok(())
-                    }
-                    sw => {
-                        self.so_verified.retain(|id| *id != pin.id);
-                        Err(self.failed(&cred, sw, true))
-                    }
-                }
+                self.so_verify_outcome(pin.id, &cred, resp.sw)
             }
         }
+    }
+
+    /// Records how verifying a PIN object's SO credential went (typed in or
+    /// on the pinpad): the SO login stands, or is gone.
+    fn so_verify_outcome(
+        &mut self,
+        pin_id: &'static str,
+        cred: &Credential,
+        sw: StatusWord,
+    ) -> Result<(), Error> {
+        if sw == StatusWord::Ok {
+            self.succeeded(cred);
+            self.state(cred).validated = true;
+            if !self.so_verified.contains(&pin_id) {
+                self.so_verified.push(pin_id);
+            }
+            return Ok(());
+        }
+        self.so_verified.retain(|id| *id != pin_id);
+        Err(self.failed(cred, sw, true))
     }
 
     /// `Pin.change(old, new)`.

@@ -102,20 +102,8 @@ impl Engine {
                 let code = self.pinpad_code(Entry::Verify)?;
                 let props = self.session.pinpad()?.properties.clone();
                 let request = pinpad::verify(&cred, &props, &self.pinpad_options)?;
-                match self.pinpad_exchange(&cred, code, &request)? {
-                    StatusWord::Ok => {
-                        self.succeeded(&cred);
-                        self.state(&cred).validated = true;
-                        if !self.so_verified.contains(&pin.id) {
-                            self.so_verified.push(pin.id);
-                        }
-                        Ok(())
-                    }
-                    sw => {
-                        self.so_verified.retain(|id| *id != pin.id);
-                        Err(self.failed(&cred, sw, true))
-                    }
-                }
+                let sw = self.pinpad_exchange(&cred, code, &request)?;
+                self.so_verify_outcome(pin.id, &cred, sw)
             }
         }
     }
