@@ -324,6 +324,9 @@ async fn run_session(
     loop {
         let text = tokio::select! {
             t = rx.recv() => t,
+            // Reap answered requests at once (a JoinSet keeps finished
+            // tasks until joined).
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
             () = &mut idle => {
                 hub.end_logins_of(conn);
                 idle.as_mut().reset(tokio::time::Instant::now() + login_idle);

@@ -100,6 +100,10 @@ pub async fn serve<S>(
                 let _ = out.send(Out::Close(CloseCode::Away, "the daemon is shutting down"));
                 break;
             }
+            // Reap answered requests at once (a JoinSet keeps finished
+            // tasks until joined: a long-lived page would grow the daemon
+            // with every request it ever made).
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
             () = &mut idle => {
                 // Quiet for too long: this connection's logins end.
                 hub.end_logins_of(conn);
