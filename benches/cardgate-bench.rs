@@ -565,7 +565,13 @@ async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
     let mut rss = Vec::new();
     let mut all_ok = true;
     let mut worst99: f64 = 0.0;
+    let me = std::process::id();
     for round in 1..=o.client_rounds {
+        let (d0, b0, m0) = (
+            harness::cpu_ns(daemon.pid())?,
+            harness::cpu_ns(me)?,
+            harness::machine_jiffies()?,
+        );
         let start = Instant::now();
         let tasks: Vec<_> = (0..o.clients)
             .map(|_| tokio::spawn(one_client(daemon.port, params.clone())))
@@ -584,6 +590,21 @@ async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
             }
         }
         let wall = start.elapsed();
+        let (d1, b1, m1) = (
+            harness::cpu_ns(daemon.pid())?,
+            harness::cpu_ns(me)?,
+            harness::machine_jiffies()?,
+        );
+        // Where the CPU went during the round: the daemon, the clients
+        // (this process), and the machine's busy share of both cores
+        // (pcscd, the card, the kernel's loopback TCP included).
+        let cpu = format!(
+            "CPU: daemon {:.0} ms ({:.0} µs per client), clients {:.0} ms, machine busy {:.0} %",
+            (d1 - d0) as f64 / 1e6,
+            (d1 - d0) as f64 / 1e3 / o.clients as f64,
+            (b1 - b0) as f64 / 1e6,
+            100.0 * (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64,
+        );
         // Let the daemon finish closing.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let r = daemon.rss_kib()?;
@@ -591,7 +612,7 @@ async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
         worst99 = worst99.max(pct(&times, 0.99));
         all_ok &= errors.is_empty();
         println!(
-            "  round {round}: {} ok, {} errors, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (of which getPinStatus p50 {:.2} ms, p99 {:.2} ms), all done in {:.0} ms; daemon RSS {:.1} MB{}",
+            "  round {round}: {} ok, {} errors, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (of which getPinStatus p50 {:.2} ms, p99 {:.2} ms), all done in {:.0} ms; daemon RSS {:.1} MB{}\n    {cpu}",
             times.len(),
             errors.len(),
             pct(&times, 0.5),

@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::pin::Engine;
 use crate::policy::PolicySet;
 use crate::transport::{Backend, Event, ReaderInfo};
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -47,7 +48,22 @@ impl Slot {
 struct Worker {
     jobs: mpsc::Sender<Job>,
     thread: Option<JoinHandle<()>>,
+    /// The last job queued, when it is a shared one that has not started:
+    /// a request for the same thing queued right behind it joins it.
+    tail: Option<Tail>,
 }
+
+/// A shared job waiting in a worker's queue.
+struct Tail {
+    key: String,
+    /// A `Batch<R>` for the job's result type.
+    batch: Arc<dyn Any + Send + Sync>,
+}
+
+/// The callers of one shared job: `Some` until the job starts on the card;
+/// whoever comes after that needs a fresh answer and queues a new job.
+type Batch<R> = Mutex<Option<Vec<Waiter<R>>>>;
+type Waiter<R> = tokio::sync::oneshot::Sender<Result<R, Error>>;
 
 /// The readers of one backend and their workers.
 pub struct Service {
@@ -166,6 +182,60 @@ impl Service {
         rx
     }
 
+    /// Like [`Service::queue`], for a read that changes nothing on the card
+    /// (a PIN's status): when the job queued last on this reader is a
+    /// `key` job that has not started, this call waits for that job's
+    /// result instead of queueing another one. Its card read starts after
+    /// every caller arrived, so each gets an answer as fresh as its own
+    /// would be, and arrival order holds (nothing was queued in between).
+    /// A thousand pages asking at once cost one APDU, not a thousand.
+    pub fn queue_shared<R, F>(
+        &self,
+        reader: &str,
+        key: &str,
+        f: F,
+    ) -> tokio::sync::oneshot::Receiver<Result<R, Error>>
+    where
+        R: Clone + Send + 'static,
+        F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut workers = self.lock();
+        let worker = self.worker(&mut workers, reader);
+        if let Some(tail) = &worker.tail
+            && tail.key == key
+            && let Some(batch) = tail.batch.downcast_ref::<Batch<R>>()
+            && let Some(waiters) = lock(batch).as_mut()
+        {
+            waiters.push(tx);
+            return rx;
+        }
+        let batch: Arc<Batch<R>> = Arc::new(Mutex::new(Some(vec![tx])));
+        let job_batch = batch.clone();
+        self.send(
+            worker,
+            reader,
+            Box::new(move |slot: &mut Slot| {
+                // From here on, newcomers queue a job of their own.
+                let waiters = lock(&job_batch).take().unwrap_or_default();
+                let result = slot.engine().and_then(f);
+                if let Err(e) = &result
+                    && connection_lost(e)
+                {
+                    slot.drop_connection();
+                }
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }),
+        );
+        worker.tail = Some(Tail {
+            key: key.to_string(),
+            batch,
+        });
+        rx
+    }
+
     /// Updates workers after a reader event: a removed card or reader drops
     /// the connection (and every login and held code with it).
     pub fn handle_event(&self, event: &Event) {
@@ -196,9 +266,20 @@ impl Service {
 
     fn submit(&self, reader: &str, job: Job) {
         let mut workers = self.lock();
-        let worker = workers
+        let worker = self.worker(&mut workers, reader);
+        self.send(worker, reader, job);
+    }
+
+    fn worker<'a>(&self, workers: &'a mut HashMap<String, Worker>, reader: &str) -> &'a mut Worker {
+        workers
             .entry(reader.to_string())
-            .or_insert_with(|| spawn_worker(self.backend.clone(), self.policies.clone(), reader));
+            .or_insert_with(|| spawn_worker(self.backend.clone(), self.policies.clone(), reader))
+    }
+
+    /// Queues `job` last on `worker` (with the workers' lock held, so the
+    /// queue order is the order of the calls).
+    fn send(&self, worker: &mut Worker, reader: &str, job: Job) {
+        worker.tail = None;
         if let Err(mpsc::SendError(job)) = worker.jobs.send(job) {
             // The worker died (a panic in a job): start a fresh one.
             let fresh = spawn_worker(self.backend.clone(), self.policies.clone(), reader);
@@ -264,5 +345,10 @@ fn spawn_worker(backend: Arc<dyn Backend>, policies: Arc<PolicySet>, reader: &st
     Worker {
         jobs,
         thread: Some(thread),
+        tail: None,
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

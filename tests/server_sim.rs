@@ -579,3 +579,57 @@ async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
         .unwrap();
     assert!(!st.validated, "the card was logged out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_status_reads_share_the_card_but_not_the_login() {
+    let (server, _sim) = daemon().await;
+    let mut owner = Client::connect(server.port()).await;
+    let mut others = Vec::new();
+    for _ in 0..8 {
+        others.push(Client::connect(server.port()).await);
+    }
+    owner
+        .ok(
+            "login",
+            with(target(PIV, "pin"), json!({ "value": "123456" })),
+        )
+        .await;
+    // Hold the reader's worker so every request below queues behind it.
+    let service = &server.hub().service;
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    drop(service.queue(PIV, move |_| {
+        let _ = held.recv();
+        Ok(())
+    }));
+    let request =
+        json!({"jsonrpc": "2.0", "id": 7, "method": "getPinStatus", "params": target(PIV, "pin")});
+    owner.send_text(request.to_string()).await;
+    for c in &mut others {
+        c.send_text(request.to_string()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A read queued now joins the one waiting (its own work never runs):
+    // the requests above were merged into one card read.
+    let probe_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ran = probe_ran.clone();
+    let probe = service.queue_shared(PIV, "status pin", move |e| {
+        ran.store(true, std::sync::atomic::Ordering::SeqCst);
+        // The same result type as the daemon's reads: status and owner.
+        Ok((e.status("pin")?, None::<cardgate::server::hub::ConnId>))
+    });
+    release.send(()).unwrap();
+    let r = owner.response(&json!(7)).await;
+    assert_eq!(r["result"]["validated"], true, "{r}");
+    assert_eq!(r["result"]["remainingTries"], 3, "{r}");
+    for c in &mut others {
+        let r = c.response(&json!(7)).await;
+        assert_eq!(r["result"]["validated"], false, "not their login: {r}");
+        assert_eq!(r["result"]["remainingTries"], 3, "{r}");
+    }
+    assert!(probe.await.is_ok());
+    assert!(
+        !probe_ran.load(std::sync::atomic::Ordering::SeqCst),
+        "the status requests were queued as one shared read"
+    );
+    server.shutdown().await;
+}

@@ -64,14 +64,23 @@ pub fn dispatch(hub: &Arc<Hub>, caller: &Caller, call: Call) -> BoxFuture<'stati
         Call::Hello { protocol } => ready(hello(protocol)),
         Call::GetReaders => get_readers(hub, me),
         Call::GetPinStatus(t) => {
-            let (pin, reader, hub2) = (t.pin.clone(), t.reader.clone(), hub.clone());
-            wait(hub, &t.reader, move |e| {
-                let mut status = json!(e.status(&pin)?);
-                if hub2.owner(&reader) != Some(me) {
+            let (pin, reader, job_hub) = (t.pin.clone(), t.reader.clone(), hub.clone());
+            // Pages asking at once share one card read; each sees the
+            // login only if it is its own.
+            let key = format!("status {pin}");
+            let rx = hub.service.queue_shared(&t.reader, &key, move |e| {
+                Ok((e.status(&pin)?, job_hub.owner(&reader)))
+            });
+            let timeout = hub.op_timeout;
+            async move {
+                let (status, owner) = await_job(rx, timeout).await?;
+                let mut status = json!(status);
+                if owner != Some(me) {
                     mask_status(&mut status);
                 }
                 Ok(status)
-            })
+            }
+            .boxed()
         }
         Call::Login {
             target,
@@ -248,15 +257,21 @@ fn get_readers(hub: &Arc<Hub>, me: ConnId) -> BoxFuture<'static, Outcome> {
         .map(|(name, atr)| {
             let token = atr.as_ref().map(|_| {
                 let (reader, job_hub) = (name.clone(), hub.clone());
-                wait(hub, &name, move |e| {
-                    let mut token = describe_token(e)?;
-                    if job_hub.owner(&reader) != Some(me)
+                // Shared like a PIN's status (every page asks at load).
+                let rx = hub.service.queue_shared(&name, "token", move |e| {
+                    Ok((describe_token(e)?, job_hub.owner(&reader)))
+                });
+                let timeout = hub.op_timeout;
+                async move {
+                    let (mut token, owner) = await_job(rx, timeout).await?;
+                    if owner != Some(me)
                         && let Some(pins) = token["pins"].as_array_mut()
                     {
                         pins.iter_mut().for_each(mask_status);
                     }
-                    Ok(token)
-                })
+                    Ok::<Value, RpcError>(token)
+                }
+                .boxed()
             });
             (name, atr, token)
         })

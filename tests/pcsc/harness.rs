@@ -331,9 +331,10 @@ impl PrivatePcscd {
             return Ok(());
         }
         // /run/pcscd (pid file, socket) is our directory inside the
-        // namespace; `exec` keeps the pid of the spawned process.
+        // namespace; `exec` keeps the pid of the spawned process. On a
+        // machine where pcscd never ran, the mount point does not exist yet.
         let script = format!(
-            "mount --bind '{}' /run/pcscd && exec pcscd --foreground -c '{}'",
+            "mkdir -p /run/pcscd && mount --bind '{}' /run/pcscd && exec pcscd --foreground -c '{}'",
             self.dir.display(),
             self.conf.display()
         );
@@ -517,4 +518,37 @@ impl Drop for DaemonProcess {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Time on a CPU of every live thread of process `pid`, in ns
+/// (`/proc/PID/task/*/schedstat`): exact where clock ticks are 10 ms.
+pub fn cpu_ns(pid: u32) -> Result<u64, String> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for t in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+        let path = t.map_err(|e| e.to_string())?.path().join("schedstat");
+        // A thread may end between the listing and the read.
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            total += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// Busy and total jiffies of the whole machine (`/proc/stat`), every CPU.
+pub fn machine_jiffies() -> Result<(u64, u64), String> {
+    let stat = std::fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
+    let line = stat.lines().next().ok_or("empty /proc/stat")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Ok((total - idle, total))
 }
