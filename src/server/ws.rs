@@ -27,6 +27,9 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// connection: 1,000 clients took the daemon from 7 to 84 MB.
 const READ_BUFFER: usize = 4 * 1024;
 
+/// At most this many messages are written before a flush.
+const WRITE_BATCH: usize = 64;
+
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -60,27 +63,48 @@ pub async fn serve<S>(
     // before its response is queued, so the caller always sees the new PIN
     // state before the response (docs/protocol.md promises it).
     let writer = tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
+        'write: loop {
+            let first = tokio::select! {
                 biased;
-                n = notes.recv() => match n {
-                    Ok(note) => Message::text(note.for_conn(conn).to_string()),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, "slow client missed notifications");
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                m = out_rx.recv() => match m {
-                    Some(Out::Text(t)) => Message::text(t),
-                    Some(Out::Close(code, reason)) => {
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-                        break;
-                    }
-                    None => break,
-                },
+                n = notes.recv() => from_note(n, conn),
+                m = out_rx.recv() => from_out(m),
             };
-            if sink.send(msg).await.is_err() {
+            // Everything else already waiting goes out in the same write
+            // (a login's notification and its response: one syscall, one
+            // wake-up of the client).
+            let mut next = Some(first);
+            let mut fed = 0;
+            while let Some(item) = next.take() {
+                match item {
+                    Next::Skip => {}
+                    Next::Send(msg) => {
+                        if sink.feed(msg).await.is_err() {
+                            break 'write;
+                        }
+                    }
+                    Next::Close(msg) => {
+                        let _ = sink.send(msg).await;
+                        break 'write;
+                    }
+                    Next::End => break 'write,
+                }
+                fed += 1;
+                if fed == WRITE_BATCH {
+                    break;
+                }
+                next = match notes.try_recv() {
+                    Ok(note) => Some(Next::Send(Message::text(note.for_conn(conn).to_string()))),
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "slow client missed notifications");
+                        Some(Next::Skip)
+                    }
+                    Err(_) => match out_rx.try_recv() {
+                        Ok(m) => Some(from_out(Some(m))),
+                        Err(_) => None,
+                    },
+                };
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
@@ -149,6 +173,38 @@ pub async fn serve<S>(
     drop(out);
     let _ = writer.await;
     hub.close_connection(conn);
+}
+
+/// What the writer does next.
+enum Next {
+    Send(Message),
+    /// Send this closing frame, then stop.
+    Close(Message),
+    /// A notification was missed; nothing to send for it.
+    Skip,
+    End,
+}
+
+fn from_note(n: Result<Arc<super::hub::Note>, broadcast::error::RecvError>, conn: u64) -> Next {
+    match n {
+        Ok(note) => Next::Send(Message::text(note.for_conn(conn).to_string())),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            tracing::debug!(missed, "slow client missed notifications");
+            Next::Skip
+        }
+        Err(broadcast::error::RecvError::Closed) => Next::End,
+    }
+}
+
+fn from_out(m: Option<Out>) -> Next {
+    match m {
+        Some(Out::Text(t)) => Next::Send(Message::text(t)),
+        Some(Out::Close(code, reason)) => Next::Close(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))),
+        None => Next::End,
+    }
 }
 
 /// Answers one text message of a connection: parses it (single request or
