@@ -41,6 +41,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const CHILD_VAR: &str = "CARDGATE_BENCH_CHILD";
+/// Set when this binary runs as the reference WebSocket server.
+const BARE_VAR: &str = "CARDGATE_BENCH_BARE";
 /// vpcd ports of the private pcscd (0x8CA6 = 35990, and 35991).
 const PRIVATE_PORT: u16 = 0x8CA6;
 const SHARED_PORT: u16 = 35963;
@@ -97,6 +99,9 @@ impl Opts {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os(BARE_VAR).is_some() {
+        return report(bare::serve());
+    }
     let o = opts();
     if let Ok(port) = std::env::var(CHILD_VAR) {
         let port = port.parse().unwrap_or(PRIVATE_PORT);
@@ -560,83 +565,239 @@ async fn one_client(port: u16, params: Arc<Value>) -> Res<(Duration, Duration)> 
     call_ok(&mut ws, 1, "getPinStatus", &params).await?;
     let elapsed = t.elapsed();
     let _ = ws.close(None).await;
-    // Wait for the daemon's close frame: the connection is really over.
+    // Wait for the server's close frame: the connection is really over.
     while let Some(Ok(_)) = ws.next().await {}
     Ok((elapsed, elapsed - connected))
 }
 
-async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
-    let params = Arc::new(json!({"reader": reader, "pin": "pin"}));
-    println!(
-        "\n{} concurrent WebSocket clients (connect, getPinStatus, disconnect), {} rounds:",
-        o.clients, o.client_rounds
-    );
-    let mut rss = Vec::new();
-    let mut all_ok = true;
-    let mut worst99: f64 = 0.0;
+/// A server the clients run against, and how to read its CPU time.
+struct Served {
+    name: &'static str,
+    port: u16,
+    pid: u32,
+}
+
+/// One round's numbers.
+struct Round {
+    times: Vec<Duration>,
+    /// The request part (after the handshake).
+    requests: Vec<Duration>,
+    errors: Vec<String>,
+    wall: Duration,
+    server_cpu_ns: u64,
+    clients_cpu_ns: u64,
+    machine_busy: f64,
+}
+
+impl Round {
+    fn cpu(&self, clients: usize) -> String {
+        format!(
+            "CPU: server {:.0} ms ({:.0} µs per client), clients {:.0} ms, machine busy {:.0} %",
+            self.server_cpu_ns as f64 / 1e6,
+            self.server_cpu_ns as f64 / 1e3 / clients as f64,
+            self.clients_cpu_ns as f64 / 1e6,
+            self.machine_busy,
+        )
+    }
+}
+
+/// Runs `f` while measuring the CPU of the server, of this process (the
+/// clients) and the machine's busy share of its cores (pcscd, the card,
+/// the kernel's loopback TCP included).
+async fn measured<F, T>(server: &Served, f: F) -> Res<(T, Duration, u64, u64, f64)>
+where
+    F: std::future::Future<Output = T>,
+{
     let me = std::process::id();
-    for round in 1..=o.client_rounds {
-        let (d0, b0, m0) = (
-            harness::cpu_ns(daemon.pid())?,
-            harness::cpu_ns(me)?,
-            harness::machine_jiffies()?,
-        );
-        let start = Instant::now();
+    let (s0, c0, m0) = (
+        harness::cpu_ns(server.pid)?,
+        harness::cpu_ns(me)?,
+        harness::machine_jiffies()?,
+    );
+    let start = Instant::now();
+    let out = f.await;
+    let wall = start.elapsed();
+    let (s1, c1, m1) = (
+        harness::cpu_ns(server.pid)?,
+        harness::cpu_ns(me)?,
+        harness::machine_jiffies()?,
+    );
+    let busy = 100.0 * (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64;
+    Ok((out, wall, s1 - s0, c1 - c0, busy))
+}
+
+/// The burst: every client connects, reads the status and disconnects,
+/// all started in the same instant.
+async fn burst_round(o: &Opts, server: &Served, params: &Arc<Value>) -> Res<Round> {
+    let run = async {
         let tasks: Vec<_> = (0..o.clients)
-            .map(|_| tokio::spawn(one_client(daemon.port, params.clone())))
+            .map(|_| tokio::spawn(one_client(server.port, params.clone())))
             .collect();
-        let mut times = Vec::new();
-        let mut status_times = Vec::new();
-        let mut errors = Vec::new();
+        let mut r = (Vec::new(), Vec::new(), Vec::new());
         for t in tasks {
             match t.await {
                 Ok(Ok((d, s))) => {
-                    times.push(d);
-                    status_times.push(s);
+                    r.0.push(d);
+                    r.1.push(s);
                 }
-                Ok(Err(e)) => errors.push(e),
-                Err(e) => errors.push(e.to_string()),
+                Ok(Err(e)) => r.2.push(e),
+                Err(e) => r.2.push(e.to_string()),
             }
         }
-        let wall = start.elapsed();
-        let (d1, b1, m1) = (
-            harness::cpu_ns(daemon.pid())?,
-            harness::cpu_ns(me)?,
-            harness::machine_jiffies()?,
-        );
-        // Where the CPU went during the round: the daemon, the clients
-        // (this process), and the machine's busy share of both cores
-        // (pcscd, the card, the kernel's loopback TCP included).
-        let cpu = format!(
-            "CPU: daemon {:.0} ms ({:.0} µs per client), clients {:.0} ms, machine busy {:.0} %",
-            (d1 - d0) as f64 / 1e6,
-            (d1 - d0) as f64 / 1e3 / o.clients as f64,
-            (b1 - b0) as f64 / 1e6,
-            100.0 * (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64,
-        );
+        r
+    };
+    let ((times, requests, errors), wall, server_cpu_ns, clients_cpu_ns, machine_busy) =
+        measured(server, run).await?;
+    Ok(Round {
+        times,
+        requests,
+        errors,
+        wall,
+        server_cpu_ns,
+        clients_cpu_ns,
+        machine_busy,
+    })
+}
+
+/// Connected clients: every client connects first; once all are
+/// connected, all send `getPinStatus` in the same instant. Time from that
+/// instant to each response.
+async fn held_round(o: &Opts, server: &Served, params: &Arc<Value>) -> Res<Round> {
+    let mut conns = Vec::with_capacity(o.clients);
+    let connecting: Vec<_> = (0..o.clients)
+        .map(|_| tokio::spawn(ws_connect(server.port)))
+        .collect();
+    for c in connecting {
+        conns.push(c.await.map_err(|e| e.to_string())??);
+    }
+    let go = Arc::new(tokio::sync::Barrier::new(o.clients + 1));
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut ws| {
+            let (go, params) = (go.clone(), params.clone());
+            tokio::spawn(async move {
+                go.wait().await;
+                let t = Instant::now();
+                let r = call_ok(&mut ws, 1, "getPinStatus", &params).await;
+                (t.elapsed(), r.map(|_| ()), ws)
+            })
+        })
+        .collect();
+    // Every task waits at the barrier; releasing it starts the clock.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let run = async {
+        go.wait().await;
+        let mut r = (Vec::new(), Vec::new(), Vec::new());
+        for t in tasks {
+            match t.await {
+                Ok((d, Ok(()), ws)) => {
+                    r.0.push(d);
+                    r.1.push(ws);
+                }
+                Ok((_, Err(e), _)) => r.2.push(e),
+                Err(e) => r.2.push(e.to_string()),
+            }
+        }
+        r
+    };
+    let ((times, open, errors), wall, server_cpu_ns, clients_cpu_ns, machine_busy) =
+        measured(server, run).await?;
+    let closing: Vec<_> = open
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let _ = ws.close(None).await;
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+        })
+        .collect();
+    for c in closing {
+        let _ = c.await;
+    }
+    Ok(Round {
+        requests: times.clone(),
+        times,
+        errors,
+        wall,
+        server_cpu_ns,
+        clients_cpu_ns,
+        machine_busy,
+    })
+}
+
+fn print_round(label: &str, o: &Opts, r: &Round, extra: &str) {
+    println!(
+        "  {label}: {} ok, {} errors, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, all done in {:.0} ms{extra}{}\n    {}",
+        r.times.len(),
+        r.errors.len(),
+        pct(&r.times, 0.5),
+        pct(&r.times, 0.99),
+        pct(&r.times, 1.0),
+        ms(r.wall),
+        r.errors
+            .first()
+            .map(|e| format!(" (first error: {e})"))
+            .unwrap_or_default(),
+        r.cpu(o.clients),
+    );
+}
+
+async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
+    let params = Arc::new(json!({"reader": reader, "pin": "pin"}));
+    let bare = bare::Process::spawn()?;
+    let served = Served {
+        name: "cardgate",
+        port: daemon.port,
+        pid: daemon.pid(),
+    };
+    let reference = Served {
+        name: "reference",
+        port: bare.port,
+        pid: bare.pid(),
+    };
+    println!(
+        "\n{} concurrent WebSocket clients, {} rounds each, cardgate interleaved with a reference server \
+         (a bare tokio-tungstenite server answering every request with a fixed status: the floor of any \
+         WebSocket server on this machine):",
+        o.clients, o.client_rounds
+    );
+    println!(
+        "burst (all connect at once, getPinStatus, disconnect; time from connect to response):"
+    );
+    let mut rss = Vec::new();
+    let mut all_ok = true;
+    let (mut worst99, mut ref99) = (0.0f64, 0.0f64);
+    let (mut cpu, mut ref_cpu) = (0u64, 0u64);
+    for round in 1..=o.client_rounds {
+        let r = burst_round(o, &served, &params).await?;
         // Let the daemon finish closing.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let r = daemon.rss_kib()?;
-        rss.push(r);
-        worst99 = worst99.max(pct(&times, 0.99));
-        all_ok &= errors.is_empty();
-        println!(
-            "  round {round}: {} ok, {} errors, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (of which getPinStatus p50 {:.2} ms, p99 {:.2} ms), all done in {:.0} ms; daemon RSS {:.1} MB{}\n    {cpu}",
-            times.len(),
-            errors.len(),
-            pct(&times, 0.5),
-            pct(&times, 0.99),
-            pct(&times, 1.0),
-            pct(&status_times, 0.5),
-            pct(&status_times, 0.99),
-            ms(wall),
-            r as f64 / 1024.0,
-            errors
-                .first()
-                .map(|e| format!(" (first error: {e})"))
-                .unwrap_or_default()
+        let kib = daemon.rss_kib()?;
+        rss.push(kib);
+        worst99 = worst99.max(pct(&r.times, 0.99));
+        cpu += r.server_cpu_ns;
+        all_ok &= r.errors.is_empty();
+        let extra = format!(
+            " (of which getPinStatus p50 {:.2} ms, p99 {:.2} ms); daemon RSS {:.1} MB",
+            pct(&r.requests, 0.5),
+            pct(&r.requests, 0.99),
+            kib as f64 / 1024.0
         );
+        print_round(&format!("{} round {round}", served.name), o, &r, &extra);
+        let b = burst_round(o, &reference, &params).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ref99 = ref99.max(pct(&b.times, 0.99));
+        ref_cpu += b.server_cpu_ns;
+        all_ok &= b.errors.is_empty();
+        print_round(&format!("{} round {round}", reference.name), o, &b, "");
     }
+    let per_client = |ns: u64| ns as f64 / 1e3 / (o.clients * o.client_rounds) as f64;
+    println!(
+        "  worst p99: cardgate {worst99:.1} ms, reference {ref99:.1} ms; server CPU per client: cardgate {:.0} µs, reference {:.0} µs ({:.2}×)",
+        per_client(cpu),
+        per_client(ref_cpu),
+        cpu as f64 / ref_cpu.max(1) as f64
+    );
     println!(
         "  [target no error, p99 < 20 ms: {}]",
         verdict(all_ok && worst99 < 20.0)
@@ -650,7 +811,130 @@ async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
             verdict(growth < 256)
         );
     }
+
+    println!(
+        "connected (all {} connected first, then all send getPinStatus at once; time from that instant to each response):",
+        o.clients
+    );
+    let (mut held99, mut held_ref99, mut held_ok) = (0.0f64, 0.0f64, true);
+    for round in 1..=o.client_rounds {
+        let r = held_round(o, &served, &params).await?;
+        held99 = held99.max(pct(&r.times, 0.99));
+        held_ok &= r.errors.is_empty();
+        print_round(&format!("{} round {round}", served.name), o, &r, "");
+        let b = held_round(o, &reference, &params).await?;
+        held_ref99 = held_ref99.max(pct(&b.times, 0.99));
+        print_round(&format!("{} round {round}", reference.name), o, &b, "");
+    }
+    println!(
+        "  worst p99: cardgate {held99:.1} ms, reference {held_ref99:.1} ms  [target no error, p99 < 20 ms: {}]",
+        verdict(held_ok && held99 < 20.0)
+    );
     Ok(())
+}
+
+/// The reference server: what any WebSocket server costs on this machine.
+/// Same runtime (tokio, two workers), same listen backlog and read buffer
+/// as the daemon; it parses each request as JSON and answers with a fixed
+/// PIN status of the daemon's shape. No HTTP router, no checks, no card.
+mod bare {
+    use super::Res;
+    use futures_util::{SinkExt, StreamExt};
+    use std::io::BufRead;
+    use std::process::{Child, Command, Stdio};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+    const STATUS: &str = r#"{"id":"pin","label":"PIV Card Application PIN","initialized":true,"toBeChanged":false,"blocked":false,"tryCountLow":false,"lastTry":false,"remainingTries":15,"maxTries":15,"validated":false,"soValidated":false,"protectedAuthPath":false,"minLength":6,"maxLength":8}"#;
+
+    pub fn serve() -> Res<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+            socket
+                .bind("127.0.0.1:0".parse().expect("address"))
+                .map_err(|e| e.to_string())?;
+            let listener = socket.listen(1024).map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                listener.local_addr().map_err(|e| e.to_string())?.port()
+            );
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let config = WebSocketConfig::default().read_buffer_size(4096);
+                    let Ok(mut ws) =
+                        tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
+                    else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = ws.next().await {
+                        match msg {
+                            Message::Text(t) => {
+                                let id = serde_json::from_str::<serde_json::Value>(t.as_str())
+                                    .map(|v| v["id"].clone())
+                                    .unwrap_or_default();
+                                let answer =
+                                    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{STATUS}}}"#);
+                                if ws.send(Message::text(answer)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Message::Close(_) => break,
+                            _ => {}
+                        }
+                    }
+                });
+            }
+        })
+    }
+
+    /// The reference server as a process of its own, stopped on drop.
+    pub struct Process {
+        child: Child,
+        pub port: u16,
+    }
+
+    impl Process {
+        pub fn spawn() -> Res<Process> {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut child = Command::new(exe)
+                .env(super::BARE_VAR, "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| format!("reference server: {e}"))?;
+            let mut line = String::new();
+            let out = child.stdout.take().ok_or("no stdout")?;
+            std::io::BufReader::new(out)
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?;
+            let port = line
+                .trim()
+                .parse()
+                .map_err(|_| format!("reference server said {line:?}"))?;
+            Ok(Process { child, port })
+        }
+
+        pub fn pid(&self) -> u32 {
+            self.child.id()
+        }
+    }
+
+    impl Drop for Process {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Card removal / insertion: the daemon's notification against a raw

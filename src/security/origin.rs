@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// A web origin `scheme://host[:port]`, normalised.
@@ -197,6 +197,82 @@ impl fmt::Display for Peer {
     }
 }
 
+/// What the allowlist file looked like when it was last read: a change of
+/// modification time, size or inode (a save renames a new file in) means
+/// it must be read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileState {
+    Unread,
+    Missing,
+    Present {
+        modified: Option<SystemTime>,
+        len: u64,
+        inode: u64,
+    },
+}
+
+impl FileState {
+    fn of(path: &Path) -> FileState {
+        match std::fs::metadata(path) {
+            Ok(m) => FileState::Present {
+                modified: m.modified().ok(),
+                len: m.len(),
+                inode: inode(&m),
+            },
+            Err(_) => FileState::Missing,
+        }
+    }
+
+    /// File times tick coarsely (a few ms): a file read within that tick of
+    /// its last change may change again with the same time, size and
+    /// (reused) inode. Such a read is not trusted; the next check reads
+    /// the file again.
+    fn racy(&self, read_at: SystemTime) -> bool {
+        match self {
+            FileState::Present {
+                modified: Some(m), ..
+            } => match read_at.duration_since(*m) {
+                Ok(age) => age < std::time::Duration::from_millis(100),
+                Err(_) => true, // changed after it was read
+            },
+            FileState::Present { modified: None, .. } => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn inode(m: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(m)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
+
+/// The allowlist file as last read, its origins parsed once (it is
+/// consulted on every request).
+#[derive(Debug, Default)]
+struct Snapshot {
+    allowed: Vec<Origin>,
+    denied: Vec<Origin>,
+    allow_null_origin: bool,
+    allow_missing_origin: bool,
+}
+
+impl Snapshot {
+    fn of(file: &OriginsFile) -> Snapshot {
+        let parse = |list: &[String]| list.iter().filter_map(|o| Origin::parse(o).ok()).collect();
+        Snapshot {
+            allowed: parse(&file.allowed),
+            denied: parse(&file.denied),
+            allow_null_origin: file.allow_null_origin,
+            allow_missing_origin: file.allow_missing_origin,
+        }
+    }
+}
+
 /// The allowlist as the daemon uses it: re-read when the file changes, so
 /// `cardgate origins allow|revoke` take effect without a restart.
 pub struct OriginGate {
@@ -204,8 +280,9 @@ pub struct OriginGate {
     /// Origins always allowed: the daemon's own pages (the demo).
     own: Vec<Origin>,
     /// Extra settings given in code (tests, `cardgate demo`).
-    extra: OriginsFile,
-    cached: Mutex<(Option<SystemTime>, OriginsFile)>,
+    extra: Snapshot,
+    /// The file's state, what it said, and when it was read.
+    cached: Mutex<(FileState, Arc<Snapshot>, SystemTime)>,
 }
 
 impl OriginGate {
@@ -213,8 +290,8 @@ impl OriginGate {
         OriginGate {
             path,
             own: Vec::new(),
-            extra,
-            cached: Mutex::new((None, OriginsFile::default())),
+            extra: Snapshot::of(&extra),
+            cached: Mutex::new((FileState::Unread, Arc::default(), SystemTime::UNIX_EPOCH)),
         }
     }
 
@@ -236,54 +313,49 @@ impl OriginGate {
             .collect();
     }
 
-    /// The current file content (re-read if its modification time changed).
-    fn current(&self) -> OriginsFile {
+    /// The file's content now: one `stat` per call, read again only when
+    /// the file changed. A file that fails to load keeps the last good
+    /// list (rather than open or close everything), with one warning per
+    /// change of the file.
+    fn current(&self) -> Arc<Snapshot> {
         let Some(path) = &self.path else {
-            return OriginsFile::default();
+            return Arc::default();
         };
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let state = FileState::of(path);
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.0 != mtime || mtime.is_none() {
+        if cached.0 != state || cached.0.racy(cached.2) {
             match OriginsFile::load(path) {
-                Ok(file) => *cached = (mtime, file),
-                // Keep the last good list rather than open or close everything.
+                Ok(file) => cached.1 = Arc::new(Snapshot::of(&file)),
                 Err(e) => {
                     tracing::warn!(error = %e, "origins file refused; keeping the previous allowlist")
                 }
             }
+            cached.0 = state;
+            cached.2 = SystemTime::now();
         }
         cached.1.clone()
     }
 
     /// Is `origin` allowed now (own pages, the file, extra settings)?
     pub fn allows(&self, origin: &Origin) -> bool {
-        if self.own.contains(origin) {
-            return true;
-        }
-        let file = self.current();
-        file.allowed
-            .iter()
-            .chain(&self.extra.allowed)
-            .any(|a| Origin::parse(a).is_ok_and(|a| &a == origin))
+        self.own.contains(origin)
+            || self.extra.allowed.contains(origin)
+            || self.current().allowed.contains(origin)
     }
 
     /// Is the peer still allowed (checked again on every request, so a
     /// revocation also ends open connections)?
     pub fn still_allows(&self, peer: &Peer) -> bool {
-        let file = self.current();
         match peer {
             Peer::Web(o) => self.allows(o),
-            Peer::Null => file.allow_null_origin || self.extra.allow_null_origin,
-            Peer::Local => file.allow_missing_origin || self.extra.allow_missing_origin,
+            Peer::Null => self.extra.allow_null_origin || self.current().allow_null_origin,
+            Peer::Local => self.extra.allow_missing_origin || self.current().allow_missing_origin,
         }
     }
 
     /// Was this origin refused at the consent prompt before?
     pub fn denied(&self, origin: &Origin) -> bool {
-        let file = self.current();
-        file.denied
-            .iter()
-            .any(|d| Origin::parse(d).is_ok_and(|d| &d == origin))
+        self.current().denied.contains(origin)
     }
 
     /// Stores the user's consent decision in the allowlist file.
@@ -385,5 +457,68 @@ mod tests {
         assert!(!host_is_us("localhost.:27183", 27183));
         assert!(!host_is_us("evil.test:27183", 27183));
         assert!(!host_is_us("127.0.0.1:80", 27183));
+    }
+
+    fn web(s: &str) -> Peer {
+        Peer::Web(Origin::parse(s).unwrap())
+    }
+
+    #[test]
+    fn the_gate_follows_the_file_as_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("origins.toml");
+        let gate = OriginGate::new(Some(path.clone()), OriginsFile::default());
+        let bank = web("https://bank.example");
+        // No file: nothing but the daemon's own pages.
+        assert!(!gate.still_allows(&bank));
+        assert!(!gate.still_allows(&Peer::Local));
+        let mut file = OriginsFile {
+            allowed: vec!["https://bank.example".into()],
+            ..OriginsFile::default()
+        };
+        file.save(&path).unwrap();
+        assert!(gate.still_allows(&bank), "an allow takes effect at once");
+        assert!(!gate.still_allows(&web("https://shop.example")));
+        file.allowed.clear();
+        file.denied = vec!["https://bank.example".into()];
+        file.save(&path).unwrap();
+        assert!(
+            !gate.still_allows(&bank),
+            "a revocation takes effect at once"
+        );
+        assert!(gate.denied(&Origin::parse("https://bank.example").unwrap()));
+        // A broken file keeps the last good list; a fixed one is read again.
+        file.allowed = vec!["https://shop.example".into()];
+        file.save(&path).unwrap();
+        assert!(gate.still_allows(&web("https://shop.example")));
+        std::fs::write(&path, "allowed = [\"not an origin\"]\n").unwrap();
+        assert!(gate.still_allows(&web("https://shop.example")));
+        file.allow_missing_origin = true;
+        file.save(&path).unwrap();
+        assert!(gate.still_allows(&Peer::Local));
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            !gate.still_allows(&web("https://shop.example")),
+            "file gone"
+        );
+        assert!(!gate.still_allows(&Peer::Local));
+    }
+
+    #[test]
+    fn extra_settings_and_own_pages_need_no_file() {
+        let mut gate = OriginGate::new(
+            None,
+            OriginsFile {
+                allowed: vec!["https://Bank.Example:443".into()],
+                allow_null_origin: true,
+                ..OriginsFile::default()
+            },
+        );
+        gate.set_port(27183);
+        assert!(gate.still_allows(&web("https://bank.example")));
+        assert!(gate.still_allows(&Peer::Null));
+        assert!(!gate.still_allows(&Peer::Local));
+        assert!(gate.still_allows(&web("http://127.0.0.1:27183")));
+        assert!(!gate.still_allows(&web("http://127.0.0.1:27184")));
     }
 }
