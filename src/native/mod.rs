@@ -171,6 +171,10 @@ where
     let mut sessions: HashMap<u64, SessionHandle> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let code = loop {
+        // Reap sessions that ended (a JoinSet keeps a finished task until
+        // it is joined). Not in a select with the read: a frame read is
+        // not cancel-safe.
+        while tasks.try_join_next().is_some() {}
         let body = match read_frame(&mut input).await {
             Ok(b) => b,
             Err(ReadEnd::Eof) => break 0,
