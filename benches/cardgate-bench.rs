@@ -51,7 +51,8 @@ type Res<T> = Result<T, String>;
 
 struct Opts {
     quick: bool,
-    /// Parts to run (`--only latency,clients,notify,idle,soak`); all by default.
+    /// Parts to run (`--only latency,clients,connected,notify,idle,soak`);
+    /// all by default.
     only: Option<Vec<String>>,
     shared: bool,
     latency_iters: usize,
@@ -456,7 +457,7 @@ fn run(o: &Opts, port0: u16) -> Res<()> {
     if o.runs("latency") {
         rt.block_on(latency(o, &daemon, &reader0))?;
     }
-    if o.runs("clients") {
+    if o.runs("clients") || o.runs("connected") {
         rt.block_on(many_clients(o, &daemon, &reader0))?;
     }
     if o.runs("notify") {
@@ -786,6 +787,22 @@ async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
          WebSocket server on this machine):",
         o.clients, o.client_rounds
     );
+    if o.runs("clients") {
+        burst(o, daemon, &served, &reference, &params).await?;
+    }
+    if o.runs("connected") {
+        connected(o, &served, &reference, &params).await?;
+    }
+    Ok(())
+}
+
+async fn burst(
+    o: &Opts,
+    daemon: &Daemon,
+    served: &Served,
+    reference: &Served,
+    params: &Arc<Value>,
+) -> Res<()> {
     println!(
         "burst (all connect at once, getPinStatus, disconnect; time from connect to response):"
     );
@@ -794,7 +811,7 @@ async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
     let (mut worst99, mut ref99) = (0.0f64, 0.0f64);
     let (mut cpu, mut ref_cpu) = (0u64, 0u64);
     for round in 1..=o.client_rounds {
-        let r = burst_round(o, &served, &params).await?;
+        let r = burst_round(o, served, params).await?;
         // Let the daemon finish closing.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let kib = daemon.rss_kib()?;
@@ -809,7 +826,7 @@ async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
             kib as f64 / 1024.0
         );
         print_round(&format!("{} round {round}", served.name), o, &r, &extra);
-        let b = burst_round(o, &reference, &params).await?;
+        let b = burst_round(o, reference, params).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         ref99 = ref99.max(pct(&b.times, 0.99));
         ref_cpu += b.server_cpu_ns;
@@ -848,18 +865,21 @@ async fn many_clients(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
             verdict(per_round < 128.0)
         );
     }
+    Ok(())
+}
 
+async fn connected(o: &Opts, served: &Served, reference: &Served, params: &Arc<Value>) -> Res<()> {
     println!(
         "connected (all {} connected first, then all send getPinStatus at once; time from that instant to each response):",
         o.clients
     );
     let (mut held99, mut held_ref99, mut held_ok) = (0.0f64, 0.0f64, true);
     for round in 1..=o.client_rounds {
-        let r = held_round(o, &served, &params).await?;
+        let r = held_round(o, served, params).await?;
         held99 = held99.max(pct(&r.times, 0.99));
         held_ok &= r.errors.is_empty();
         print_round(&format!("{} round {round}", served.name), o, &r, "");
-        let b = held_round(o, &reference, &params).await?;
+        let b = held_round(o, reference, params).await?;
         held_ref99 = held_ref99.max(pct(&b.times, 0.99));
         print_round(&format!("{} round {round}", reference.name), o, &b, "");
     }
