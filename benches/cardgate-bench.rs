@@ -564,6 +564,20 @@ async fn latency(o: &Opts, daemon: &Daemon, reader: &str) -> Res<()> {
         "  daemon overhead, login:        p50 {l50:.3} ms, p99 {l99:.3} ms  [target p50 < 0.2, p99 < 1: {}]",
         verdict(l50 < 0.2 && l99 < 1.0)
     );
+    // The same overheads as the median of each round's own difference
+    // (the two sides of a round ran a fraction of a millisecond apart, so
+    // a slow moment of the machine hits both).
+    let paired = |a: &[Duration], b: &[Duration]| {
+        let mut d: Vec<f64> = a.iter().zip(b).map(|(x, y)| ms(*x) - ms(*y)).collect();
+        d.sort_by(f64::total_cmp);
+        let at = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize];
+        (at(0.5), at(0.99))
+    };
+    let (ps50, ps99) = paired(&t_status, &t_raw);
+    let (pl50, pl99) = paired(&t_login, &t_raw_login);
+    println!(
+        "  paired per round (median and p99 of daemon − raw): getPinStatus {ps50:.3} / {ps99:.3} ms, login {pl50:.3} / {pl99:.3} ms"
+    );
     let r50 = pct(&t_ref, 0.5);
     println!(
         "  of which one WebSocket round trip (reference p50 {r50:.3} ms): the daemon's own work is p50 {:.3} ms (getPinStatus), {:.3} ms (login)",
