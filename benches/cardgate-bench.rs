@@ -83,7 +83,7 @@ fn opts() -> Opts {
         only,
         shared: has("--shared"),
         latency_iters: if quick { 1000 } else { 5000 },
-        clients: 1000,
+        clients: value("--clients").map_or(1000, |n| n.max(1) as usize),
         client_rounds: value("--rounds").map_or(if quick { 3 } else { 10 }, |n| n.max(1) as usize),
         notify_cycles: if quick { 3 } else { 8 },
         idle: Duration::from_secs(value("--idle").unwrap_or(if quick { 10 } else { 60 })),

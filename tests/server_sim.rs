@@ -359,12 +359,21 @@ async fn malformed_input_gets_structured_errors() {
     assert_eq!(c.ok("hello", json!({})).await["protocol"], 1);
 
     // A batch is answered by an array in the same order; notifications skipped.
-    c.send_text(r#"[{"jsonrpc":"2.0","id":10,"method":"hello"},{"jsonrpc":"2.0","method":"hello"},{"jsonrpc":"2.0","id":11,"method":"nope"}]"#).await;
+    let status = format!(
+        r#"{{"jsonrpc":"2.0","id":12,"method":"getPinStatus","params":{}}}"#,
+        target(PIV, "pin")
+    );
+    c.send_text(format!(r#"[{{"jsonrpc":"2.0","id":10,"method":"hello"}},{{"jsonrpc":"2.0","method":"hello"}},{{"jsonrpc":"2.0","id":11,"method":"nope"}},{status}]"#)).await;
     let batch = c.recv().await.unwrap();
     let items = batch.as_array().expect("an array");
-    assert_eq!(items.len(), 2);
+    assert_eq!(items.len(), 3);
     assert_eq!(items[0]["id"], 10);
+    assert_eq!(items[0]["jsonrpc"], "2.0");
     assert_eq!(items[1]["error"]["code"], -32601);
+    assert_eq!(items[2]["id"], 12);
+    assert_eq!(items[2]["jsonrpc"], "2.0");
+    assert_eq!(items[2]["result"]["id"], "pin");
+    assert_eq!(items[2]["result"]["remainingTries"], 3);
 
     // No PIN try was spent by any of this.
     assert_eq!(

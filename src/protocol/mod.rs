@@ -34,6 +34,7 @@ pub mod code {
     pub const INVALID_PARAMS: i64 = -32602;
     pub const OPERATION_FAILED: i64 = -32000;
     pub const TIMEOUT: i64 = -32001;
+    pub const INTERNAL_ERROR: i64 = -32603;
 }
 
 /// A protocol-level failure: JSON-RPC code, stable string code, message, data.
@@ -71,6 +72,11 @@ impl RpcError {
 
     pub fn invalid_params(message: impl Into<String>) -> Self {
         Self::new(code::INVALID_PARAMS, "INVALID_PARAMS", message)
+    }
+
+    /// The daemon could not build its answer (never expected).
+    pub fn internal(message: &str) -> Self {
+        Self::new(code::INTERNAL_ERROR, "INTERNAL_ERROR", message)
     }
 
     pub fn timeout(seconds: u64) -> Self {
@@ -449,6 +455,29 @@ pub fn error(id: Value, e: &RpcError) -> Value {
         "id": id,
         "error": { "code": e.code, "message": e.message(), "data": e.data },
     })
+}
+
+/// A success response as text, serialised straight from `result` (no
+/// intermediate JSON tree: on the hot path that tree cost more than
+/// everything else the daemon does for a status read).
+pub fn result_text(id: &Value, result: &impl serde::Serialize) -> String {
+    #[derive(serde::Serialize)]
+    struct Success<'a, R> {
+        jsonrpc: &'static str,
+        id: &'a Value,
+        result: &'a R,
+    }
+    serde_json::to_string(&Success {
+        jsonrpc: "2.0",
+        id,
+        result,
+    })
+    .unwrap_or_else(|e| error_text(id, &RpcError::internal(&e.to_string())))
+}
+
+/// An error response as text; the same object as [`error`].
+pub fn error_text(id: &Value, e: &RpcError) -> String {
+    error(id.clone(), e).to_string()
 }
 
 /// A notification pushed by the daemon.

@@ -10,7 +10,7 @@
 //!   them is locked for a while.
 
 use super::credentials::ConnCredentials;
-use super::hub::{ConnId, Hub, describe_token, logout_all, mask_status};
+use super::hub::{ConnId, Hub, describe_token, logout_all, mask_pin_status, mask_status};
 use crate::error::Error;
 use crate::pin::{Engine, PinStatus, Presented};
 use crate::pinentry::PinPrompt;
@@ -25,6 +25,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 type Outcome = Result<Value, RpcError>;
+
+/// What a call answers: a JSON value, or a PIN status serialised as it is
+/// sent (a status read is the hot path; building a JSON tree for it cost
+/// more than the rest of the request).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Value(Value),
+    Status(PinStatus),
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply::Value(v)
+    }
+}
 
 /// The connection a call comes from.
 #[derive(Clone)]
@@ -53,35 +69,35 @@ enum Kind {
 }
 
 /// Starts a call: queues its card work now, returns the future of its result.
-pub fn dispatch(hub: &Arc<Hub>, caller: &Caller, call: Call) -> BoxFuture<'static, Outcome> {
+pub fn dispatch(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    call: Call,
+) -> BoxFuture<'static, Result<Reply, RpcError>> {
     if let Some(t) = call.target()
         && let Err(e) = hub.check_reader(&t.reader)
     {
-        return ready(Err(e.into()));
+        return futures_util::future::ready(Err(e.into())).boxed();
     }
+    let me = caller.conn;
+    match call {
+        Call::GetPinStatus(t) => pin_status(hub, me, &t)
+            .map(|r| r.map(Reply::Status))
+            .boxed(),
+        other => dispatch_value(hub, caller, other)
+            .map(|r| r.map(Reply::Value))
+            .boxed(),
+    }
+}
+
+/// Every call but the status read: answered with a JSON value.
+fn dispatch_value(hub: &Arc<Hub>, caller: &Caller, call: Call) -> BoxFuture<'static, Outcome> {
     let me = caller.conn;
     match call {
         Call::Hello { protocol } => ready(hello(protocol)),
         Call::GetReaders => get_readers(hub, me),
-        Call::GetPinStatus(t) => {
-            let (pin, reader, job_hub) = (t.pin.clone(), t.reader.clone(), hub.clone());
-            // Pages asking at once share one card read; each sees the
-            // login only if it is its own.
-            let key = format!("status {pin}");
-            let rx = hub.service.queue_shared(&t.reader, &key, move |e| {
-                Ok((e.status(&pin)?, job_hub.owner(&reader)))
-            });
-            let timeout = hub.op_timeout;
-            async move {
-                let (status, owner) = await_job(rx, timeout).await?;
-                let mut status = json!(status);
-                if owner != Some(me) {
-                    mask_status(&mut status);
-                }
-                Ok(status)
-            }
-            .boxed()
-        }
+        // Reached only through `dispatch_value` itself.
+        Call::GetPinStatus(t) => pin_status(hub, me, &t).map(|r| r.map(|s| json!(s))).boxed(),
         Call::Login {
             target,
             value,
@@ -107,6 +123,28 @@ pub fn dispatch(hub: &Arc<Hub>, caller: &Caller, call: Call) -> BoxFuture<'stati
                 Ok(json!(e.check_constraints(&pin, &old, &new)?))
             })
         }
+    }
+}
+
+/// A PIN's status. Pages asking at once share one card read; each sees
+/// the login only if it is its own.
+fn pin_status(
+    hub: &Arc<Hub>,
+    me: ConnId,
+    t: &Target,
+) -> impl std::future::Future<Output = Result<PinStatus, RpcError>> + Send + 'static {
+    let (pin, reader, job_hub) = (t.pin.clone(), t.reader.clone(), hub.clone());
+    let key = format!("status {pin}");
+    let rx = hub.service.queue_shared(&t.reader, &key, move |e| {
+        Ok((e.status(&pin)?, job_hub.owner(&reader)))
+    });
+    let timeout = hub.op_timeout;
+    async move {
+        let (mut status, owner) = await_job(rx, timeout).await?;
+        if owner != Some(me) {
+            mask_pin_status(&mut status);
+        }
+        Ok(status)
     }
 }
 

@@ -370,6 +370,12 @@ pub fn logout_all(e: &mut crate::pin::Engine) -> Result<(), Error> {
 }
 
 /// Hides a login that is not the viewer's.
+pub fn mask_pin_status(status: &mut PinStatus) {
+    status.validated = false;
+    status.so_validated = false;
+}
+
+/// [`mask_pin_status`] on a status already in JSON form.
 pub fn mask_status(status: &mut Value) {
     if status.is_object() {
         status["validated"] = json!(false);

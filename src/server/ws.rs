@@ -1,7 +1,7 @@
 //! One WebSocket connection: reads requests, answers each exactly once,
 //! and forwards the daemon's notifications.
 
-use super::dispatch::{Caller, dispatch};
+use super::dispatch::{Caller, Reply, dispatch};
 use super::hub::Hub;
 use crate::error::Error;
 use crate::protocol::{self, Incoming, Request, RpcError};
@@ -229,7 +229,7 @@ pub(crate) fn handle(
             in_flight.spawn(async move {
                 let outcome = fut.await;
                 if let Some(id) = id {
-                    let _ = out.send(Out::Text(respond(id, outcome).to_string()));
+                    let _ = out.send(Out::Text(respond(&id, &outcome)));
                 }
             });
         }
@@ -242,13 +242,14 @@ pub(crate) fn handle(
             in_flight.spawn(async move {
                 let (ids, futs): (Vec<_>, Vec<_>) = started.into_iter().unzip();
                 let outcomes = join_all(futs).await;
-                let responses: Vec<Value> = ids
+                let responses: Vec<String> = ids
                     .into_iter()
                     .zip(outcomes)
-                    .filter_map(|(id, o)| id.map(|id| respond(id, o)))
+                    .filter_map(|(id, o)| id.map(|id| respond(&id, &o)))
                     .collect();
                 if !responses.is_empty() {
-                    let _ = out.send(Out::Text(Value::Array(responses).to_string()));
+                    // Each response is a JSON object: the batch is their array.
+                    let _ = out.send(Out::Text(format!("[{}]", responses.join(","))));
                 }
             });
         }
@@ -257,7 +258,7 @@ pub(crate) fn handle(
 
 type Started = (
     Option<Value>,
-    futures_util::future::BoxFuture<'static, Result<Value, RpcError>>,
+    futures_util::future::BoxFuture<'static, Result<Reply, RpcError>>,
 );
 
 /// Queues a request's card work now (keeping arrival order per reader);
@@ -271,9 +272,9 @@ fn start(hub: &Arc<Hub>, caller: &Caller, req: Request, limited: bool) -> Starte
     (req.id, fut)
 }
 
-fn respond(id: Value, outcome: Result<Value, RpcError>) -> Value {
+fn respond(id: &Value, outcome: &Result<Reply, RpcError>) -> String {
     match outcome {
-        Ok(v) => protocol::result(id, v),
-        Err(e) => protocol::error(id, &e),
+        Ok(r) => protocol::result_text(id, r),
+        Err(e) => protocol::error_text(id, e),
     }
 }
