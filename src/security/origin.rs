@@ -404,10 +404,17 @@ impl OriginGate {
 
 /// The `Host` header names this daemon: a loopback name and its port.
 pub fn host_is_us(host: &str, port: u16) -> bool {
-    let host = host.to_ascii_lowercase();
-    ["127.0.0.1", "localhost", "[::1]"]
-        .iter()
-        .any(|name| host == format!("{name}:{port}"))
+    // Checked on every HTTP request: compared in place, nothing allocated.
+    let Some((name, given)) = host.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = given.parse::<u16>().is_ok_and(|p| p == port)
+        && given.bytes().all(|b| b.is_ascii_digit())
+        && !given.starts_with('0');
+    port_ok
+        && ["127.0.0.1", "localhost", "[::1]"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
 }
 
 #[cfg(test)]
@@ -457,6 +464,12 @@ mod tests {
         assert!(!host_is_us("localhost.:27183", 27183));
         assert!(!host_is_us("evil.test:27183", 27183));
         assert!(!host_is_us("127.0.0.1:80", 27183));
+        assert!(!host_is_us("127.0.0.1:027183", 27183));
+        assert!(!host_is_us("127.0.0.1:+27183", 27183));
+        assert!(!host_is_us("127.0.0.1:27183:27183", 27183));
+        assert!(!host_is_us("[::1]", 27183));
+        assert!(!host_is_us(":27183", 27183));
+        assert!(!host_is_us("", 27183));
     }
 
     fn web(s: &str) -> Peer {
