@@ -36,6 +36,18 @@ impl Slot {
         Ok(self.engine.as_mut().expect("engine was just set"))
     }
 
+    /// Runs `f` on the card's engine; a lost connection is dropped, so the
+    /// next job connects again.
+    fn run<R>(&mut self, f: impl FnOnce(&mut Engine) -> Result<R, Error>) -> Result<R, Error> {
+        let result = self.engine().and_then(f);
+        if let Err(e) = &result
+            && connection_lost(e)
+        {
+            self.drop_connection();
+        }
+        result
+    }
+
     /// Forgets the connection (after the card went away): the next
     /// operation connects again.
     pub fn drop_connection(&mut self) {
@@ -170,13 +182,7 @@ impl Service {
         self.submit(
             reader,
             Box::new(move |slot: &mut Slot| {
-                let result = slot.engine().and_then(f);
-                if let Err(e) = &result
-                    && connection_lost(e)
-                {
-                    slot.drop_connection();
-                }
-                let _ = tx.send(result);
+                let _ = tx.send(slot.run(f));
             }),
         );
         rx
@@ -218,12 +224,7 @@ impl Service {
             Box::new(move |slot: &mut Slot| {
                 // From here on, newcomers queue a job of their own.
                 let waiters = lock(&job_batch).take().unwrap_or_default();
-                let result = slot.engine().and_then(f);
-                if let Err(e) = &result
-                    && connection_lost(e)
-                {
-                    slot.drop_connection();
-                }
+                let result = slot.run(f);
                 for w in waiters {
                     let _ = w.send(result.clone());
                 }
