@@ -258,7 +258,7 @@ impl Service {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
-        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.workers)
     }
 
     fn has_worker(&self, reader: &str) -> bool {

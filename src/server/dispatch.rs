@@ -126,19 +126,43 @@ fn pin_status(
     hub: &Arc<Hub>,
     me: ConnId,
     t: &Target,
-) -> impl std::future::Future<Output = Result<PinStatus, RpcError>> + Send + 'static {
-    let (pin, reader, job_hub) = (t.pin.clone(), t.reader.clone(), hub.clone());
-    let key = format!("status {pin}");
-    let rx = hub.service.queue_shared(&t.reader, &key, move |e| {
-        Ok((e.status(&pin)?, job_hub.owner(&reader)))
+) -> impl std::future::Future<Output = Result<PinStatus, RpcError>> + Send + use<> {
+    let pin = t.pin.clone();
+    let read = shared_read(hub, &t.reader, &format!("status {pin}"), me, move |e| {
+        e.status(&pin)
     });
-    let timeout = hub.op_timeout;
     async move {
-        let (mut status, owner) = await_job(rx, timeout).await?;
-        if owner != Some(me) {
+        let (mut status, mine) = read.await?;
+        if !mine {
             mask_pin_status(&mut status);
         }
         Ok(status)
+    }
+}
+
+/// A read shared by every caller waiting for the same `key` on `reader`
+/// ([`crate::service::Service::queue_shared`]), and whether the card's
+/// login is `me`'s, as seen when the card was read (the caller masks what
+/// is not its own).
+fn shared_read<R, F>(
+    hub: &Arc<Hub>,
+    reader: &str,
+    key: &str,
+    me: ConnId,
+    read: F,
+) -> impl std::future::Future<Output = Result<(R, bool), RpcError>> + Send + use<R, F>
+where
+    R: Clone + Send + 'static,
+    F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
+{
+    let (name, job_hub) = (reader.to_string(), hub.clone());
+    let rx = hub
+        .service
+        .queue_shared(reader, key, move |e| Ok((read(e)?, job_hub.owner(&name))));
+    let timeout = hub.op_timeout;
+    async move {
+        let (value, owner) = await_job(rx, timeout).await?;
+        Ok((value, owner == Some(me)))
     }
 }
 
@@ -288,17 +312,11 @@ fn get_readers(hub: &Arc<Hub>, me: ConnId) -> BoxFuture<'static, Outcome> {
         .into_iter()
         .map(|(name, atr)| {
             let token = atr.as_ref().map(|_| {
-                let (reader, job_hub) = (name.clone(), hub.clone());
                 // Shared like a PIN's status (every page asks at load).
-                let rx = hub.service.queue_shared(&name, "token", move |e| {
-                    Ok((describe_token(e)?, job_hub.owner(&reader)))
-                });
-                let timeout = hub.op_timeout;
+                let read = shared_read(hub, &name, "token", me, describe_token);
                 async move {
-                    let (mut token, owner) = await_job(rx, timeout).await?;
-                    if owner != Some(me)
-                        && let Some(pins) = token["pins"].as_array_mut()
-                    {
+                    let (mut token, mine) = read.await?;
+                    if !mine && let Some(pins) = token["pins"].as_array_mut() {
                         pins.iter_mut().for_each(mask_status);
                     }
                     Ok::<Value, RpcError>(token)

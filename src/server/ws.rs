@@ -93,11 +93,11 @@ pub async fn serve<S>(
                     break;
                 }
                 next = match notes.try_recv() {
-                    Ok(note) => Some(Next::Send(Message::text(note.for_conn(conn).to_string()))),
-                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, "slow client missed notifications");
-                        Some(Next::Skip)
-                    }
+                    Ok(note) => Some(from_note(Ok(note), conn)),
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => Some(from_note(
+                        Err(broadcast::error::RecvError::Lagged(missed)),
+                        conn,
+                    )),
                     Err(_) => match out_rx.try_recv() {
                         Ok(m) => Some(from_out(Some(m))),
                         Err(_) => None,
