@@ -357,7 +357,7 @@ async fn ws_connect(port: u16) -> Res<Ws> {
     // A read buffer the size of the daemon's: the library's 128 KiB,
     // zero-filled per connection, made the clients the costliest part of
     // the 1,000-client run.
-    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let config = WebSocketConfig::default().read_buffer_size(1024);
     let (ws, _) = tokio_tungstenite::connect_async_with_config(
         format!("ws://127.0.0.1:{port}/ws"),
         Some(config),
@@ -947,7 +947,7 @@ mod bare {
                 };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
-                    let config = WebSocketConfig::default().read_buffer_size(4096);
+                    let config = WebSocketConfig::default().read_buffer_size(1024);
                     let Ok(mut ws) =
                         tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
                     else {

@@ -381,6 +381,30 @@ async fn malformed_input_gets_structured_errors() {
         3
     );
 
+    // A big message under the limit (the read buffer starts at 1 KiB and
+    // grows): a batch of 400 status reads, about 40 KiB, all answered.
+    let one = format!(
+        r#"{{"jsonrpc":"2.0","id":ID,"method":"getPinStatus","params":{}}}"#,
+        target(PIV, "pin")
+    );
+    let batch: Vec<String> = (0..400)
+        .map(|i| one.replace("ID", &i.to_string()))
+        .collect();
+    let text = format!("[{}]", batch.join(","));
+    assert!(
+        text.len() > 32 * 1024 && text.len() < 64 * 1024,
+        "{}",
+        text.len()
+    );
+    c.send_text(text).await;
+    let answers = c.recv().await.expect("the batch's answer");
+    let answers = answers.as_array().expect("an array");
+    assert_eq!(answers.len(), 400);
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a["id"], i, "{a}");
+        assert_eq!(a["result"]["remainingTries"], 3, "{a}");
+    }
+
     // A message over the limit closes the connection with 1009.
     let huge = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"hello","params":{{"x":"{}"}}}}"#,

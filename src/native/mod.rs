@@ -27,10 +27,11 @@ use crate::protocol::{self, RpcError};
 use crate::security::origin::{Origin, OriginGate, Peer};
 use crate::security::throttle::RateLimit;
 use crate::server::hub::{ConnId, Hub};
-use crate::server::{Caller, MAX_MESSAGE, Out, handle};
+use crate::server::{Caller, InFlight, MAX_MESSAGE, handle};
 use crate::service::Service;
 use crate::transport::Backend;
 use clap::Args;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -284,6 +285,12 @@ fn open(hub: &Hub, env: &Value) -> Result<Caller, (&'static str, String)> {
     })
 }
 
+/// What a session's forwarder sends to the extension.
+enum Out {
+    Text(String),
+    Close(CloseCode, &'static str),
+}
+
 /// One page's session: like a WebSocket connection (rate limit, idle
 /// logins, revocation), answered by the shared [`handle`].
 async fn run_session(
@@ -320,7 +327,7 @@ async fn run_session(
             }
         }
     });
-    let mut in_flight = tokio::task::JoinSet::new();
+    let mut in_flight = InFlight::new();
     let mut rate = RateLimit::new(hub.limits.rate_per_second, hub.limits.rate_burst);
     let login_idle = hub.limits.login_idle;
     let idle = tokio::time::sleep(login_idle);
@@ -328,9 +335,12 @@ async fn run_session(
     loop {
         let text = tokio::select! {
             t = rx.recv() => t,
-            // Reap answered requests at once (a JoinSet keeps finished
-            // tasks until joined).
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(text) = answer {
+                    let _ = out.send(Out::Text(text));
+                }
+                continue;
+            }
             () = &mut idle => {
                 hub.end_logins_of(conn);
                 idle.as_mut().reset(tokio::time::Instant::now() + login_idle);
@@ -351,9 +361,13 @@ async fn run_session(
             break;
         }
         let limited = !rate.allow(std::time::Instant::now());
-        handle(&hub, &caller, &text, limited, &out, &mut in_flight);
+        handle(&hub, &caller, &text, limited, &mut in_flight);
     }
-    while in_flight.join_next().await.is_some() {}
+    while let Some(answer) = in_flight.next().await {
+        if let Some(text) = answer {
+            let _ = out.send(Out::Text(text));
+        }
+    }
     drop(out);
     let _ = forwarder.await;
     hub.close_connection(conn);

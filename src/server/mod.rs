@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-pub(crate) use ws::{MAX_MESSAGE, Out, handle};
+pub(crate) use ws::{InFlight, MAX_MESSAGE, handle};
 
 /// The daemon's documented default port.
 pub const DEFAULT_PORT: u16 = 27183;

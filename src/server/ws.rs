@@ -5,14 +5,15 @@ use super::dispatch::{Caller, Reply, dispatch};
 use super::hub::Hub;
 use crate::error::Error;
 use crate::protocol::{self, Incoming, Request, RpcError};
+use crate::security::origin::Peer;
 use crate::security::throttle::RateLimit;
-use futures_util::FutureExt;
-use futures_util::future::join_all;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::future::{BoxFuture, join_all};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -22,10 +23,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityE
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// The read buffer each connection starts with. Requests are small; a
-/// bigger message (up to [`MAX_MESSAGE`]) grows it as needed. The library's
-/// default (128 KiB, zero-filled on first read) cost 128 KiB of RSS per open
-/// connection: 1,000 clients took the daemon from 7 to 84 MB.
-const READ_BUFFER: usize = 4 * 1024;
+/// bigger message (up to [`MAX_MESSAGE`]) grows it as needed. The library
+/// zero-fills the free part of this buffer (up to its size) before every
+/// read: at 4 KiB that was a fifth of the daemon's instructions with 1,000
+/// clients; its default (128 KiB) also cost 128 KiB of RSS per open
+/// connection (1,000 clients took the daemon from 7 to 84 MB).
+const READ_BUFFER: usize = 1024;
 
 /// At most this many messages are written before a flush.
 const WRITE_BATCH: usize = 64;
@@ -37,157 +40,222 @@ pub fn config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE))
 }
 
-/// What the writer sends: a response, or the closing frame. Shared with
-/// the native-messaging host, whose sessions are answered the same way.
-pub(crate) enum Out {
-    Text(String),
-    Close(CloseCode, &'static str),
+/// A connection's requests being answered. They are polled by the
+/// connection's own task, not spawned: a task per request cost more than a
+/// status read itself with 1,000 clients asking at once, and the card work
+/// is queued before the future is first polled, so order is unchanged.
+/// Each yields the text to send back (`None`: a notification, no answer).
+pub(crate) type InFlight = FuturesUnordered<BoxFuture<'static, Option<String>>>;
+
+/// Why a connection ends, and the closing frame it sends (if any).
+struct Ending {
+    /// An error response sent before the closing frame.
+    error: Option<String>,
+    close: Option<(CloseCode, &'static str)>,
 }
 
+impl Ending {
+    const QUIET: Ending = Ending {
+        error: None,
+        close: None,
+    };
+
+    fn close(code: CloseCode, reason: &'static str) -> Ending {
+        Ending {
+            error: None,
+            close: Some((code, reason)),
+        }
+    }
+}
+
+/// Serves one WebSocket connection in one task: its requests, their
+/// answers and the daemon's notifications. (A writer task of its own and a
+/// channel to it cost a wake-up per message.) A client that does not read
+/// only holds up its own connection: the card work of its requests is
+/// queued at once and runs regardless.
 pub async fn serve<S>(
     hub: Arc<Hub>,
-    ws: WebSocketStream<S>,
+    mut ws: WebSocketStream<S>,
     caller: Caller,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut stream) = ws.split();
-    let (out, mut out_rx) = mpsc::unbounded_channel::<Out>();
     let mut notes = hub.subscribe();
     let conn = caller.conn;
-
-    // The writer: responses and notifications, so a slow request never
-    // holds up another one, and a slow client only slows itself.
-    // Notifications go first: an operation broadcasts its `pinStateChanged`
-    // before its response is queued, so the caller always sees the new PIN
-    // state before the response (docs/protocol.md promises it).
-    let writer = tokio::spawn(async move {
-        'write: loop {
-            let first = tokio::select! {
-                biased;
-                n = notes.recv() => from_note(n, conn),
-                m = out_rx.recv() => from_out(m),
-            };
-            // Everything else already waiting goes out in the same write
-            // (a login's notification and its response: one syscall, one
-            // wake-up of the client).
-            let mut next = Some(first);
-            let mut fed = 0;
-            while let Some(item) = next.take() {
-                match item {
-                    Next::Skip => {}
-                    Next::Send(msg) => {
-                        if sink.feed(msg).await.is_err() {
-                            break 'write;
-                        }
-                    }
-                    Next::Close(msg) => {
-                        let _ = sink.send(msg).await;
-                        break 'write;
-                    }
-                    Next::End => break 'write,
-                }
-                fed += 1;
-                if fed == WRITE_BATCH {
-                    break;
-                }
-                next = match notes.try_recv() {
-                    Ok(note) => Some(from_note(Ok(note), conn)),
-                    Err(broadcast::error::TryRecvError::Lagged(missed)) => Some(from_note(
-                        Err(broadcast::error::RecvError::Lagged(missed)),
-                        conn,
-                    )),
-                    Err(_) => match out_rx.try_recv() {
-                        Ok(m) => Some(from_out(Some(m))),
-                        Err(_) => None,
-                    },
-                };
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-
-    let mut in_flight = tokio::task::JoinSet::new();
+    let mut in_flight = InFlight::new();
     let mut rate = RateLimit::new(hub.limits.rate_per_second, hub.limits.rate_burst);
     let login_idle = hub.limits.login_idle;
     let idle = tokio::time::sleep(login_idle);
     tokio::pin!(idle);
     let peer = caller.peer.clone();
-    loop {
-        let msg = tokio::select! {
-            m = stream.next() => m,
-            _ = shutdown.changed() => {
-                let _ = out.send(Out::Close(CloseCode::Away, "the daemon is shutting down"));
-                break;
-            }
-            // Reap answered requests at once (a JoinSet keeps finished
-            // tasks until joined: a long-lived page would grow the daemon
-            // with every request it ever made).
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let ending = 'conn: loop {
+        // Notifications first: an operation broadcasts its `pinStateChanged`
+        // before it hands over its result, so the caller always sees the
+        // new PIN state before the response (docs/protocol.md promises it).
+        let first = tokio::select! {
+            biased;
+            n = notes.recv() => from_note(n, conn),
+            Some(answer) = in_flight.next(), if !in_flight.is_empty() => Next::Answer(answer),
+            m = ws.next() => match read(&hub, &caller, &peer, m, &mut rate, &mut in_flight) {
+                Ok(()) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + login_idle);
+                    Next::Skip
+                }
+                Err(ending) => break ending,
+            },
+            _ = shutdown.changed() => break Ending::close(CloseCode::Away, "the daemon is shutting down"),
             () = &mut idle => {
                 // Quiet for too long: this connection's logins end.
                 hub.end_logins_of(conn);
                 idle.as_mut().reset(tokio::time::Instant::now() + login_idle);
-                continue;
+                Next::Skip
             }
         };
-        idle.as_mut()
-            .reset(tokio::time::Instant::now() + login_idle);
-        match msg {
-            Some(Ok(Message::Text(_))) if !caller.once && !hub.gate.still_allows(&peer) => {
-                // Revoked while connected: the connection ends here.
-                tracing::info!(%peer, "origin revoked; closing its connection");
-                let e = RpcError::origin_not_allowed(&peer.to_string());
-                let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
-                let _ = out.send(Out::Close(CloseCode::Policy, "origin not allowed"));
+        // Everything else already waiting goes out in the same write (a
+        // login's notification and its response: one syscall, one wake-up
+        // of the client).
+        let mut item = first;
+        loop {
+            let answer = match item {
+                Next::Note(msg) => {
+                    batch.push(msg);
+                    None
+                }
+                Next::Answer(answer) => answer,
+                Next::Skip => None,
+                Next::End => break 'conn Ending::QUIET,
+            };
+            // Notifications go before the answer: an operation broadcasts
+            // its `pinStateChanged` as its answer is made, so the caller
+            // sees the new PIN state first (docs/protocol.md promises it),
+            // all of them, however many.
+            while answer.is_some() || batch.len() < WRITE_BATCH {
+                match try_note(&mut notes, conn) {
+                    Some(Next::Note(msg)) => batch.push(msg),
+                    Some(Next::End) => break 'conn Ending::QUIET,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            if let Some(text) = answer {
+                batch.push(Message::text(text));
+            }
+            if batch.len() >= WRITE_BATCH {
                 break;
             }
-            Some(Ok(Message::Text(text))) => {
-                let limited = !rate.allow(std::time::Instant::now());
-                handle(&hub, &caller, text.as_str(), limited, &out, &mut in_flight)
+            item = match in_flight.next().now_or_never() {
+                Some(Some(answer)) => Next::Answer(answer),
+                _ => break,
+            };
+        }
+        if !batch.is_empty() {
+            for msg in batch.drain(..) {
+                if ws.feed(msg).await.is_err() {
+                    break 'conn Ending::QUIET;
+                }
             }
-            Some(Ok(Message::Binary(_))) => {
-                let e = RpcError::invalid_request("binary frames are not accepted; send JSON text");
-                let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
-            }
-            Some(Ok(Message::Close(_))) | None => break,
-            Some(Ok(_)) => {} // ping/pong: answered by the library
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                tracing::debug!(size, max_size, "message too big; closing");
-                let _ = out.send(Out::Close(CloseCode::Size, "message too big"));
-                break;
-            }
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "websocket read failed");
-                break;
+            if ws.flush().await.is_err() {
+                break Ending::QUIET;
             }
         }
+    };
+    // Requests already queued finish (the card is never left half way, and
+    // a login ends with its connection only once it is done); their
+    // responses go out if the client is still there, then the closing frame.
+    let mut open = true;
+    while let Some(answer) = in_flight.next().await {
+        if let Some(text) = answer
+            && open
+        {
+            open = ws.send(Message::text(text)).await.is_ok();
+        }
     }
-    // Requests already queued finish (the card is never left half way); their
-    // responses go out if the client is still there.
-    while in_flight.join_next().await.is_some() {}
-    drop(out);
-    let _ = writer.await;
+    if open {
+        if let Some(text) = ending.error {
+            let _ = ws.feed(Message::text(text)).await;
+        }
+        if let Some((code, reason)) = ending.close {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = ws.send(Message::Close(Some(frame))).await;
+        }
+        let _ = ws.close(None).await;
+    }
     hub.close_connection(conn);
 }
 
-/// What the writer does next.
+/// Takes one message from the client: a request is started, anything else
+/// answered or ends the connection.
+fn read(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    peer: &Peer,
+    msg: Option<Result<Message, WsError>>,
+    rate: &mut RateLimit,
+    in_flight: &mut InFlight,
+) -> Result<(), Ending> {
+    match msg {
+        Some(Ok(Message::Text(_))) if !caller.once && !hub.gate.still_allows(peer) => {
+            // Revoked while connected: the connection ends here.
+            tracing::info!(%peer, "origin revoked; closing its connection");
+            let e = RpcError::origin_not_allowed(&peer.to_string());
+            Err(Ending {
+                error: Some(protocol::error(Value::Null, &e).to_string()),
+                close: Some((CloseCode::Policy, "origin not allowed")),
+            })
+        }
+        Some(Ok(Message::Text(text))) => {
+            let limited = !rate.allow(std::time::Instant::now());
+            handle(hub, caller, text.as_str(), limited, in_flight);
+            Ok(())
+        }
+        Some(Ok(Message::Binary(_))) => {
+            let e = RpcError::invalid_request("binary frames are not accepted; send JSON text");
+            answer_now(in_flight, protocol::error(Value::Null, &e).to_string());
+            Ok(())
+        }
+        Some(Ok(Message::Close(_))) | None => Err(Ending::QUIET),
+        Some(Ok(_)) => Ok(()), // ping/pong: answered by the library
+        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+            tracing::debug!(size, max_size, "message too big; closing");
+            Err(Ending::close(CloseCode::Size, "message too big"))
+        }
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "websocket read failed");
+            Err(Ending::QUIET)
+        }
+    }
+}
+
+/// What the connection writes next.
 enum Next {
-    Send(Message),
-    /// Send this closing frame, then stop.
-    Close(Message),
-    /// A notification was missed; nothing to send for it.
+    Note(Message),
+    /// A request's answer (`None`: it was a notification, no answer).
+    Answer(Option<String>),
+    /// Nothing to send (a missed notification, a message read).
     Skip,
+    /// The daemon is going away.
     End,
+}
+
+/// A notification already waiting, if any.
+fn try_note(notes: &mut broadcast::Receiver<Arc<super::hub::Note>>, conn: u64) -> Option<Next> {
+    use broadcast::error::{RecvError, TryRecvError};
+    match notes.try_recv() {
+        Ok(note) => Some(from_note(Ok(note), conn)),
+        Err(TryRecvError::Lagged(missed)) => Some(from_note(Err(RecvError::Lagged(missed)), conn)),
+        Err(TryRecvError::Closed) => Some(Next::End),
+        Err(TryRecvError::Empty) => None,
+    }
 }
 
 fn from_note(n: Result<Arc<super::hub::Note>, broadcast::error::RecvError>, conn: u64) -> Next {
     match n {
-        Ok(note) => Next::Send(Message::text(note.for_conn(conn).to_string())),
+        Ok(note) => Next::Note(Message::text(note.for_conn(conn).to_string())),
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             tracing::debug!(missed, "slow client missed notifications");
             Next::Skip
@@ -196,15 +264,9 @@ fn from_note(n: Result<Arc<super::hub::Note>, broadcast::error::RecvError>, conn
     }
 }
 
-fn from_out(m: Option<Out>) -> Next {
-    match m {
-        Some(Out::Text(t)) => Next::Send(Message::text(t)),
-        Some(Out::Close(code, reason)) => Next::Close(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }))),
-        None => Next::End,
-    }
+/// Queues an answer that needs no work.
+fn answer_now(in_flight: &mut InFlight, text: String) {
+    in_flight.push(futures_util::future::ready(Some(text)).boxed());
 }
 
 /// Answers one text message of a connection: parses it (single request or
@@ -216,42 +278,39 @@ pub(crate) fn handle(
     caller: &Caller,
     text: &str,
     limited: bool,
-    out: &mpsc::UnboundedSender<Out>,
-    in_flight: &mut tokio::task::JoinSet<()>,
+    in_flight: &mut InFlight,
 ) {
     match protocol::parse_message(text) {
-        Incoming::Invalid(e) => {
-            let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
-        }
+        Incoming::Invalid(e) => answer_now(in_flight, protocol::error(Value::Null, &e).to_string()),
         Incoming::Single(req) => {
             let (id, fut) = start(hub, caller, req, limited);
-            let out = out.clone();
-            in_flight.spawn(async move {
-                let outcome = fut.await;
-                if let Some(id) = id {
-                    let _ = out.send(Out::Text(respond(&id, &outcome)));
+            in_flight.push(
+                async move {
+                    let outcome = fut.await;
+                    id.map(|id| respond(&id, &outcome))
                 }
-            });
+                .boxed(),
+            );
         }
         Incoming::Batch(reqs) => {
             let started: Vec<_> = reqs
                 .into_iter()
                 .map(|r| start(hub, caller, r, limited))
                 .collect();
-            let out = out.clone();
-            in_flight.spawn(async move {
-                let (ids, futs): (Vec<_>, Vec<_>) = started.into_iter().unzip();
-                let outcomes = join_all(futs).await;
-                let responses: Vec<String> = ids
-                    .into_iter()
-                    .zip(outcomes)
-                    .filter_map(|(id, o)| id.map(|id| respond(&id, &o)))
-                    .collect();
-                if !responses.is_empty() {
+            in_flight.push(
+                async move {
+                    let (ids, futs): (Vec<_>, Vec<_>) = started.into_iter().unzip();
+                    let outcomes = join_all(futs).await;
+                    let responses: Vec<String> = ids
+                        .into_iter()
+                        .zip(outcomes)
+                        .filter_map(|(id, o)| id.map(|id| respond(&id, &o)))
+                        .collect();
                     // Each response is a JSON object: the batch is their array.
-                    let _ = out.send(Out::Text(format!("[{}]", responses.join(","))));
+                    (!responses.is_empty()).then(|| format!("[{}]", responses.join(",")))
                 }
-            });
+                .boxed(),
+            );
         }
     }
 }
