@@ -267,3 +267,119 @@ async fn origins_are_managed_without_restart_and_revocation_closes_connections()
     assert_eq!(cli(&["revoke", "https://shop.example"]).0, Some(1));
     server.shutdown().await;
 }
+
+/// Reads one HTTP response head (and whatever body came with it).
+async fn read_response(s: &mut tokio::net::TcpStream) -> (u16, String) {
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// A WebSocket over a socket whose handshake the test made by hand:
+/// answers `hello`.
+async fn speaks_websocket(s: tokio::net::TcpStream) -> bool {
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        tokio_tungstenite::MaybeTlsStream::Plain(s),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    let mut c = ws_client::Client::from_stream(ws);
+    c.ok("hello", serde_json::json!({})).await["protocol"] == 1
+}
+
+/// The common handshake is answered without the HTTP server, the rest by
+/// it: every form a client may send gets the same answer either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_of_handshake_gets_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("origins.toml");
+    std::fs::write(&file, "allowed = [\"https://bank.example\"]\n").unwrap();
+    let server = daemon(&file, OriginsFile::default()).await;
+    let port = server.port();
+    let head = |path: &str, extra: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: https://bank.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+        )
+    };
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", port));
+
+    // The head in small pieces, with pauses: 101 with the RFC 6455 example
+    // key's answer, then a working WebSocket.
+    let mut s = connect().await.unwrap();
+    for piece in head("/ws", "").as_bytes().chunks(7) {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (code, text) = read_response(&mut s).await;
+    assert_eq!(code, 101, "{text}");
+    assert!(
+        text.to_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{text}"
+    );
+    assert!(speaks_websocket(s).await);
+
+    // A query string, and many headers (more than the direct way reads).
+    let many: String = (0..40).map(|i| format!("X-Extra-{i}: {i}\r\n")).collect();
+    for h in [head("/ws?page=1", ""), head("/ws", &many)] {
+        let mut s = connect().await.unwrap();
+        s.write_all(h.as_bytes()).await.unwrap();
+        let (code, text) = read_response(&mut s).await;
+        assert_eq!(code, 101, "{text}");
+        assert!(speaks_websocket(s).await);
+    }
+
+    // A keep-alive connection that loaded a page first, then upgrades.
+    let mut s = connect().await.unwrap();
+    let get = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    s.write_all(get.as_bytes()).await.unwrap();
+    let (code, text) = read_response(&mut s).await;
+    assert_eq!(code, 200, "{text}");
+    s.write_all(head("/ws", "").as_bytes()).await.unwrap();
+    let (code, text) = read_response(&mut s).await;
+    assert_eq!(code, 101, "{text}");
+    assert!(speaks_websocket(s).await);
+
+    // Refusals and odd requests: the HTTP server's answers.
+    let refused = [
+        (head("/ws", "").replace("Version: 13", "Version: 8"), 426),
+        (head("/ws", "").replace("Upgrade: websocket\r\n", ""), 400),
+        (head("/ws", "").replace("GET", "POST"), 405),
+        (head("/ws", "").replace("bank.example", "evil.test"), 403),
+        (head("/ws", "").replace("127.0.0.1:", "evil.test:"), 403),
+        (head("/wsx", ""), 404),
+        (
+            format!("{}\r\n", head("/ws", &"X-Big: aaaa\r\n".repeat(3000))),
+            431,
+        ),
+    ];
+    for (h, want) in refused {
+        let mut s = connect().await.unwrap();
+        let _ = s.write_all(h.as_bytes()).await;
+        let (code, text) = read_response(&mut s).await;
+        assert_eq!(code, want, "{}: {text}", &h[..h.len().min(120)]);
+    }
+    // Nothing was left open by any of it.
+    assert!(eventually_idle(&server).await);
+    server.shutdown().await;
+}
+
+async fn eventually_idle(server: &Server) -> bool {
+    for _ in 0..200 {
+        if server.is_idle() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}

@@ -1,6 +1,7 @@
 //! HTTP/1.1 routes and the WebSocket upgrade.
 
 use super::dispatch::Caller;
+use super::handshake::{self, Start};
 use super::hub::ConsentMode;
 use super::hub::Hub;
 use super::ws;
@@ -14,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -29,6 +31,9 @@ type Body = Full<Bytes>;
 
 /// How long a client may take to send its request head (the handshake).
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long shutdown waits for open connections to finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Counts a connection as active while it lives.
 struct ActiveGuard(Arc<AtomicUsize>);
@@ -79,28 +84,81 @@ pub async fn accept_loop(
         let guard = ActiveGuard::new(&active);
         let (hub, shutdown, tls) = (hub.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
-            let _guard = guard;
-            let Some(tls) = tls else {
-                return serve_http(stream, peer, hub, shutdown).await;
-            };
-            // TLS or plain HTTP on the same port: a TLS client speaks first
-            // with a handshake record, an HTTP client with a method name.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
-                Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(s)) => serve_http(s, peer, hub, shutdown).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-                Ok(Ok(_)) => serve_http(stream, peer, hub, shutdown).await,
-                _ => {}
+            match tls {
+                None => serve(stream, peer, hub, shutdown, guard).await,
+                // Boxed: the connection's future is moved three times when it
+                // is spawned, and the TLS state would make every plain
+                // connection's several kilobytes bigger.
+                Some(tls) => Box::pin(serve_tls(stream, tls, peer, hub, shutdown, guard)).await,
             }
         });
     }
-    // Upgraded WebSockets watch the shutdown signal themselves.
-    while connections.join_next().await.is_some() {}
+    // Open connections see the shutdown themselves: requests in progress
+    // are answered, WebSockets closed. One still open after the grace (a
+    // client that stopped reading, an operation waiting for the user) is
+    // dropped; card work it queued still runs to its end on the reader's
+    // worker, before the logout that follows.
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::debug!(
+            open = connections.len(),
+            "dropping connections still open at shutdown"
+        );
+    }
+}
+
+/// TLS or plain HTTP on the same port: a TLS client speaks first with a
+/// handshake record, an HTTP client with a method name.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    tls: TlsAcceptor,
+    peer: std::net::SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: watch::Receiver<bool>,
+    guard: ActiveGuard,
+) {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(s)) => serve(s, peer, hub, shutdown, guard).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        Ok(Ok(_)) => serve(stream, peer, hub, shutdown, guard).await,
+        _ => {}
+    }
+}
+
+/// Serves a connection: a WebSocket handshake straight away when it can
+/// ([`handshake`]), anything else through the HTTP server.
+async fn serve<IO>(
+    mut io: IO,
+    peer: std::net::SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: watch::Receiver<bool>,
+    guard: ActiveGuard,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match handshake::start(&mut io, &hub, HANDSHAKE_TIMEOUT).await {
+        Start::WebSocket(caller) => {
+            // From here on the connection counts as an open WebSocket.
+            drop(guard);
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws::config())).await;
+            ws::serve(hub, ws, caller, shutdown).await;
+        }
+        Start::Http(head) => {
+            let (read, write) = tokio::io::split(io);
+            let io = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
+            // Boxed: hyper's connection is big, and most connections here
+            // are WebSockets that never need it.
+            Box::pin(serve_http(io, peer, hub, shutdown)).await;
+            drop(guard);
+        }
+        Start::Gone => {}
+    }
 }
 
 async fn serve_http<IO>(

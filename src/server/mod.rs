@@ -4,6 +4,7 @@
 
 mod credentials;
 mod dispatch;
+mod handshake;
 mod http;
 pub mod hub;
 mod ws;
