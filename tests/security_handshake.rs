@@ -329,9 +329,14 @@ async fn every_form_of_handshake_gets_its_answer() {
     );
     assert!(speaks_websocket(s).await);
 
-    // A query string, and many headers (more than the direct way reads).
+    // A query string, many headers (more than the direct way reads), and
+    // bare LF line ends.
     let many: String = (0..40).map(|i| format!("X-Extra-{i}: {i}\r\n")).collect();
-    for h in [head("/ws?page=1", ""), head("/ws", &many)] {
+    for h in [
+        head("/ws?page=1", ""),
+        head("/ws", &many),
+        head("/ws", "").replace("\r\n", "\n"),
+    ] {
         let mut s = connect().await.unwrap();
         s.write_all(h.as_bytes()).await.unwrap();
         let (code, text) = read_response(&mut s).await;

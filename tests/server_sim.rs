@@ -666,3 +666,45 @@ async fn concurrent_status_reads_share_the_card_but_not_the_login() {
     );
     server.shutdown().await;
 }
+
+/// A client that sends requests but stops reading their answers fills its
+/// socket and holds its connection's writes; shutdown still finishes (after
+/// its grace), and logs the card out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_hang_on_a_client_that_stopped_reading() {
+    let (server, sim) = daemon().await;
+    let port = server.port();
+    let mut c = Client::connect(port).await;
+    c.ok(
+        "login",
+        with(target(PIV, "pin"), json!({ "value": "123456" })),
+    )
+    .await;
+    // Batches of status reads, never read: megabytes of answers.
+    let one = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"getPinStatus","params":{}}}"#,
+        target(PIV, "pin")
+    );
+    let batch = format!("[{}]", vec![one; 400].join(","));
+    for _ in 0..150 {
+        if tokio::time::timeout(
+            Duration::from_secs(1),
+            c.ws.send(Message::text(batch.clone())),
+        )
+        .await
+        .map_or(true, |r| r.is_err())
+        {
+            break; // the daemon stopped reading too: its writes are stuck
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(15), server.shutdown())
+        .await
+        .expect("shutdown finished despite a client that does not read");
+    let service = cardgate::service::Service::new(Arc::new(sim.clone()));
+    let st = tokio::task::spawn_blocking(move || service.with_engine(PIV, |e| e.status("pin")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!st.validated, "the card was logged out at shutdown");
+    drop(c);
+}

@@ -44,15 +44,19 @@ where
     let mut head = Vec::with_capacity(1024);
     let read = async {
         loop {
+            // A blank line may straddle two reads.
+            let from = head.len().saturating_sub(2);
             match io.read_buf(&mut head).await {
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}
             }
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&head) {
-                Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
-                _ => return true,
+            // The blank line that ends a head (httparse also takes bare LFs;
+            // a false alarm is parsed as partial and left to the HTTP server).
+            let new = &head[from..];
+            let blank =
+                new.windows(3).any(|w| w == b"\n\r\n") || new.windows(2).any(|w| w == b"\n\n");
+            if blank || head.len() >= MAX_HEAD {
+                return true;
             }
         }
     };
@@ -105,31 +109,40 @@ fn admitted<'h>(req: &httparse::Request<'h, '_>, hub: &Hub) -> Option<(Peer, &'h
     }
     // The first of each header, as the HTTP route reads it; a value that is
     // not visible ASCII is left to it too.
-    let header = |name: &str| -> Option<Option<&'h str>> {
-        match req
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-        {
-            None => Some(None),
-            Some(h) => visible_ascii(h.value).map(Some),
+    let mut seen = Seen::default();
+    for h in req.headers.iter() {
+        let slot = match h.name.len() {
+            4 if h.name.eq_ignore_ascii_case("host") => &mut seen.host,
+            6 if h.name.eq_ignore_ascii_case("origin") => &mut seen.origin,
+            7 if h.name.eq_ignore_ascii_case("upgrade") => &mut seen.upgrade,
+            17 if h.name.eq_ignore_ascii_case("sec-websocket-key") => &mut seen.key,
+            21 if h.name.eq_ignore_ascii_case("sec-websocket-version") => &mut seen.version,
+            // A body would be read as WebSocket frames.
+            14 if h.name.eq_ignore_ascii_case("content-length") && h.value != b"0" => return None,
+            17 if h.name.eq_ignore_ascii_case("transfer-encoding") => return None,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(visible_ascii(h.value)?);
         }
-    };
-    let upgrade = header("upgrade")??;
-    let version = header("sec-websocket-version")??;
-    let key = header("sec-websocket-key")??;
-    let host = header("host")?;
-    let origin = header("origin")?;
+    }
+    let (upgrade, version, key) = (seen.upgrade?, seen.version?, seen.key?);
     if !upgrade.eq_ignore_ascii_case("websocket") || version != "13" {
         return None;
     }
-    // A body would be read as WebSocket frames.
-    if header("content-length")?.is_some_and(|n| n != "0") || header("transfer-encoding")?.is_some()
-    {
-        return None;
-    }
+    let (host, origin) = (seen.host, seen.origin);
     let peer = hub.gate.check(host, origin, hub.port).ok()?;
     Some((peer, key))
+}
+
+/// The headers a handshake is judged by.
+#[derive(Default)]
+struct Seen<'h> {
+    host: Option<&'h str>,
+    origin: Option<&'h str>,
+    upgrade: Option<&'h str>,
+    version: Option<&'h str>,
+    key: Option<&'h str>,
 }
 
 /// A header value as text, if it is all visible ASCII (and tabs): what the
