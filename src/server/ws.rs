@@ -90,6 +90,9 @@ pub async fn serve<S>(
     tokio::pin!(idle);
     let peer = caller.peer.clone();
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    // Made once: a new `changed()` each time round registers a new waiter.
+    let stopping = shutdown.changed();
+    tokio::pin!(stopping);
     let ending = 'conn: loop {
         // Notifications first: an operation broadcasts its `pinStateChanged`
         // before it hands over its result, so the caller always sees the
@@ -105,7 +108,7 @@ pub async fn serve<S>(
                 }
                 Err(ending) => break ending,
             },
-            _ = shutdown.changed() => break Ending::close(CloseCode::Away, "the daemon is shutting down"),
+            _ = &mut stopping => break Ending::close(CloseCode::Away, "the daemon is shutting down"),
             () = &mut idle => {
                 // Quiet for too long: this connection's logins end.
                 hub.end_logins_of(conn);
