@@ -595,10 +595,19 @@ async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
     let mut buf = [0u8; 4096];
     let n = idle.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-
-    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+    // And one that never sent a byte (a browser's preconnect).
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .expect("shutdown finished while an idle keep-alive connection was open");
+        .unwrap();
+
+    tokio::time::timeout(Duration::from_secs(3), server.shutdown())
+        .await
+        .expect("shutdown finished while idle connections were open");
+    let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("the silent connection was closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing on the silent connection");
     // The idle connection was closed by the daemon.
     let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
         .await

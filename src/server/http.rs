@@ -142,7 +142,14 @@ async fn serve<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    match handshake::start(&mut io, &hub, HANDSHAKE_TIMEOUT).await {
+    // A connection that has sent nothing yet (a browser's preconnect) is
+    // closed at shutdown, not waited for.
+    let mut stop = shutdown.clone();
+    let start = tokio::select! {
+        start = handshake::start(&mut io, &hub, HANDSHAKE_TIMEOUT) => start,
+        _ = stop.wait_for(|stopping| *stopping) => Start::Gone,
+    };
+    match start {
         Start::WebSocket(caller) => {
             // From here on the connection counts as an open WebSocket.
             drop(guard);
