@@ -53,18 +53,7 @@ async fn handshake(
     }
     req += "\r\n";
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, text)
+    read_response(&mut s).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

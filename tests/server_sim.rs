@@ -43,6 +43,29 @@ async fn daemon() -> (Server, SimBackend) {
     (server, sim)
 }
 
+/// A daemon and a client that has logged in to the PIV card.
+async fn logged_in() -> (Server, SimBackend, Client) {
+    let (server, sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    c.ok(
+        "login",
+        with(target(PIV, "pin"), json!({ "value": "123456" })),
+    )
+    .await;
+    (server, sim, c)
+}
+
+/// Whether the simulated PIV card's PIN is verified, read from the card
+/// itself (not through the daemon).
+async fn piv_pin_verified(sim: &SimBackend) -> bool {
+    let service = cardgate::service::Service::new(Arc::new(sim.clone()));
+    tokio::task::spawn_blocking(move || service.with_engine(PIV, |e| e.status("pin")))
+        .await
+        .unwrap()
+        .unwrap()
+        .validated
+}
+
 fn target(reader: &str, pin: &str) -> Value {
     json!({ "reader": reader, "pin": pin })
 }
@@ -479,13 +502,7 @@ async fn card_and_reader_events_are_pushed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_clients_and_logs_the_card_out() {
-    let (server, sim) = daemon().await;
-    let mut c = Client::connect(server.port()).await;
-    c.ok(
-        "login",
-        with(target(PIV, "pin"), json!({ "value": "123456" })),
-    )
-    .await;
+    let (server, sim, mut c) = logged_in().await;
     assert_eq!(
         c.ok("getPinStatus", target(PIV, "pin")).await["validated"],
         true
@@ -501,12 +518,7 @@ async fn shutdown_closes_clients_and_logs_the_card_out() {
     }
     assert!(closed, "the client saw the connection close");
     // The card itself is no longer verified.
-    let service = cardgate::service::Service::new(Arc::new(sim.clone()));
-    let st = tokio::task::spawn_blocking(move || service.with_engine(PIV, |e| e.status("pin")))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!st.validated);
+    assert!(!piv_pin_verified(&sim).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,14 +589,9 @@ async fn an_operations_notification_precedes_its_response() {
 /// then logs the card out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
-    let (server, sim) = daemon().await;
+    // The logged-in client stays connected through the shutdown.
+    let (server, sim, _client) = logged_in().await;
     let port = server.port();
-    let mut c = Client::connect(port).await;
-    c.ok(
-        "login",
-        with(target(PIV, "pin"), json!({ "value": "123456" })),
-    )
-    .await;
     // An idle keep-alive connection, like the one that loaded /demo.
     let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -614,12 +621,7 @@ async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
         .expect("the idle connection was closed")
         .unwrap_or(0);
     assert_eq!(n, 0, "no more data on the idle connection");
-    let service = cardgate::service::Service::new(Arc::new(sim.clone()));
-    let st = tokio::task::spawn_blocking(move || service.with_engine(PIV, |e| e.status("pin")))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!st.validated, "the card was logged out");
+    assert!(!piv_pin_verified(&sim).await, "the card was logged out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,14 +683,7 @@ async fn concurrent_status_reads_share_the_card_but_not_the_login() {
 /// its grace), and logs the card out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_hang_on_a_client_that_stopped_reading() {
-    let (server, sim) = daemon().await;
-    let port = server.port();
-    let mut c = Client::connect(port).await;
-    c.ok(
-        "login",
-        with(target(PIV, "pin"), json!({ "value": "123456" })),
-    )
-    .await;
+    let (server, sim, mut c) = logged_in().await;
     // Batches of status reads, never read: megabytes of answers.
     let one = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"getPinStatus","params":{}}}"#,
@@ -709,11 +704,9 @@ async fn shutdown_does_not_hang_on_a_client_that_stopped_reading() {
     tokio::time::timeout(Duration::from_secs(15), server.shutdown())
         .await
         .expect("shutdown finished despite a client that does not read");
-    let service = cardgate::service::Service::new(Arc::new(sim.clone()));
-    let st = tokio::task::spawn_blocking(move || service.with_engine(PIV, |e| e.status("pin")))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!st.validated, "the card was logged out at shutdown");
+    assert!(
+        !piv_pin_verified(&sim).await,
+        "the card was logged out at shutdown"
+    );
     drop(c);
 }
