@@ -125,6 +125,13 @@ async fn a_login_ends_after_the_idle_timeout() {
     let mut tab = client(server.port(), "https://a.example").await;
     tab.ok("login", login("123456")).await;
     assert!(card_verified(&sim).await);
+    // A page that keeps talking keeps its login, well past the idle time.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tab.ok("hello", json!({})).await;
+    }
+    assert!(card_verified(&sim).await, "a busy page lost its login");
+    // Quiet: the login ends.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         eventually(async || !card_verified(&sim).await).await,

@@ -86,6 +86,10 @@ pub async fn serve<S>(
     let mut in_flight = InFlight::new();
     let mut rate = RateLimit::new(hub.limits.rate_per_second, hub.limits.rate_burst);
     let login_idle = hub.limits.login_idle;
+    // The idle timer is not moved on every message (a timer-wheel update
+    // each time): when it fires, it looks at the last message and sleeps
+    // on if there was one since.
+    let mut last_message = tokio::time::Instant::now();
     let idle = tokio::time::sleep(login_idle);
     tokio::pin!(idle);
     let peer = caller.peer.clone();
@@ -103,16 +107,21 @@ pub async fn serve<S>(
             Some(answer) = in_flight.next(), if !in_flight.is_empty() => Next::Answer(answer),
             m = ws.next() => match read(&hub, &caller, &peer, m, &mut rate, &mut in_flight) {
                 Ok(()) => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + login_idle);
+                    last_message = tokio::time::Instant::now();
                     Next::Skip
                 }
                 Err(ending) => break ending,
             },
             _ = &mut stopping => break Ending::close(CloseCode::Away, "the daemon is shutting down"),
             () = &mut idle => {
-                // Quiet for too long: this connection's logins end.
-                hub.end_logins_of(conn);
-                idle.as_mut().reset(tokio::time::Instant::now() + login_idle);
+                let now = tokio::time::Instant::now();
+                if last_message + login_idle > now {
+                    idle.as_mut().reset(last_message + login_idle);
+                } else {
+                    // Quiet for too long: this connection's logins end.
+                    hub.end_logins_of(conn);
+                    idle.as_mut().reset(now + login_idle);
+                }
                 Next::Skip
             }
         };
