@@ -5,7 +5,6 @@
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::security::origin::OriginsFile;
 use cardgate::server::{Limits, Server, ServerConfig};
 use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
@@ -113,18 +112,12 @@ async fn random_frames_get_structured_answers() {
     };
     sim.insert_card("Sim PIV", VirtualCard::new(card)).unwrap();
     let config = ServerConfig {
-        port: 0,
-        origins_file: None,
-        origins: OriginsFile {
-            allow_missing_origin: true,
-            ..OriginsFile::default()
-        },
         limits: Limits {
             rate_per_second: 100_000,
             rate_burst: 100_000,
             ..Limits::default()
         },
-        ..ServerConfig::default()
+        ..ws_client::local_tool_config()
     };
     let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
     let mut c = Client::connect(server.port()).await;

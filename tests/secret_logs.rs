@@ -6,8 +6,7 @@
 mod ws_client;
 
 use base64::Engine as _;
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Server, ServerConfig};
+use cardgate::server::Server;
 use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
@@ -74,15 +73,7 @@ async fn no_secret_in_any_log_line() {
     sim.add_reader("PGP");
     sim.insert_card("PIV", VirtualCard::new(piv)).unwrap();
     sim.insert_card("PGP", VirtualCard::new(pgp)).unwrap();
-    let config = ServerConfig {
-        port: 0,
-        origins_file: None,
-        origins: OriginsFile {
-            allow_missing_origin: true,
-            ..OriginsFile::default()
-        },
-        ..ServerConfig::default()
-    };
+    let config = ws_client::local_tool_config();
     let server = Server::start(Arc::new(sim), config).await.unwrap();
     let mut c = Client::connect(server.port()).await;
     let t = |r: &str, p: &str| json!({ "reader": r, "pin": p });

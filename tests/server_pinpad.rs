@@ -4,15 +4,13 @@
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Server, ServerConfig};
+use cardgate::server::Server;
 use cardgate::transport::sim::SimBackend;
 use cardgate::transport::sim::pinpad::SimPinpad;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 use ws_client::Client;
 
 const PAD_PIV: &str = "Sim Pinpad PIV";
@@ -30,16 +28,7 @@ async fn daemon() -> (Server, SimBackend) {
         .unwrap();
     sim.insert_card(PLAIN, VirtualCard::new(CardConfig::piv()))
         .unwrap();
-    let config = ServerConfig {
-        port: 0,
-        op_timeout: Duration::from_secs(10),
-        origins_file: None,
-        origins: OriginsFile {
-            allow_missing_origin: true,
-            ..OriginsFile::default()
-        },
-        ..ServerConfig::default()
-    };
+    let config = ws_client::local_tool_config();
     let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
     (server, sim)
 }

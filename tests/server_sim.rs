@@ -4,8 +4,7 @@
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Server, ServerConfig};
+use cardgate::server::Server;
 use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
@@ -28,17 +27,7 @@ async fn daemon() -> (Server, SimBackend) {
         .unwrap();
     sim.insert_card(PGP, VirtualCard::new(CardConfig::openpgp()))
         .unwrap();
-    let config = ServerConfig {
-        port: 0,
-        op_timeout: Duration::from_secs(10),
-        origins_file: None,
-        // The test client is a local tool: it sends no Origin.
-        origins: OriginsFile {
-            allow_missing_origin: true,
-            ..OriginsFile::default()
-        },
-        ..ServerConfig::default()
-    };
+    let config = ws_client::local_tool_config();
     let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
     (server, sim)
 }

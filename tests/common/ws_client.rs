@@ -1,6 +1,8 @@
 //! A small JSON-RPC WebSocket client for tests against the real daemon.
 #![allow(dead_code)] // each test binary uses part of it
 
+use cardgate::security::origin::OriginsFile;
+use cardgate::server::ServerConfig;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -10,6 +12,21 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The daemon as the tests run it for this client: a free port, no
+/// allowlist file, and no `Origin` needed (the client is a local tool).
+pub fn local_tool_config() -> ServerConfig {
+    ServerConfig {
+        port: 0,
+        op_timeout: Duration::from_secs(10),
+        origins_file: None,
+        origins: OriginsFile {
+            allow_missing_origin: true,
+            ..OriginsFile::default()
+        },
+        ..ServerConfig::default()
+    }
+}
 
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,

@@ -6,10 +6,8 @@
 mod ws_client;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Server, ServerConfig};
+use cardgate::server::Server;
 use cardgate::transport::pcsc::PcscBackend;
 use libtest_mimic::{Failed, Trial};
 use serde_json::{Value, json};
@@ -56,17 +54,7 @@ where
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let config = ServerConfig {
-            port: 0,
-            op_timeout: Duration::from_secs(10),
-            origins_file: None,
-            // The test client is a local tool: it sends no Origin.
-            origins: OriginsFile {
-                allow_missing_origin: true,
-                ..OriginsFile::default()
-            },
-            ..ServerConfig::default()
-        };
+        let config = ws_client::local_tool_config();
         let server = Server::start(Arc::new(PcscBackend::new()), config).await?;
         let result = f(server.port()).await;
         server.shutdown().await;
