@@ -3,6 +3,8 @@
 //! init(false), requestCredential handles, cancel and timeout, and the
 //! consent prompt for unknown origins.
 
+#[path = "common/card.rs"]
+mod card;
 #[path = "common/fake_pinentry.rs"]
 mod fake_pinentry;
 #[path = "common/ws_client.rs"]
@@ -396,4 +398,87 @@ async fn consent_for_unknown_origins() {
     );
     assert!(deny.all_gone());
     server.shutdown().await;
+}
+
+/// A page's WebSocket opened on the connection that loaded a page first
+/// (keep-alive, then the upgrade through the HTTP server).
+async fn client_after_page_load(port: u16, origin: &str) -> Client {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut buf = vec![0; 8192];
+    let get = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    s.write_all(get.as_bytes()).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(upgrade.as_bytes()).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 101"));
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        tokio_tungstenite::MaybeTlsStream::Plain(s),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    Client::from_stream(ws)
+}
+
+/// Shutdown waits for a login whose PIN the user is still typing, answers
+/// it, and only then logs the card out — on a WebSocket opened directly and
+/// on one upgraded on a keep-alive connection alike. (The second ran on its
+/// own after shutdown: its login landed after the final logout and left
+/// the card verified.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_a_login_still_in_the_dialog_then_logs_out() {
+    for after_page_load in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let dialog = FakePinentry::new(dir.path(), "slow", Behaviour::SlowPins(&["123456"]));
+        let (server, sim) = daemon(
+            &dialog.program,
+            Duration::from_secs(5),
+            None,
+            ConsentMode::Refuse,
+        )
+        .await;
+        let mut page = if after_page_load {
+            client_after_page_load(server.port(), SITE).await
+        } else {
+            client(server.port(), SITE).await.unwrap()
+        };
+        page.send_text(
+            json!({ "jsonrpc": "2.0", "id": 7, "method": "login", "params": t(json!({ "value": false })) })
+                .to_string(),
+        )
+        .await;
+        for _ in 0..500 {
+            if dialog.runs() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(dialog.runs(), 1, "the dialog is up");
+        server.shutdown().await;
+        // Answered when shutdown returns, not a second later.
+        let r = tokio::time::timeout(Duration::from_millis(300), page.response(&json!(7)))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no answer at shutdown (after page load: {after_page_load})")
+            });
+        // Its notification came first, as always.
+        assert!(
+            page.notes.iter().any(|n| n["method"] == "pinStateChanged"),
+            "{:?}",
+            page.notes
+        );
+        assert!(r.get("error").is_none(), "the login went through: {r}");
+        // The card itself, read after the daemon is gone.
+        assert!(
+            !card::pin_verified(&sim, R).await,
+            "the card is logged out (after page load: {after_page_load})"
+        );
+    }
 }

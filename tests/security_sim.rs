@@ -2,13 +2,14 @@
 //! rate and connection limits — against the real daemon on port 0 with
 //! simulated cards. Each test would fail if its protection were removed.
 
+#[path = "common/card.rs"]
+mod card;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use cardgate::security::origin::OriginsFile;
 use cardgate::security::throttle::ThrottleConfig;
 use cardgate::server::{Limits, Server, ServerConfig};
-use cardgate::service::Service;
 use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
@@ -59,19 +60,6 @@ fn status() -> Value {
     json!({ "reader": R, "pin": "pin" })
 }
 
-/// Whether the card itself holds a verified PIN (read outside the daemon).
-async fn card_verified(sim: &SimBackend) -> bool {
-    let service = Service::new(Arc::new(sim.clone()));
-    tokio::task::spawn_blocking(move || {
-        service
-            .with_engine(R, |e| e.status("pin"))
-            .unwrap()
-            .validated
-    })
-    .await
-    .unwrap()
-}
-
 async fn eventually(mut f: impl AsyncFnMut() -> bool) -> bool {
     for _ in 0..50 {
         if f().await {
@@ -98,18 +86,18 @@ async fn a_login_belongs_to_its_connection() {
         readers["readers"][0]["token"]["pins"][0]["validated"],
         false
     );
-    assert!(card_verified(&sim).await);
+    assert!(card::pin_verified(&sim, R).await);
     // A PIN operation of another connection ends tab1's login first.
     other.ok("logout", status()).await;
-    assert!(!card_verified(&sim).await);
+    assert!(!card::pin_verified(&sim, R).await);
     assert_eq!(tab1.ok("getPinStatus", status()).await["validated"], false);
 
     // A login ends when its connection closes.
     tab2.ok("login", login("123456")).await;
-    assert!(card_verified(&sim).await);
+    assert!(card::pin_verified(&sim, R).await);
     drop(tab2);
     assert!(
-        eventually(async || !card_verified(&sim).await).await,
+        eventually(async || !card::pin_verified(&sim, R).await).await,
         "login outlived its connection"
     );
     server.shutdown().await;
@@ -124,17 +112,20 @@ async fn a_login_ends_after_the_idle_timeout() {
     let (server, sim) = daemon(CardConfig::piv(), limits).await;
     let mut tab = client(server.port(), "https://a.example").await;
     tab.ok("login", login("123456")).await;
-    assert!(card_verified(&sim).await);
+    assert!(card::pin_verified(&sim, R).await);
     // A page that keeps talking keeps its login, well past the idle time.
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         tab.ok("hello", json!({})).await;
     }
-    assert!(card_verified(&sim).await, "a busy page lost its login");
+    assert!(
+        card::pin_verified(&sim, R).await,
+        "a busy page lost its login"
+    );
     // Quiet: the login ends.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
-        eventually(async || !card_verified(&sim).await).await,
+        eventually(async || !card::pin_verified(&sim, R).await).await,
         "idle login not ended"
     );
     server.shutdown().await;

@@ -1,6 +1,8 @@
 //! Protocol conformance against the real daemon bound to port 0, with the
 //! in-process simulated readers and cards.
 
+#[path = "common/card.rs"]
+mod card;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
@@ -42,17 +44,6 @@ async fn logged_in() -> (Server, SimBackend, Client) {
     )
     .await;
     (server, sim, c)
-}
-
-/// Whether the simulated PIV card's PIN is verified, read from the card
-/// itself (not through the daemon).
-async fn piv_pin_verified(sim: &SimBackend) -> bool {
-    let service = cardgate::service::Service::new(Arc::new(sim.clone()));
-    tokio::task::spawn_blocking(move || service.with_engine(PIV, |e| e.status("pin")))
-        .await
-        .unwrap()
-        .unwrap()
-        .validated
 }
 
 fn target(reader: &str, pin: &str) -> Value {
@@ -507,7 +498,7 @@ async fn shutdown_closes_clients_and_logs_the_card_out() {
     }
     assert!(closed, "the client saw the connection close");
     // The card itself is no longer verified.
-    assert!(!piv_pin_verified(&sim).await);
+    assert!(!card::pin_verified(&sim, PIV).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,7 +601,10 @@ async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
         .expect("the idle connection was closed")
         .unwrap_or(0);
     assert_eq!(n, 0, "no more data on the idle connection");
-    assert!(!piv_pin_verified(&sim).await, "the card was logged out");
+    assert!(
+        !card::pin_verified(&sim, PIV).await,
+        "the card was logged out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -694,8 +688,28 @@ async fn shutdown_does_not_hang_on_a_client_that_stopped_reading() {
         .await
         .expect("shutdown finished despite a client that does not read");
     assert!(
-        !piv_pin_verified(&sim).await,
+        !card::pin_verified(&sim, PIV).await,
         "the card was logged out at shutdown"
     );
     drop(c);
+}
+
+/// A client that never stops sending (and reads every answer) does not
+/// hold shutdown off: the daemon stops reading it and closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_not_held_off_by_a_client_that_keeps_sending() {
+    let (server, _sim) = daemon().await;
+    let c = Client::connect(server.port()).await;
+    let (mut tx, mut rx) = c.ws.split();
+    let sender = tokio::spawn(async move {
+        let hello = r#"{"jsonrpc":"2.0","id":1,"method":"hello"}"#;
+        while tx.send(Message::text(hello)).await.is_ok() {}
+    });
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(3), server.shutdown())
+        .await
+        .expect("shutdown finished while the client kept sending");
+    reader.abort();
+    sender.abort();
 }

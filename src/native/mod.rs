@@ -277,12 +277,7 @@ fn open(hub: &Hub, env: &Value) -> Result<Caller, (&'static str, String)> {
     let conn = hub
         .open_connection()
         .ok_or(("TOO_MANY_CONNECTIONS", "too many open connections".into()))?;
-    Ok(Caller {
-        conn,
-        peer,
-        once: false,
-        creds: Default::default(),
-    })
+    Ok(Caller::new(conn, peer, false))
 }
 
 /// What a session's forwarder sends to the extension.

@@ -47,6 +47,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A newly opened connection: no credentials handed out yet.
+    pub fn new(conn: ConnId, peer: Peer, once: bool) -> Caller {
+        Caller {
+            conn,
+            peer,
+            once,
+            creds: Default::default(),
+        }
+    }
+
     /// The key wrong-PIN counts are kept under: the origin.
     fn throttle_key(&self) -> String {
         self.peer.to_string()

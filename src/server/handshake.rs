@@ -89,12 +89,7 @@ where
         hub.close_connection(conn);
         return Start::Gone;
     }
-    Start::WebSocket(Caller {
-        conn,
-        peer,
-        once: false,
-        creds: Default::default(),
-    })
+    Start::WebSocket(Caller::new(conn, peer, false))
 }
 
 /// The peer and the `Sec-WebSocket-Key` of a handshake the HTTP route would

@@ -19,15 +19,17 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 const SCWS_JS: &str = include_str!("assets/scws.js");
 const SCWS_DTS: &str = include_str!("assets/scws.d.ts");
 const DEMO_HTML: &str = include_str!("assets/demo.html");
 
 type Body = Full<Bytes>;
+
+/// A WebSocket upgrade the HTTP route accepted: served by the connection's
+/// own task once hyper hands the socket over.
+type Upgrade = Arc<std::sync::Mutex<Option<(hyper::upgrade::OnUpgrade, Caller)>>>;
 
 /// How long a client may take to send its request head (the handshake).
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -153,16 +155,14 @@ async fn serve<IO>(
         Start::WebSocket(caller) => {
             // From here on the connection counts as an open WebSocket.
             drop(guard);
-            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws::config())).await;
-            ws::serve(hub, ws, caller, shutdown).await;
+            ws::serve_socket(hub, io, caller, shutdown).await;
         }
         Start::Http(head) => {
             let (read, write) = tokio::io::split(io);
             let io = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
             // Boxed: hyper's connection is big, and most connections here
             // are WebSockets that never need it.
-            Box::pin(serve_http(io, peer, hub, shutdown)).await;
-            drop(guard);
+            Box::pin(serve_http(io, peer, hub, shutdown, guard)).await;
         }
         Start::Gone => {}
     }
@@ -173,16 +173,19 @@ async fn serve_http<IO>(
     peer: std::net::SocketAddr,
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
+    guard: ActiveGuard,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let shutdown_signal = shutdown.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let hub = hub.clone();
-        let shutdown = shutdown.clone();
-        async move { Ok::<_, Infallible>(route(req, hub, shutdown).await) }
-    });
-    let mut stop = shutdown_signal;
+    let upgrade = Upgrade::default();
+    let service = {
+        let (hub, upgrade) = (hub.clone(), upgrade.clone());
+        hyper::service::service_fn(move |req| {
+            let (hub, upgrade) = (hub.clone(), upgrade.clone());
+            async move { Ok::<_, Infallible>(route(req, hub, upgrade).await) }
+        })
+    };
+    let mut stop = shutdown.clone();
     let conn = hyper::server::conn::http1::Builder::new()
         // A client that never finishes its request head is dropped.
         .timer(hyper_util::rt::TokioTimer::new())
@@ -203,13 +206,23 @@ async fn serve_http<IO>(
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+    // An upgraded connection goes on in this task, as one that skipped the
+    // HTTP server does: shutdown waits for it like for any other.
+    let upgraded = upgrade.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some((on_upgrade, caller)) = upgraded else {
+        return;
+    };
+    drop(guard);
+    match on_upgrade.await {
+        Ok(upgraded) => ws::serve_socket(hub, TokioIo::new(upgraded), caller, shutdown).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            hub.close_connection(caller.conn);
+        }
+    }
 }
 
-async fn route(
-    req: Request<Incoming>,
-    hub: Arc<Hub>,
-    shutdown: watch::Receiver<bool>,
-) -> Response<Body> {
+async fn route(req: Request<Incoming>, hub: Arc<Hub>, upgrade: Upgrade) -> Response<Body> {
     // DNS rebinding: a page of evil.test resolving to 127.0.0.1 sends
     // `Host: evil.test:PORT`. Nothing is served to it.
     let host = req
@@ -225,7 +238,7 @@ async fn route(
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
     }
     match req.uri().path() {
-        "/ws" => upgrade(req, hub, shutdown).await,
+        "/ws" => accept_upgrade(req, hub, upgrade).await,
         "/health" => with_type(StatusCode::OK, "application/json", hub.health().to_string()),
         "/scws.js" => with_type(StatusCode::OK, "text/javascript; charset=utf-8", SCWS_JS),
         "/scws.d.ts" => with_type(
@@ -244,10 +257,10 @@ async fn route(
     }
 }
 
-async fn upgrade(
+async fn accept_upgrade(
     mut req: Request<Incoming>,
     hub: Arc<Hub>,
-    shutdown: watch::Receiver<bool>,
+    upgrade: Upgrade,
 ) -> Response<Body> {
     let headers = req.headers();
     let is_upgrade = headers
@@ -319,30 +332,9 @@ async fn upgrade(
             body.to_string(),
         );
     };
-    let caller = Caller {
-        conn,
-        peer,
-        once,
-        creds: Default::default(),
-    };
+    let caller = Caller::new(conn, peer, once);
     let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let stream = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws::config()),
-                )
-                .await;
-                ws::serve(hub, stream, caller, shutdown).await;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                hub.close_connection(caller.conn);
-            }
-        }
-    });
+    *upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some((on_upgrade, caller));
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();

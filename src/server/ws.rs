@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 
 /// Largest message accepted from a client.
@@ -33,7 +33,7 @@ const READ_BUFFER: usize = 1024;
 /// At most this many messages are written before a flush.
 const WRITE_BATCH: usize = 64;
 
-pub fn config() -> WebSocketConfig {
+fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_MESSAGE))
@@ -68,12 +68,22 @@ impl Ending {
     }
 }
 
+/// Serves a socket whose handshake has been answered (by the daemon or by
+/// the HTTP server's upgrade): WebSocket frames from the first byte on.
+pub async fn serve_socket<S>(hub: Arc<Hub>, io: S, caller: Caller, shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
+    serve(hub, ws, caller, shutdown).await;
+}
+
 /// Serves one WebSocket connection in one task: its requests, their
 /// answers and the daemon's notifications. (A writer task of its own and a
 /// channel to it cost a wake-up per message.) A client that does not read
 /// only holds up its own connection: the card work of its requests is
 /// queued at once and runs regardless.
-pub async fn serve<S>(
+async fn serve<S>(
     hub: Arc<Hub>,
     mut ws: WebSocketStream<S>,
     caller: Caller,
@@ -98,11 +108,14 @@ pub async fn serve<S>(
     let stopping = shutdown.changed();
     tokio::pin!(stopping);
     let ending = 'conn: loop {
-        // Notifications first: an operation broadcasts its `pinStateChanged`
-        // before it hands over its result, so the caller always sees the
-        // new PIN state before the response (docs/protocol.md promises it).
+        // Shutdown first (a client that never stops sending must not hold
+        // it off), then notifications: an operation broadcasts its
+        // `pinStateChanged` before it hands over its result, so the caller
+        // always sees the new PIN state before the response
+        // (docs/protocol.md promises it). The client's messages last.
         let first = tokio::select! {
             biased;
+            _ = &mut stopping => break Ending::close(CloseCode::Away, "the daemon is shutting down"),
             n = notes.recv() => from_note(n, conn),
             Some(answer) = in_flight.next(), if !in_flight.is_empty() => Next::Answer(answer),
             m = ws.next() => match read(&hub, &caller, &peer, m, &mut rate, &mut in_flight) {
@@ -112,7 +125,6 @@ pub async fn serve<S>(
                 }
                 Err(ending) => break ending,
             },
-            _ = &mut stopping => break Ending::close(CloseCode::Away, "the daemon is shutting down"),
             () = &mut idle => {
                 let now = tokio::time::Instant::now();
                 if last_message + login_idle > now {
@@ -178,9 +190,17 @@ pub async fn serve<S>(
     // responses go out if the client is still there, then the closing frame.
     let mut open = true;
     while let Some(answer) = in_flight.next().await {
-        if let Some(text) = answer
-            && open
-        {
+        let Some(text) = answer else { continue };
+        // As above: the notifications an operation broadcast go before its
+        // answer.
+        while open {
+            match try_note(&mut notes, conn) {
+                Some(Next::Note(msg)) => open = ws.feed(msg).await.is_ok(),
+                Some(Next::Skip) => {}
+                _ => break,
+            }
+        }
+        if open {
             open = ws.send(Message::text(text)).await.is_ok();
         }
     }

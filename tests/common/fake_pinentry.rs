@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub enum Behaviour<'a> {
     /// Answers successive GETPINs with these values.
     Pins(&'a [&'a str]),
+    /// The same, each after a second (a user typing).
+    SlowPins(&'a [&'a str]),
     Cancel,
     /// Never answers (the daemon must time out and kill it).
     Hang,
@@ -34,29 +36,36 @@ impl FakePinentry {
         let log = dir.join(format!("{name}.log"));
         let pids = dir.join(format!("{name}.pids"));
         let (pins, getpin, confirm) = match behaviour {
-            Behaviour::Pins(values) => {
+            Behaviour::Pins(values) | Behaviour::SlowPins(values) => {
                 let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+                let wait = if matches!(behaviour, Behaviour::SlowPins(_)) {
+                    "sleep 1; "
+                } else {
+                    ""
+                };
                 (
                     quoted.join(" "),
-                    r#"echo "D ${PINS[$i]}"; i=$((i+1)); echo $i > "$IDX"; echo OK"#,
+                    format!(
+                        r#"{wait}echo "D ${{PINS[$i]}}"; i=$((i+1)); echo $i > "$IDX"; echo OK"#
+                    ),
                     "echo OK",
                 )
             }
             Behaviour::Cancel => (
                 String::new(),
-                "echo 'ERR 83886179 Operation cancelled <Pinentry>'",
+                "echo 'ERR 83886179 Operation cancelled <Pinentry>'".into(),
                 "echo 'ERR 83886179 Operation cancelled <Pinentry>'",
             ),
-            Behaviour::Hang => (String::new(), "exec sleep 600", "exec sleep 600"),
-            Behaviour::ConfirmOk => (String::new(), "echo ERR 1 no", "echo OK"),
+            Behaviour::Hang => (String::new(), "exec sleep 600".into(), "exec sleep 600"),
+            Behaviour::ConfirmOk => (String::new(), "echo ERR 1 no".into(), "echo OK"),
             Behaviour::ConfirmNotOk => (
                 String::new(),
-                "echo ERR 1 no",
+                "echo ERR 1 no".into(),
                 "echo 'ERR 83886194 Not confirmed <Pinentry>'",
             ),
             Behaviour::ConfirmCancel => (
                 String::new(),
-                "echo ERR 1 no",
+                "echo ERR 1 no".into(),
                 "echo 'ERR 83886179 Operation cancelled <Pinentry>'",
             ),
         };
