@@ -51,10 +51,10 @@ pub enum Error {
     CardError { sw: StatusWord },
     #[error("reader error: {0}")]
     ReaderError(String),
-    #[error(
-        "only one try is left: it is kept for the PIN dialog or the pinpad, not for values sent by a web page"
-    )]
-    LastTryProtected,
+    /// A value a site chose was not sent: the credential has one try left,
+    /// or the card does not say how many (`remaining_tries` absent).
+    #[error("{}", last_try_message(*remaining_tries))]
+    LastTryProtected { remaining_tries: Option<u8> },
     /// The new PIN and its confirmation differ (pinpad 6402). Nothing
     /// reached the card.
     #[error("the new PIN and its confirmation differ")]
@@ -85,8 +85,20 @@ fn describe(failed: &[Constraint]) -> String {
         .join("; ")
 }
 
+fn last_try_message(tries: Option<u8>) -> &'static str {
+    match tries {
+        Some(_) => {
+            "only one try is left: it is kept for the PIN dialog or the pinpad, not for values sent by a web page"
+        }
+        None => {
+            "the card does not say how many tries are left, so a value sent by a web page is not risked: use the PIN dialog or the pinpad"
+        }
+    }
+}
+
 fn tries_suffix(tries: Option<u8>) -> String {
     match tries {
+        Some(0) => "; it is now blocked".to_string(),
         Some(1) => ", 1 try left".to_string(),
         Some(n) => format!(", {n} tries left"),
         None => String::new(),
@@ -117,7 +129,7 @@ impl Error {
             Error::OperationNotSupported(_) => "OPERATION_NOT_SUPPORTED",
             Error::CardError { .. } => "CARD_ERROR",
             Error::ReaderError(_) => "READER_ERROR",
-            Error::LastTryProtected => "LAST_TRY_PROTECTED",
+            Error::LastTryProtected { .. } => "LAST_TRY_PROTECTED",
             Error::PinMismatch => "PIN_MISMATCH",
             Error::TemporarilyLocked { .. } => "TEMPORARILY_LOCKED",
             Error::RateLimited => "RATE_LIMITED",
@@ -134,6 +146,7 @@ impl Error {
                 *remaining_tries
             }
             Error::PinBlocked | Error::SoPinBlocked => Some(0),
+            Error::LastTryProtected { remaining_tries } => *remaining_tries,
             _ => None,
         }
     }
@@ -156,7 +169,9 @@ impl Error {
             Error::CardNotSupported { atr } => json!({ "atr": atr }),
             Error::OperationNotSupported(op) => json!({ "operation": op }),
             Error::CardError { sw } => json!({ "sw": sw.to_string() }),
-            Error::LastTryProtected => json!({ "remainingTries": 1 }),
+            Error::LastTryProtected {
+                remaining_tries: Some(n),
+            } => json!({ "remainingTries": n }),
             Error::TemporarilyLocked { retry_after } => json!({ "retryAfter": retry_after }),
             _ => json!({}),
         };

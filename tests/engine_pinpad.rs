@@ -5,7 +5,7 @@
 //! status word, and the tries the card counts.
 
 use cardgate::error::Error;
-use cardgate::pin::{Engine, SoPath};
+use cardgate::pin::{Engine, Entered, Entry, NoSite, PinOp, Provenance, SoPath};
 use cardgate::secret::Secret;
 use cardgate::service::Service;
 use cardgate::transport::sim::SimBackend;
@@ -13,6 +13,41 @@ use cardgate::transport::sim::pinpad::{PinpadInput, SimPinpad};
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use std::sync::Arc;
+
+/// The operations with every value typed on the pinpad.
+trait OnThePinpad {
+    fn login_pinpad(&mut self, pin: &str, so: bool) -> Result<(), Error>;
+    fn login_so_pinpad(&mut self, pin: &str, path: SoPath) -> Result<(), Error>;
+    fn change_pinpad(&mut self, pin: &str) -> Result<(), Error>;
+    fn init_pinpad(&mut self, pin: &str) -> Result<(), Error>;
+}
+
+impl OnThePinpad for Engine {
+    fn login_pinpad(&mut self, pin: &str, so: bool) -> Result<(), Error> {
+        let op = if so {
+            PinOp::SoLogin(SoPath::Default, Entry::Pinpad)
+        } else {
+            PinOp::Login(Entry::Pinpad)
+        };
+        self.perform(pin, op, &mut NoSite)
+    }
+
+    fn login_so_pinpad(&mut self, pin: &str, path: SoPath) -> Result<(), Error> {
+        self.perform(pin, PinOp::SoLogin(path, Entry::Pinpad), &mut NoSite)
+    }
+
+    fn change_pinpad(&mut self, pin: &str) -> Result<(), Error> {
+        let op = PinOp::Change {
+            old: Entry::Pinpad,
+            new: Entry::Pinpad,
+        };
+        self.perform(pin, op, &mut NoSite)
+    }
+
+    fn init_pinpad(&mut self, pin: &str) -> Result<(), Error> {
+        self.perform(pin, PinOp::Init(Entry::Pinpad), &mut NoSite)
+    }
+}
 
 const PAD: &str = "Pinpad Reader 0";
 const PLAIN: &str = "Plain Reader 1";
@@ -177,10 +212,14 @@ fn piv_wrong_pins_on_the_pinpad_count_down_and_may_spend_the_last_try() {
     );
     // One try left: a page-supplied value would be refused here, the
     // pinpad is not.
+    let from_page = Entry::Typed(Entered::new(s("123456"), Provenance::Page));
     assert_eq!(
-        r.run(|e| e.guard_last_try("pin", cardgate::pin::Presented::Own)),
-        Err(Error::LastTryProtected)
+        r.run(move |e| e.perform("pin", PinOp::Login(from_page), &mut NoSite)),
+        Err(Error::LastTryProtected {
+            remaining_tries: Some(1)
+        })
     );
+    assert_eq!(r.card_tries(), 1);
     r.user([typed("123456")]);
     r.login("pin").unwrap();
     assert_eq!(r.tries("pin"), Some(3));
@@ -189,7 +228,13 @@ fn piv_wrong_pins_on_the_pinpad_count_down_and_may_spend_the_last_try() {
     assert!(r.login("pin").is_err());
     assert!(r.login("pin").is_err());
     r.user([typed("99999999")]);
-    assert_eq!(r.login("pin"), Err(Error::PinBlocked));
+    // A wrong value spent the last try: PIN_INCORRECT with none left.
+    assert_eq!(
+        r.login("pin"),
+        Err(Error::PinIncorrect {
+            remaining_tries: Some(0)
+        })
+    );
     assert_eq!(r.card_tries(), 0);
     // Blocked: the user is not even asked.
     r.user([typed("123456")]);
@@ -278,10 +323,6 @@ fn piv_unblock_with_the_puk_on_the_pinpad() {
     assert_eq!(r.sim.pinpad_pending(PAD), 3);
     // The PUK travels with the new PIN: the SO login is deferred and asks
     // nothing yet; it shows as soValidated; logout forgets it.
-    assert!(
-        r.run(|e| Ok(e.so_login_is_deferred("pin", SoPath::Default)))
-            .unwrap()
-    );
     let before = r.sim.pinpad_requests(PAD).len();
     r.run(|e| e.login_pinpad("pin", true)).unwrap();
     assert_eq!(r.sim.pinpad_requests(PAD).len(), before, "no entry asked");

@@ -91,7 +91,13 @@ fn piv_wrong_pins_count_down_to_blocked() {
         })
     );
     assert!(r.status("pin").last_try);
-    assert_eq!(r.login("pin", "000000"), Err(Error::PinBlocked));
+    // This wrong value spent the last try: PIN_INCORRECT, none left.
+    assert_eq!(
+        r.login("pin", "000000"),
+        Err(Error::PinIncorrect {
+            remaining_tries: Some(0)
+        })
+    );
     let st = r.status("pin");
     assert!(st.blocked && !st.validated);
     assert_eq!(st.remaining_tries, Some(0));
@@ -207,17 +213,27 @@ fn piv_unblock_with_puk() {
 #[test]
 fn piv_wrong_puk_is_reported_as_the_so_credential() {
     let r = rig(CardConfig::piv());
-    r.run(|e| e.login("pin", &s("00000000"), true)).unwrap();
-    let e = r.run(|e| e.init("pin", &s("654321"))).unwrap_err();
+    // SP 800-73-4 has no VERIFY for the PUK: the SO login checks it by
+    // CHANGE REFERENCE DATA of the PUK to itself, so a wrong one fails at
+    // login, not later at init.
+    let e = r.run(|e| e.login("pin", &s("00000000"), true)).unwrap_err();
     assert_eq!(
         e,
         Error::SoPinIncorrect {
             remaining_tries: Some(2)
         }
     );
-    // The user PIN is untouched.
+    assert!(!r.status("pin").so_validated);
+    assert_eq!(
+        r.run(|e| e.init("pin", &s("654321"))),
+        Err(Error::SoLoginRequired)
+    );
+    // The user PIN is untouched; the right PUK resets the PUK's counter.
     assert_eq!(r.tries("pin"), Some(3));
     r.login("pin", "123456").unwrap();
+    r.run(|e| e.login("pin", &s("12345678"), true)).unwrap();
+    assert!(r.status("pin").so_validated);
+    assert_eq!(r.tries("puk"), Some(3));
 }
 
 #[test]
@@ -293,8 +309,15 @@ fn piv_quirk_63c0_when_blocked() {
             Err(Error::PinIncorrect { .. })
         ));
     }
-    assert_eq!(r.login("pin", "000000"), Err(Error::PinBlocked));
+    assert_eq!(
+        r.login("pin", "000000"),
+        Err(Error::PinIncorrect {
+            remaining_tries: Some(0)
+        })
+    );
     assert!(r.status("pin").blocked);
+    // Blocked: refused before anything is sent.
+    assert_eq!(r.login("pin", "123456"), Err(Error::PinBlocked));
 }
 
 #[test]
@@ -404,7 +427,12 @@ fn openpgp_wrong_user_pin_counts_down_then_unblock_with_admin_pin() {
             remaining_tries: Some(1)
         })
     );
-    assert_eq!(r.login("user", "000000"), Err(Error::PinBlocked));
+    assert_eq!(
+        r.login("user", "000000"),
+        Err(Error::PinIncorrect {
+            remaining_tries: Some(0)
+        })
+    );
     assert!(r.status("user").blocked);
     assert_eq!(
         r.run(|e| e.init("user", &s("abcdef"))),
@@ -527,7 +555,13 @@ fn openpgp_quirks_63c0_and_6300() {
         }
     );
     assert!(r.login("user", "000000").is_err());
-    assert_eq!(r.login("user", "000000"), Err(Error::PinBlocked));
+    assert_eq!(
+        r.login("user", "000000"),
+        Err(Error::PinIncorrect {
+            remaining_tries: Some(0)
+        })
+    );
+    assert_eq!(r.login("user", "123456"), Err(Error::PinBlocked));
 }
 
 #[test]
@@ -630,4 +664,40 @@ fn dropping_the_connection_leaves_the_card_verified() {
     // the card itself (verified states survive a disconnect), and the new
     // connection reads that back.
     assert!(r.status("pin").validated);
+}
+
+#[test]
+fn a_count_the_card_hides_after_a_failed_change_is_learned_not_assumed() {
+    // A real PIV applet: CHANGE REFERENCE DATA with a wrong old PIN answers
+    // 6300 (no counter), spends a try, and keeps an earlier verification,
+    // so the empty VERIFY after it answers 9000.
+    let r = rig(CardConfig::piv()
+        .with_quirk(Quirk::ChangeWrongOld6300)
+        .with_quirk(Quirk::FailedChangeKeepsVerification));
+    r.login("pin", "123456").unwrap();
+    assert_eq!(r.status("pin").remaining_tries, Some(3));
+    let e = r
+        .run(|e| e.change("pin", &s("000000"), &s("111111")))
+        .unwrap_err();
+    let card = r.sim.with_card(READER, |c| c.user_pin_tries()).unwrap();
+    assert_eq!(card, 2);
+    assert_eq!(
+        e,
+        Error::PinIncorrect {
+            remaining_tries: Some(card)
+        }
+    );
+    let st = r.status("pin");
+    assert_eq!(st.remaining_tries, Some(card));
+    assert!(!st.validated);
+    // Without a way to learn it (a PIV PUK has no status query), the
+    // count is not reported at all.
+    let e = r.run(|e| e.login("pin", &s("00000000"), true)).unwrap_err();
+    assert_eq!(
+        e,
+        Error::SoPinIncorrect {
+            remaining_tries: None
+        }
+    );
+    assert_eq!(r.tries("puk"), None);
 }

@@ -80,6 +80,11 @@ pub struct Credential {
     pub verifiable: bool,
     /// The counter's maximum when the card does not say (most cards: 3).
     pub default_max_tries: u8,
+    /// The card checks this code alone when it is changed to itself with
+    /// CHANGE REFERENCE DATA (a PIV PUK, which has no VERIFY: SP 800-73-4
+    /// Part 2 §3.2.2; success also resets its counter). A security-officer
+    /// login checks it at once instead of holding it unchecked for `init`.
+    pub checked_by_change: bool,
 }
 
 /// How the security officer re-initialises (unblocks) a user PIN.

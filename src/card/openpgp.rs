@@ -109,6 +109,10 @@ pub fn build_token(serial: Option<String>, status: Option<PwStatus>) -> Token {
         status: StatusSource::OpenPgpPwStatus { tries_index },
         verifiable: true,
         default_max_tries: 3,
+        // PW1 and PW3 have VERIFY; the reset code is set only with PUT DATA
+        // D3 after the admin PIN (OpenPGP 3.4 §7.2.8), so it is checked
+        // when it is used, by RESET RETRY COUNTER.
+        checked_by_change: false,
     };
     let user = credential(
         "User PIN",

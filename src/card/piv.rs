@@ -33,6 +33,7 @@ pub fn pin_credential() -> Credential {
         status: StatusSource::EmptyVerify,
         verifiable: true,
         default_max_tries: 3,
+        checked_by_change: false,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn puk_credential() -> Credential {
         status: StatusSource::Unavailable,
         verifiable: false,
         default_max_tries: 3,
+        checked_by_change: true,
     }
 }
 

@@ -3,46 +3,45 @@
 //! card, on top of a [`CardSession`].
 //!
 //! Rules that protect the user's tries:
+//! - every credential the card checks reaches it through one path,
+//!   [`Engine::present`] (`present.rs`): the counter is read in the same
+//!   job, a blocked credential is refused before anything is sent, a value
+//!   a site chose never spends the last try nor a try of a counter the card
+//!   does not show, and the site's lockout is asked and told the verdict;
 //! - a new value (`change`, `init`) is checked against the PIN object's
 //!   effective policy (constraints, see [`crate::policy`]) before any APDU;
 //! - values are checked against the card's own limits before any APDU;
 //! - a VERIFY is never retried on its own;
-//! - after any failed VERIFY / CHANGE / RESET the counter is read again
-//!   rather than trusted from the status word (some cards answer 6300
-//!   with no counter);
+//! - a count is only reported when the card gave it after the last
+//!   operation that could have spent a try (63Cx, or 9000 on a checked
+//!   value); after a failure without a count (6300) it is learned again
+//!   (`present.rs`), or reported as unknown;
 //! - the counter is read without spending a try (empty VERIFY on PIV,
 //!   DO C4 on OpenPGP), and a card seen spending tries on empty VERIFYs is
 //!   not asked again.
 
-mod guard;
+mod entry;
+mod ops;
 mod pinpad;
+mod present;
 mod status;
 
-pub use guard::Presented;
+pub use entry::{Entered, Entry, NoSite, PinOp, Provenance, Purpose, SiteGate, SoPath, Verdict};
 pub use status::PinStatus;
 
 use crate::apdu::commands::{self, OPENPGP_PW1_SIGN};
 use crate::apdu::{Response, StatusWord};
-use crate::card::{
-    CardSession, Credential, Encoding, PinObject, SoMethod, StatusSource, Token, openpgp,
-};
+use crate::card::{CardSession, Credential, PinObject, StatusSource, Token, openpgp};
 use crate::error::Error;
 use crate::policy::{CardPolicy, Constraint, PinPolicy, PolicySet};
 use crate::secret::Secret;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+pub use ops::{Asking, DialogFacts, check_format};
+
 /// How long a PUK or resetting code given at SO login is kept for `init`.
 pub const HELD_CODE_LIFETIME: Duration = Duration::from_secs(60);
-
-/// Which security-officer path a SO login uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SoPath {
-    /// The card's SO credential: PIV PUK, OpenPGP admin PIN (PW3).
-    Default,
-    /// The OpenPGP resetting code.
-    ResetCode,
-}
 
 /// What the engine knows about one credential beyond what the card says.
 #[derive(Debug, Default, Clone)]
@@ -55,8 +54,11 @@ struct CredState {
     to_be_changed: bool,
     /// Highest counter value seen: the maximum is at least this.
     max_seen: u8,
-    /// Last counter value known, from a status read or a failure.
-    last_tries: Option<u8>,
+    /// The counter as the card last gave it (63Cx, DO C4, or its maximum
+    /// after a checked value was right), `None` once an operation that
+    /// could have spent a try ended without the card saying how many are
+    /// left.
+    known_tries: Option<u8>,
     /// The counter value reported by the previous status query, with no
     /// other operation since. Two queries in a row that differ mean the
     /// card counts empty VERIFYs.
@@ -65,20 +67,38 @@ struct CredState {
     status_query_unsafe: bool,
 }
 
-/// A resetting code (PUK or RC) presented at SO login, kept until `init`.
+/// A resetting code (PUK or RC) presented at SO login, kept until `init`
+/// with the provenance it came with.
 struct HeldCode {
     pin_id: &'static str,
-    method: SoMethod,
-    value: Secret,
+    method: crate::card::SoMethod,
+    code: Entered,
     since: Instant,
 }
 
 /// What a counter read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Counter {
-    Tries { tries: u8, verified: Option<bool> },
+    /// `tries` is `None` when the card answered "verified" (9000) and
+    /// nothing since the last count tells how many are left.
+    Tries {
+        tries: Option<u8>,
+        verified: Option<bool>,
+    },
     Blocked,
     NotInitialized,
     Unknown,
+}
+
+impl Counter {
+    /// The tries left, as far as the card (or the last count it gave) says.
+    fn tries(self) -> Option<u8> {
+        match self {
+            Counter::Tries { tries, .. } => tries,
+            Counter::Blocked => Some(0),
+            Counter::NotInitialized | Counter::Unknown => None,
+        }
+    }
 }
 
 /// The PIN engine for the card in one reader.
@@ -94,7 +114,7 @@ pub struct Engine {
     /// How PIN entry on a pinpad reader is asked for.
     pinpad_options: crate::card::pinpad::PinpadOptions,
     /// A SO login on the pinpad whose code (PIV PUK, OpenPGP reset code)
-    /// is typed at `init_pinpad`: the PIN object and the path.
+    /// is typed at `init` on the pinpad: the PIN object and the path.
     pinpad_so: Option<(&'static str, SoPath)>,
 }
 
@@ -222,21 +242,39 @@ impl Engine {
 
     // ---- status ---------------------------------------------------------
 
-    /// The SCWS status of one PIN object.
+    /// The SCWS status of one PIN object, read from the card.
     pub fn status(&mut self, pin_id: &str) -> Result<PinStatus, Error> {
         let pin = self.pin(pin_id)?;
         let counter = self.read_counter(&pin.credential)?;
+        self.build_status(&pin, counter)
+    }
+
+    /// The status of a PIN object right after an operation on it: built
+    /// from what the card's answer said when it gave the count (no APDU),
+    /// read from the card otherwise.
+    pub fn status_after_operation(&mut self, pin_id: &str) -> Result<PinStatus, Error> {
+        let pin = self.pin(pin_id)?;
+        let st = self.state(&pin.credential).clone();
+        match st.known_tries {
+            Some(0) => self.build_status(&pin, Counter::Blocked),
+            Some(t) if !st.not_initialized => self.build_status(
+                &pin,
+                Counter::Tries {
+                    tries: Some(t),
+                    verified: None,
+                },
+            ),
+            _ => self.status(pin_id),
+        }
+    }
+
+    fn build_status(&mut self, pin: &PinObject, counter: Counter) -> Result<PinStatus, Error> {
         let so_logged_in = self.so_verified.contains(&pin.id)
             || self.held.as_ref().is_some_and(|h| h.pin_id == pin.id)
             || self.pinpad_so.is_some_and(|(id, _)| id == pin.id);
         let st = self.state(&pin.credential).clone();
-        let mut status = PinStatus::build(
-            &pin,
-            &st_view(&st),
-            counter_view(&counter, &st),
-            so_logged_in,
-        );
-        let policy = self.pin_policy(pin_id)?;
+        let mut status = PinStatus::build(pin, &st_view(&st), counter_view(counter), so_logged_in);
+        let policy = self.pin_policy(pin.id)?;
         if let Some(label) = &policy.label {
             status.label = label.clone();
         }
@@ -260,13 +298,16 @@ impl Engine {
             StatusSource::EmptyVerify => {
                 let resp = self.send(&commands::verify_status(cred.reference))?;
                 let counter = match resp.sw {
+                    // Verified: the card does not give the count; the one
+                    // it gave last holds if nothing could have spent a try
+                    // since.
                     StatusWord::Ok => Counter::Tries {
-                        tries: self.max_tries(cred),
+                        tries: self.state(cred).known_tries,
                         verified: Some(true),
                     },
                     StatusWord::TriesRemaining(0) | StatusWord::AuthBlocked => Counter::Blocked,
                     StatusWord::TriesRemaining(n) => Counter::Tries {
-                        tries: n,
+                        tries: Some(n),
                         verified: Some(false),
                     },
                     StatusWord::RefDataNotUsable => Counter::NotInitialized,
@@ -281,7 +322,7 @@ impl Engine {
                     (StatusWord::Ok, Some(s)) => match s.tries_at(tries_index) {
                         Some(0) => Counter::Blocked,
                         Some(n) => Counter::Tries {
-                            tries: n,
+                            tries: Some(n),
                             verified: None,
                         },
                         None => Counter::Unknown,
@@ -293,21 +334,35 @@ impl Engine {
         let st = self.state(cred);
         match counter {
             Counter::Tries { tries, verified } => {
-                st.max_seen = st.max_seen.max(tries);
-                st.last_tries = Some(tries);
+                if let Some(t) = tries {
+                    st.max_seen = st.max_seen.max(t);
+                    st.known_tries = Some(t);
+                }
                 st.not_initialized = false;
                 if let Some(v) = verified {
                     st.validated = v;
                 }
             }
             Counter::Blocked => {
-                st.last_tries = Some(0);
+                st.known_tries = Some(0);
                 st.validated = false;
             }
             Counter::NotInitialized => st.not_initialized = true,
             Counter::Unknown => {}
         }
-        Ok(counter)
+        // A counter the card does not show: the last count it gave, if it
+        // still holds.
+        Ok(match counter {
+            Counter::Unknown => match st.known_tries {
+                Some(0) => Counter::Blocked,
+                Some(t) => Counter::Tries {
+                    tries: Some(t),
+                    verified: None,
+                },
+                None => Counter::Unknown,
+            },
+            c => c,
+        })
     }
 
     /// Detects cards that spend a try on an empty VERIFY: two status
@@ -316,7 +371,7 @@ impl Engine {
     fn check_query_spends_tries(&mut self, cred: &Credential, counter: &Counter) {
         let now = match counter {
             Counter::Tries {
-                tries,
+                tries: Some(tries),
                 verified: Some(false),
             } => Some(*tries),
             Counter::Blocked => Some(0),
@@ -331,6 +386,7 @@ impl Engine {
                 "the card spends a try on every status query; no longer asking it"
             );
             st.status_query_unsafe = true;
+            st.known_tries = Some(now);
         }
         st.last_query = now;
     }
@@ -340,171 +396,42 @@ impl Engine {
         seen.max(cred.default_max_tries)
     }
 
-    // ---- operations -----------------------------------------------------
+    // ---- the command line's operations (values typed by the user) ---------
 
-    /// `Pin.login(value, so)`: verifies the user PIN, or with `so` the
-    /// security officer's credential through the default SO path.
+    /// `Pin.login(value, so)` with a value typed at the command line.
     pub fn login(&mut self, pin_id: &str, value: &Secret, so: bool) -> Result<(), Error> {
-        if so {
-            return self.login_so(pin_id, value, SoPath::Default);
-        }
-        let pin = self.pin(pin_id)?;
-        let cred = &pin.credential;
-        if !cred.verifiable {
-            return Err(Error::OperationNotSupported(format!(
-                "login with the {}",
-                cred.label
-            )));
-        }
-        let encoded = encode(cred, value)?;
-        let resp = self.send_operation(cred, commands::verify(cred.reference, &encoded))?;
-        match resp.sw {
-            StatusWord::Ok => {
-                self.succeeded(cred);
-                self.state(cred).validated = true;
-                Ok(())
-            }
-            sw => Err(self.failed(cred, sw, false)),
-        }
+        let entry = Entry::Typed(Entered::local(value));
+        let op = if so {
+            PinOp::SoLogin(SoPath::Default, entry)
+        } else {
+            PinOp::Login(entry)
+        };
+        self.perform(pin_id, op, &mut NoSite)
     }
 
-    /// Security officer login. For a code sent together with the new PIN
-    /// (PIV PUK, OpenPGP resetting code) the value is only checked for
-    /// format and held for [`Engine::init`]; an admin PIN is VERIFYed now.
+    /// Security officer login through `path` with a value typed at the
+    /// command line.
     pub fn login_so(&mut self, pin_id: &str, value: &Secret, path: SoPath) -> Result<(), Error> {
-        let pin = self.pin(pin_id)?;
-        let method = match path {
-            SoPath::Default => pin.so.clone(),
-            SoPath::ResetCode => pin.reset_code.clone(),
-        }
-        .ok_or_else(|| {
-            Error::OperationNotSupported(match path {
-                SoPath::Default => {
-                    format!("security officer login for the {}", pin.credential.label)
-                }
-                SoPath::ResetCode => format!("a resetting code for the {}", pin.credential.label),
-            })
-        })?;
-        let cred = method.credential().clone();
-        match &method {
-            SoMethod::CodeWithNewPin(_) => {
-                check_format(&cred, value)?;
-                // A code whose counter is readable and at 0 (OpenPGP: blocked,
-                // or never set) would only fail at init: say so now.
-                if matches!(self.read_counter(&cred)?, Counter::Blocked) {
-                    return Err(Error::SoPinBlocked);
-                }
-                self.held = Some(HeldCode {
-                    pin_id: pin.id,
-                    method,
-                    value: value.clone(),
-                    since: Instant::now(),
-                });
-                Ok(())
-            }
-            SoMethod::VerifyThenReset(_) => {
-                let encoded = encode(&cred, value)?;
-                let resp =
-                    self.send_operation(&cred, commands::verify(cred.reference, &encoded))?;
-                self.so_verify_outcome(pin.id, &cred, resp.sw)
-            }
-        }
+        let op = PinOp::SoLogin(path, Entry::Typed(Entered::local(value)));
+        self.perform(pin_id, op, &mut NoSite)
     }
 
-    /// Records how verifying a PIN object's SO credential went (typed in or
-    /// on the pinpad): the SO login stands, or is gone.
-    fn so_verify_outcome(
-        &mut self,
-        pin_id: &'static str,
-        cred: &Credential,
-        sw: StatusWord,
-    ) -> Result<(), Error> {
-        if sw == StatusWord::Ok {
-            self.succeeded(cred);
-            self.state(cred).validated = true;
-            if !self.so_verified.contains(&pin_id) {
-                self.so_verified.push(pin_id);
-            }
-            return Ok(());
-        }
-        self.so_verified.retain(|id| *id != pin_id);
-        Err(self.failed(cred, sw, true))
-    }
-
-    /// `Pin.change(old, new)`.
-    /// Before anything is sent, the current value is checked against the
-    /// card's limits (`PIN_LENGTH_INVALID` / `PIN_FORMAT_INVALID`), then the
-    /// new value against the policy (`CONSTRAINT_VIOLATION`).
+    /// `Pin.change(old, new)` with values typed at the command line.
     pub fn change(&mut self, pin_id: &str, old: &Secret, new: &Secret) -> Result<(), Error> {
-        let pin = self.pin(pin_id)?;
-        let cred = &pin.credential;
-        let old_encoded = encode(cred, old)?;
-        self.pin_policy(pin.id)?.enforce(old, new)?;
-        let old = old_encoded;
-        let new = encode(cred, new)?;
-        let resp = self.send_operation(
-            cred,
-            commands::change_reference_data(cred.change_reference, &old, &new),
-        )?;
-        match resp.sw {
-            StatusWord::Ok => {
-                self.succeeded(cred);
-                self.state(cred).to_be_changed = false;
-                Ok(())
-            }
-            sw => Err(self.failed(cred, sw, false)),
-        }
+        let op = PinOp::Change {
+            old: Entry::Typed(Entered::local(old)),
+            new: Entry::Typed(Entered::local(new)),
+        };
+        self.perform(pin_id, op, &mut NoSite)
     }
 
-    /// `Pin.init(new)`: re-initialises (unblocks) the PIN after a SO login.
-    /// The new value is checked against the policy first (the old value
-    /// is unknown: constraints on it hold); a violation sends nothing and
-    /// keeps a held PUK / resetting code.
+    /// `Pin.init(new)` with a value typed at the command line.
     pub fn init(&mut self, pin_id: &str, new: &Secret) -> Result<(), Error> {
-        self.expire_held_code(Instant::now());
-        let pin = self.pin(pin_id)?;
-        if pin.so.is_none() && pin.reset_code.is_none() {
-            return Err(Error::OperationNotSupported(format!(
-                "init of the {}",
-                pin.credential.label
-            )));
-        }
-        self.pin_policy(pin.id)?.enforce(&Secret::default(), new)?;
-        let cred = &pin.credential;
-        let new_encoded = encode(cred, new)?;
-        if let Some(held) = self.held.take_if(|h| h.pin_id == pin.id) {
-            // RESET RETRY COUNTER P1=00: resetting code || new PIN.
-            let so_cred = held.method.credential().clone();
-            let code = encode(&so_cred, &held.value)?;
-            drop(held);
-            let cmd = commands::reset_retry_counter(cred.change_reference, &code, &new_encoded);
-            let resp = self.send_operation(&so_cred, cmd)?;
-            return match resp.sw {
-                StatusWord::Ok => {
-                    self.succeeded(&so_cred);
-                    self.reinitialised(cred);
-                    Ok(())
-                }
-                sw => Err(self.failed(&so_cred, sw, true)),
-            };
-        }
-        if self.so_verified.contains(&pin.id) {
-            // RESET RETRY COUNTER P1=02 after the admin PIN was verified.
-            let cmd = commands::reset_retry_counter_after_so(cred.change_reference, &new_encoded);
-            let resp = self.send_operation(cred, cmd)?;
-            return match resp.sw {
-                StatusWord::Ok => {
-                    self.reinitialised(cred);
-                    Ok(())
-                }
-                StatusWord::SecurityNotSatisfied => {
-                    self.so_verified.retain(|id| *id != pin.id);
-                    Err(Error::SoLoginRequired)
-                }
-                sw => Err(map_other(sw, cred)),
-            };
-        }
-        Err(Error::SoLoginRequired)
+        self.perform(
+            pin_id,
+            PinOp::Init(Entry::Typed(Entered::local(new))),
+            &mut NoSite,
+        )
     }
 
     /// `Pin.logout()`: resets the verified state of the PIN (and of its
@@ -541,125 +468,6 @@ impl Engine {
         self.state(&pin.credential).validated = false;
         Ok(())
     }
-
-    // ---- shared helpers ---------------------------------------------------
-
-    /// Sends a command that may spend a try; the status-query detector
-    /// must not compare across it.
-    fn send_operation(
-        &mut self,
-        cred: &Credential,
-        cmd: crate::apdu::Command,
-    ) -> Result<Response, Error> {
-        self.state(cred).last_query = None;
-        self.send(&cmd)
-    }
-
-    fn succeeded(&mut self, cred: &Credential) {
-        let max = self.max_tries(cred);
-        let st = self.state(cred);
-        st.last_tries = Some(max);
-        st.not_initialized = false;
-        st.last_query = None;
-    }
-
-    fn reinitialised(&mut self, cred: &Credential) {
-        self.succeeded(cred);
-        let st = self.state(cred);
-        st.validated = false;
-        st.to_be_changed = false;
-    }
-
-    /// Maps a failed VERIFY / CHANGE / RESET RETRY COUNTER, re-reading the
-    /// counter instead of trusting the status word alone.
-    fn failed(&mut self, cred: &Credential, sw: StatusWord, so: bool) -> Error {
-        let wrong_value = matches!(
-            sw,
-            StatusWord::TriesRemaining(_)
-                | StatusWord::VerifyFailedNoInfo
-                | StatusWord::AuthBlocked
-        );
-        if !wrong_value {
-            return match sw {
-                // The SO credential itself is unusable (e.g. no reset code set).
-                StatusWord::RefDataNotUsable if so => Error::SoPinBlocked,
-                StatusWord::RefDataNotUsable => {
-                    self.state(cred).not_initialized = true;
-                    Error::PinNotInitialized
-                }
-                StatusWord::ConditionsNotSatisfied if !so => {
-                    self.state(cred).to_be_changed = true;
-                    Error::PinToBeChanged
-                }
-                sw => map_other(sw, cred),
-            };
-        }
-        {
-            let st = self.state(cred);
-            st.validated = false;
-        }
-        let from_sw = match sw {
-            StatusWord::TriesRemaining(n) => Some(n),
-            StatusWord::AuthBlocked => Some(0),
-            _ => None,
-        };
-        let tries = match self.read_counter(cred) {
-            Ok(Counter::Tries { tries, .. }) => Some(tries),
-            Ok(Counter::Blocked) => Some(0),
-            _ => from_sw,
-        };
-        if let Some(t) = tries {
-            self.state(cred).last_tries = Some(t);
-        }
-        match (tries, so) {
-            (Some(0), false) => Error::PinBlocked,
-            (Some(0), true) => Error::SoPinBlocked,
-            (t, false) => Error::PinIncorrect { remaining_tries: t },
-            (t, true) => Error::SoPinIncorrect { remaining_tries: t },
-        }
-    }
-}
-
-fn map_other(sw: StatusWord, cred: &Credential) -> Error {
-    match sw {
-        StatusWord::WrongLength | StatusWord::WrongData => Error::PinLengthInvalid {
-            min: cred.format.min_len,
-            max: cred.format.max_len,
-        },
-        StatusWord::InsNotSupported | StatusWord::WrongP1P2 | StatusWord::RefNotFound => {
-            Error::OperationNotSupported(format!("this operation on the {}", cred.label))
-        }
-        StatusWord::SecurityNotSatisfied => Error::SoLoginRequired,
-        sw => Error::CardError { sw },
-    }
-}
-
-/// Checks a value against the limits the card imposes, before any APDU.
-pub fn check_format(cred: &Credential, value: &Secret) -> Result<(), Error> {
-    let f = &cred.format;
-    if f.numeric && !value.is_ascii_digits() {
-        return Err(Error::PinFormatInvalid);
-    }
-    if value.len() < f.min_len || value.len() > f.max_len {
-        return Err(Error::PinLengthInvalid {
-            min: f.min_len,
-            max: f.max_len,
-        });
-    }
-    if f.encoding == Encoding::PivPadded && value.expose().contains(&0xFF) {
-        // FF is the padding byte: a value containing it would be ambiguous.
-        return Err(Error::PinFormatInvalid);
-    }
-    Ok(())
-}
-
-/// Checks and encodes a value for an APDU.
-fn encode(cred: &Credential, value: &Secret) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
-    check_format(cred, value)?;
-    Ok(zeroize::Zeroizing::new(match cred.format.encoding {
-        Encoding::PivPadded => commands::piv_pin_block(value),
-        Encoding::Utf8 => value.expose().to_vec(),
-    }))
 }
 
 /// The parts of the engine's knowledge the status needs.
@@ -686,10 +494,10 @@ pub(crate) struct CounterView {
     pub not_initialized: bool,
 }
 
-fn counter_view(c: &Counter, st: &CredState) -> CounterView {
+fn counter_view(c: Counter) -> CounterView {
     match c {
         Counter::Tries { tries, .. } => CounterView {
-            tries: Some(*tries),
+            tries,
             blocked: false,
             not_initialized: false,
         },
@@ -703,10 +511,9 @@ fn counter_view(c: &Counter, st: &CredState) -> CounterView {
             blocked: false,
             not_initialized: true,
         },
-        // Fall back to what failures told us.
         Counter::Unknown => CounterView {
-            tries: st.last_tries,
-            blocked: st.last_tries == Some(0),
+            tries: None,
+            blocked: false,
             not_initialized: false,
         },
     }

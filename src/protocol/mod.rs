@@ -142,6 +142,11 @@ pub struct CredentialRequest {
     pub error: Option<String>,
     pub reader: Option<String>,
     pub card_label: Option<String>,
+    /// The PIN object asked for (with `reader`): the dialog then shows the
+    /// card's own label and tries, not the page's.
+    pub pin: Option<String>,
+    /// With `pin`: its security officer's credential is asked for.
+    pub so: bool,
 }
 
 /// A parsed request.
@@ -432,6 +437,8 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
             error: p.optional_string("error")?,
             reader: p.optional_string("reader")?,
             card_label: p.optional_string("cardLabel")?,
+            pin: p.optional_string("pin")?,
+            so: p.bool_or("so", false)?,
         }),
         "getConstraints" => Call::GetConstraints(p.target()?),
         "checkConstraints" => Call::CheckConstraints {

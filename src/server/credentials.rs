@@ -1,8 +1,9 @@
 //! Per-connection state for PIN entry outside the page: one-time handles
-//! from `requestCredential`, and the last error to show in the next dialog.
+//! from `requestCredential`, and which dialogs' last value was wrong (the
+//! next dialog for the same credential says so).
 
 use crate::secret::Secret;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,9 @@ pub const HANDLE_LIFETIME: Duration = Duration::from_secs(60);
 pub struct ConnCredentials {
     handles: HashMap<String, (Secret, Instant)>,
     issued: u64,
-    /// (reader, pin) → the message of the last failure, for the next dialog.
-    last_error: HashMap<(String, String), String>,
+    /// The dialogs (reader, PIN object, credential asked for) whose value
+    /// the card found wrong last time.
+    wrong_last_time: HashSet<String>,
 }
 
 impl ConnCredentials {
@@ -39,18 +41,17 @@ impl ConnCredentials {
         (at.elapsed() < HANDLE_LIFETIME).then_some(pin)
     }
 
-    pub fn last_error(&self, reader: &str, pin: &str) -> Option<String> {
-        self.last_error
-            .get(&(reader.to_string(), pin.to_string()))
-            .cloned()
+    /// Whether the value given in the dialog `key` was wrong last time.
+    pub fn was_wrong(&self, key: &str) -> bool {
+        self.wrong_last_time.contains(key)
     }
 
-    pub fn set_last_error(&mut self, reader: &str, pin: &str, message: Option<String>) {
-        let key = (reader.to_string(), pin.to_string());
-        match message {
-            Some(m) => self.last_error.insert(key, m),
-            None => self.last_error.remove(&key),
-        };
+    pub fn set_wrong(&mut self, key: &str, wrong: bool) {
+        if wrong {
+            self.wrong_last_time.insert(key.to_string());
+        } else {
+            self.wrong_last_time.remove(key);
+        }
     }
 }
 

@@ -7,6 +7,8 @@ mod dispatch;
 mod handshake;
 mod http;
 pub mod hub;
+mod operation;
+mod site;
 mod ws;
 
 use crate::pinentry::PinDialog;

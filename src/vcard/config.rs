@@ -75,6 +75,15 @@ pub enum Quirk {
     #[serde(rename = "change_wrong_old_6300")]
     #[value(name = "change_wrong_old_6300", alias = "change-wrong-old-6300")]
     ChangeWrongOld6300,
+    /// A failed CHANGE REFERENCE DATA leaves an earlier verification of the
+    /// PIN in place, so the empty VERIFY after it answers 9000 and hides
+    /// the count (seen on a real PIV applet, together with
+    /// `change_wrong_old_6300`).
+    #[value(
+        name = "failed_change_keeps_verification",
+        alias = "failed-change-keeps-verification"
+    )]
+    FailedChangeKeepsVerification,
 }
 
 /// Default number of tries of every retry counter.

@@ -27,6 +27,7 @@
 //! | unsupported reference | PIV: 6A88 (incl. global PIN 00); OpenPGP: 6A86 |
 //! | VERIFY P1=FF with data | 6700 |
 //! | a failed VERIFY | clears the verified state of that PIN |
+//! | a failed CHANGE REFERENCE DATA | clears it too (PIV: kept with quirk `failed_change_keeps_verification`) |
 //! | wrong value, x tries left | 63Cx; PIV answers 6983 for the try that blocks, OpenPGP 63C0 |
 //! | presenting to a blocked reference | 6983 (63C0 with quirk `blocked_sw_63c0`), no try spent |
 //! | empty-data VERIFY | 9000 when verified, else 63Cx (6983 when blocked), no try spent |

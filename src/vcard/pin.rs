@@ -126,6 +126,7 @@ pub(crate) struct Conventions {
     pub blocked_63c0: bool,
     pub empty_verify_spends_try: bool,
     pub change_wrong_old_6300: bool,
+    pub failed_change_keeps_verification: bool,
     /// PIV: the wrong try that brings the counter to 0 answers 6983
     /// (SP 800-73-4); OpenPGP answers 63C0 and 6983 afterwards.
     pub last_try_blocked: bool,
@@ -137,6 +138,8 @@ impl Conventions {
             blocked_63c0: config.has_quirk(Quirk::BlockedSw63c0),
             empty_verify_spends_try: config.has_quirk(Quirk::EmptyVerifySpendsTry),
             change_wrong_old_6300: config.has_quirk(Quirk::ChangeWrongOld6300),
+            failed_change_keeps_verification: config
+                .has_quirk(Quirk::FailedChangeKeepsVerification),
             last_try_blocked,
         }
     }

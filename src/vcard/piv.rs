@@ -198,7 +198,7 @@ impl Piv {
                 Reply::ok()
             }
             Check::Mismatch { left } => {
-                if is_pin {
+                if is_pin && !self.conv.failed_change_keeps_verification {
                     self.pin_verified = false;
                 }
                 Reply::sw(self.conv.wrong_old(left))
