@@ -366,10 +366,15 @@ impl Engine {
                     .held
                     .as_ref()
                     .filter(|h| h.pin_id == pin.id)
-                    .map(|h| h.method.credential().clone());
+                    .map(|h| (h.method.credential().clone(), h.code.from));
                 match held {
-                    Some(so_cred) => {
-                        self.usable_counter(&so_cred, true)?;
+                    // The held code is what the card will check: the user is
+                    // not asked for a new PIN that could not be used.
+                    Some((so_cred, from)) => {
+                        let t = self.usable_counter(&so_cred, true)?.tries();
+                        if from.from_site() && !matches!(t, Some(n) if n > 1) {
+                            return Err(Error::LastTryProtected { remaining_tries: t });
+                        }
                     }
                     None if self.so_verified.contains(&pin.id) => {}
                     None => return Err(Error::SoLoginRequired),

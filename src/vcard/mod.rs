@@ -50,6 +50,7 @@ mod command;
 pub mod config;
 mod openpgp;
 mod pin;
+pub use pin::Presentation;
 mod piv;
 pub mod vpcd;
 
@@ -158,6 +159,18 @@ impl VirtualCard {
         self.for_each_counter(|name, r| {
             let (tries, spent) = r.counter();
             out.push_str(&format!("{name} {tries} {spent}\n"));
+        });
+        out
+    }
+
+    /// Every value the reference data object `name` (as in
+    /// [`VirtualCard::counters`]) compared, oldest first.
+    pub fn presented(&mut self, name: &str) -> Vec<pin::Presentation> {
+        let mut out = Vec::new();
+        self.for_each_counter(|n, r| {
+            if n == name {
+                out = r.presented().to_vec();
+            }
         });
         out
     }

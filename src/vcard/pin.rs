@@ -15,6 +15,19 @@ pub(crate) struct RefData {
     /// Tries spent over the card's life (wrong values, quirky status
     /// queries): what a test compares with the operations it made.
     spent: u64,
+    /// Every value compared, in order: what the card saw and its counter
+    /// before and after (tests check who spent which try).
+    presented: Vec<Presentation>,
+}
+
+/// One value the card compared with its reference data.
+#[derive(Debug, Clone)]
+pub struct Presentation {
+    /// The value as it arrived (a PIV block keeps its FF padding).
+    pub value: Secret,
+    pub tries_before: u8,
+    pub tries_after: u8,
+    pub matched: bool,
 }
 
 /// The result of presenting a value.
@@ -38,6 +51,7 @@ impl RefData {
             tries,
             max,
             spent: 0,
+            presented: Vec::new(),
         }
     }
 
@@ -82,14 +96,28 @@ impl RefData {
         if self.tries == 0 {
             return Check::Blocked;
         }
-        if ct_eq(value.expose(), candidate) {
+        let tries_before = self.tries;
+        let matched = ct_eq(value.expose(), candidate);
+        let check = if matched {
             self.tries = self.max;
             Check::Match
         } else {
             self.tries -= 1;
             self.spent += 1;
             Check::Mismatch { left: self.tries }
-        }
+        };
+        self.presented.push(Presentation {
+            value: Secret::new(candidate.to_vec()),
+            tries_before,
+            tries_after: self.tries,
+            matched,
+        });
+        check
+    }
+
+    /// Every value compared so far, oldest first.
+    pub fn presented(&self) -> &[Presentation] {
+        &self.presented
     }
 
     /// Spends a try without comparing anything (an empty VERIFY on a quirky card).
