@@ -7,8 +7,8 @@ mod card;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
+use cardgate::security::lockout::LockoutConfig;
 use cardgate::security::origin::OriginsFile;
-use cardgate::security::throttle::ThrottleConfig;
 use cardgate::server::{Limits, Server, ServerConfig};
 use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
@@ -213,9 +213,10 @@ async fn wrong_pins_lock_the_origin_for_a_while() {
         ..CardConfig::piv()
     };
     let limits = Limits {
-        throttle: ThrottleConfig {
+        lockout: LockoutConfig {
             max_failures: 3,
             lock: Duration::from_secs(2),
+            ..LockoutConfig::default()
         },
         ..Limits::default()
     };

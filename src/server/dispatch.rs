@@ -7,7 +7,7 @@
 //!   connections see `validated: false`;
 //! - a value sent by a page never spends a credential's last try;
 //! - wrong values are counted per origin, and an origin that keeps sending
-//!   them is locked for a while.
+//!   them is locked, longer each time ([`crate::security::lockout`]).
 
 use super::credentials::ConnCredentials;
 use super::hub::{ConnId, Hub, describe_token, logout_all, mask_pin_status, mask_status};
@@ -17,12 +17,11 @@ use crate::pinentry::PinPrompt;
 use crate::protocol::{CAPABILITIES, Call, PROTOCOL_VERSION, RpcError, Target};
 use crate::protocol::{CredentialRequest, Input};
 use crate::secret::Secret;
+use crate::security::lockout::{Now, Verdict};
 use crate::security::origin::Peer;
-use crate::security::throttle::AfterFailure;
 use futures_util::future::{BoxFuture, FutureExt};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 type Outcome = Result<Value, RpcError>;
 
@@ -58,7 +57,7 @@ impl Caller {
     }
 
     /// The key wrong-PIN counts are kept under: the origin.
-    fn throttle_key(&self) -> String {
+    fn site_key(&self) -> String {
         self.peer.to_string()
     }
 }
@@ -240,15 +239,20 @@ where
     // Ok(true) when the card checked a value and found it right.
     F: FnOnce(&mut Engine, &str) -> Result<bool, Error> + Send + 'static,
 {
-    let key = caller.throttle_key();
+    let key = caller.site_key();
     let from_page = page_guard.is_some();
-    if from_page && let Err(retry) = hub.throttle.check(&key, Instant::now()) {
-        let retry_after = retry.as_secs().max(1);
-        return ready(Err(Error::TemporarilyLocked { retry_after }.into()));
-    }
     let me = caller.conn;
     let (pin, reader, job_hub) = (target.pin.clone(), target.reader.clone(), hub.clone());
+    let site = key.clone();
     let rx = hub.service.queue(&target.reader, move |e| {
+        // The site's lockout, consulted when its value is about to reach the card.
+        let attempt = match page_guard {
+            Some(_) => match job_hub.lockout.begin(&site, Now::current()) {
+                Ok(a) => Some(a),
+                Err(refusal) => return Ok((Err(refusal.into_error(&site)), None, None, None)),
+            },
+            None => None,
+        };
         let owner = job_hub.owner(&reader);
         if owner.is_some_and(|o| o != me) {
             // Another connection's login must not serve this one.
@@ -264,8 +268,17 @@ where
             (Kind::Logout, Ok(_)) => job_hub.clear_owner(&reader),
             _ => {}
         }
+        let notice = attempt.and_then(|a| {
+            let verdict = match &result {
+                Ok(true) => Verdict::Right,
+                Err(Error::PinIncorrect { .. } | Error::SoPinIncorrect { .. }) => Verdict::Wrong,
+                // Not checked by the card (a held PUK), or failed before it.
+                _ => Verdict::NotSent,
+            };
+            job_hub.lockout.settle(a, verdict, Now::current())
+        });
         let status = e.status(&pin).ok();
-        Ok((result, status, job_hub.owner(&reader)))
+        Ok((result, status, job_hub.owner(&reader), notice))
     });
     let hub = hub.clone();
     // A value not from the page may be typed on the pinpad while the job
@@ -281,31 +294,17 @@ where
             )
     };
     async move {
-        let (result, status, owner): (Result<bool, Error>, Option<PinStatus>, _) =
+        let (result, status, owner, notice): (Result<bool, Error>, Option<PinStatus>, _, _) =
             await_job(rx, timeout).await?;
         if let Some(status) = status {
             hub.broadcast_pin(&target.reader, &target.pin, &status, owner);
         }
         match result {
-            Ok(checked) => {
-                if checked {
-                    hub.throttle.success(&key);
-                }
-                Ok(Value::Null)
-            }
+            Ok(_) => Ok(Value::Null),
             Err(e @ (Error::PinIncorrect { .. } | Error::SoPinIncorrect { .. })) if from_page => {
                 let mut rpc = RpcError::from(e);
-                match hub.throttle.failure(&key, Instant::now()) {
-                    Some(AfterFailure::Remaining(n)) => rpc.data["attemptsBeforeLock"] = json!(n),
-                    Some(AfterFailure::LockedNow(d)) => {
-                        rpc.data["lockedFor"] = json!(d.as_secs());
-                        rpc.data["message"] = json!(format!(
-                            "{}; this site is now locked for {} s",
-                            rpc.message(),
-                            d.as_secs()
-                        ));
-                    }
-                    None => {}
+                if let Some(notice) = notice {
+                    notice.annotate(&mut rpc.data, &key);
                 }
                 Err(rpc)
             }
