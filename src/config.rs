@@ -872,6 +872,7 @@ mod tests {
                 "expected \"refuse\" or \"prompt\"",
             ),
             ("[pin_dialog]\ntimeout = 0\n", 2, "at least 1 second"),
+            ("[limits]\nlock_until_unlocked = 1\n", 2, "invalid type"),
             ("port = 1\nport = 2\n", 2, "duplicate key"),
         ];
         for (text, line, needle) in cases {

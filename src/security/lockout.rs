@@ -541,10 +541,20 @@ impl Lockout {
 
     fn settle_site(&self, site: &str, verdict: Verdict, now: Now) -> Option<Notice> {
         let mut sites = self.guard();
-        // Another process may change the file: read, change, write under its lock.
-        let _guard = match verdict {
-            Verdict::NotSent => None,
-            _ => self.store().and_then(lock_store),
+        // Another process may change the file: read, change, write under its
+        // lock (not needed for a right value of a site with nothing stored).
+        let may_write = match verdict {
+            Verdict::NotSent => false,
+            Verdict::Wrong => true,
+            Verdict::Right => {
+                self.refresh(&mut sites, now);
+                sites.map.get(site).is_some_and(|s| s.stored().is_some())
+            }
+        };
+        let _guard = if may_write {
+            self.store().and_then(lock_store)
+        } else {
+            None
         };
         self.refresh(&mut sites, now);
         let entry = sites.map.entry(site.to_string()).or_default();
