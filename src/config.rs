@@ -9,8 +9,8 @@
 //! A file that cannot be used is an error naming the file and line — never
 //! a silent default.
 
+use crate::security::lockout::LockoutConfig;
 use crate::security::origin::{Origin, OriginsFile};
-use crate::security::throttle::ThrottleConfig;
 use crate::server::{ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -53,9 +53,15 @@ pub fn system_file() -> Option<PathBuf> {
     Some(PathBuf::from(SYSTEM_FILE))
 }
 
-/// The user's data directory (`~/.local/share/cardgate` on Linux): TLS files.
+/// The user's data directory (`~/.local/share/cardgate` on Linux): TLS
+/// files, the lockout state.
 pub fn data_dir() -> Option<PathBuf> {
     project_dirs().map(|d| d.data_dir().to_path_buf())
+}
+
+/// `lockout.toml` in the user's data directory: the per-site lockout state.
+pub fn default_lockout_file() -> Option<PathBuf> {
+    data_dir().map(|d| d.join(crate::security::lockout::FILE_NAME))
 }
 
 /// Where a setting's value came from.
@@ -298,6 +304,8 @@ struct FileLimits {
     login_idle: Option<PositiveSecs>,
     max_failures: Option<u32>,
     lockout: Option<PositiveSecs>,
+    lock_until_unlocked: Option<bool>,
+    lockout_file: Option<PathBuf>,
     rate_per_second: Option<Positive>,
     rate_burst: Option<Positive>,
     max_connections: Option<Positive>,
@@ -549,14 +557,31 @@ impl Config {
             None,
             None,
             |f| f.limits.max_failures,
-            dl.throttle.max_failures
+            dl.lockout.max_failures
         );
         let lockout = pick!(
             "limits.lockout",
             None,
             None,
             |f| f.limits.lockout.map(|s| s.0),
-            dl.throttle.lock.as_secs()
+            dl.lockout.lock.as_secs()
+        );
+        let lock_until_unlocked = pick!(
+            "limits.lock_until_unlocked",
+            None,
+            None,
+            |f| f.limits.lock_until_unlocked,
+            dl.lockout.lock_until_unlocked
+        );
+        let lockout_file = pick!(
+            "limits.lockout_file",
+            None,
+            None,
+            |f| f.limits.lockout_file.as_ref().map(|p| {
+                // An empty path: kept in memory only (lost at exit).
+                (!p.as_os_str().is_empty()).then(|| expand(p))
+            }),
+            default_lockout_file()
         );
         let rate_per_second = pick!(
             "limits.rate_per_second",
@@ -630,10 +655,12 @@ impl Config {
             },
             limits: Limits {
                 login_idle: Duration::from_secs(login_idle),
-                throttle: ThrottleConfig {
+                lockout: LockoutConfig {
                     max_failures,
                     lock: Duration::from_secs(lockout),
+                    lock_until_unlocked,
                 },
+                lockout_file,
                 rate_per_second,
                 rate_burst,
                 max_connections,
@@ -728,9 +755,20 @@ impl Config {
             ("limits.login_idle", secs(self.limits.login_idle)),
             (
                 "limits.max_failures",
-                V::Integer(self.limits.throttle.max_failures.into()),
+                V::Integer(self.limits.lockout.max_failures.into()),
             ),
-            ("limits.lockout", secs(self.limits.throttle.lock)),
+            ("limits.lockout", secs(self.limits.lockout.lock)),
+            (
+                "limits.lock_until_unlocked",
+                V::Boolean(self.limits.lockout.lock_until_unlocked),
+            ),
+            (
+                "limits.lockout_file",
+                self.limits
+                    .lockout_file
+                    .as_deref()
+                    .map_or(V::String(String::new()), path),
+            ),
             (
                 "limits.rate_per_second",
                 V::Integer(self.limits.rate_per_second.into()),
@@ -834,6 +872,7 @@ mod tests {
                 "expected \"refuse\" or \"prompt\"",
             ),
             ("[pin_dialog]\ntimeout = 0\n", 2, "at least 1 second"),
+            ("[limits]\nlock_until_unlocked = 1\n", 2, "invalid type"),
             ("port = 1\nport = 2\n", 2, "duplicate key"),
         ];
         for (text, line, needle) in cases {

@@ -61,6 +61,16 @@ pub enum Error {
     PinMismatch,
     #[error("too many wrong PINs from this site; try again in {retry_after} s")]
     TemporarilyLocked { retry_after: u64 },
+    /// Code `TEMPORARILY_LOCKED`: the site's values still being checked
+    /// by the cards could lock it; nothing was sent.
+    #[error(
+        "other PIN values from this site are still being checked, and one more wrong value would lock it; try again in {retry_after} s"
+    )]
+    LockoutInFlight { retry_after: u64 },
+    #[error(
+        "too many wrong PINs from this site: it is locked until you unlock it with `cardgate origins unlock {origin}`"
+    )]
+    SiteLocked { origin: String },
     #[error("too many requests; slow down")]
     RateLimited,
     #[error("the PIN dialog cannot be shown: {0}")]
@@ -131,7 +141,8 @@ impl Error {
             Error::ReaderError(_) => "READER_ERROR",
             Error::LastTryProtected { .. } => "LAST_TRY_PROTECTED",
             Error::PinMismatch => "PIN_MISMATCH",
-            Error::TemporarilyLocked { .. } => "TEMPORARILY_LOCKED",
+            Error::TemporarilyLocked { .. } | Error::LockoutInFlight { .. } => "TEMPORARILY_LOCKED",
+            Error::SiteLocked { .. } => "SITE_LOCKED",
             Error::RateLimited => "RATE_LIMITED",
             Error::PinDialogUnavailable(_) => "PIN_DIALOG_UNAVAILABLE",
             Error::PinEntryCancelled => "PIN_ENTRY_CANCELLED",
@@ -173,6 +184,10 @@ impl Error {
                 remaining_tries: Some(n),
             } => json!({ "remainingTries": n }),
             Error::TemporarilyLocked { retry_after } => json!({ "retryAfter": retry_after }),
+            Error::LockoutInFlight { retry_after } => {
+                json!({ "retryAfter": retry_after, "inFlight": true })
+            }
+            Error::SiteLocked { origin } => json!({ "origin": origin }),
             _ => json!({}),
         };
         if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), extra) {

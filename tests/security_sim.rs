@@ -7,8 +7,8 @@ mod card;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
+use cardgate::security::lockout::LockoutConfig;
 use cardgate::security::origin::OriginsFile;
-use cardgate::security::throttle::ThrottleConfig;
 use cardgate::server::{Limits, Server, ServerConfig};
 use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
@@ -185,9 +185,10 @@ async fn wrong_pins_lock_the_origin_for_a_while() {
         ..CardConfig::piv()
     };
     let limits = Limits {
-        throttle: ThrottleConfig {
+        lockout: LockoutConfig {
             max_failures: 3,
             lock: Duration::from_secs(2),
+            ..LockoutConfig::default()
         },
         ..Limits::default()
     };
@@ -285,5 +286,76 @@ async fn a_held_code_does_not_reset_the_wrong_pin_count() {
     .await;
     let e = a.err("login", user("000000")).await;
     assert!(e["lockedFor"].is_u64(), "{e}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gets_no_more_wrong_values_to_the_card_than_the_lock_allows() {
+    let card = CardConfig {
+        max_tries: 10,
+        ..CardConfig::piv()
+    };
+    let limits = Limits {
+        lockout: LockoutConfig {
+            max_failures: 3,
+            lock: Duration::from_secs(1),
+            ..LockoutConfig::default()
+        },
+        ..Limits::default()
+    };
+    let (server, sim) = daemon(card, limits).await;
+    let mut a = client(server.port(), "https://a.example").await;
+    let tries = sim.with_card(R, |c| c.user_pin_tries()).unwrap();
+    // Eight wrong values and then the right one, in one batch: the lockout
+    // is consulted as each reaches the card, not when the batch arrives.
+    let mut items: Vec<String> = (0..8)
+        .map(|i| {
+            json!({ "jsonrpc": "2.0", "id": i, "method": "login", "params": login("000000") })
+                .to_string()
+        })
+        .collect();
+    items.push(
+        json!({ "jsonrpc": "2.0", "id": 8, "method": "login", "params": login("123456") })
+            .to_string(),
+    );
+    a.send_text(format!("[{}]", items.join(","))).await;
+    let answers = loop {
+        let m = a.recv().await.expect("the batch's answer");
+        if m.is_array() {
+            break m;
+        }
+    };
+    let codes: Vec<&str> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["data"]["code"].as_str().unwrap_or("OK"))
+        .collect();
+    assert_eq!(&codes[..3], ["PIN_INCORRECT"; 3], "{answers}");
+    assert!(
+        codes[3..].iter().all(|c| *c == "TEMPORARILY_LOCKED"),
+        "{answers}"
+    );
+    assert_eq!(answers[2]["error"]["data"]["lockout"], "LOCKED_FOR");
+    assert_eq!(sim.with_card(R, |c| c.user_pin_tries()), Some(tries - 3));
+
+    // After the lock the next stage ends with a lock until the user unlocks it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let e = a.err("login", login("000000")).await;
+    assert_eq!(
+        (e["code"].as_str(), e["attemptsBeforeLock"].as_u64()),
+        (Some("PIN_INCORRECT"), Some(2))
+    );
+    assert!(e.get("lockout").is_none(), "{e}");
+    let e = a.err("login", login("000000")).await;
+    assert_eq!(e["lockout"], "ONE_MORE_LOCKS");
+    assert_eq!(e["nextLockUntilUnlocked"], true);
+    let e = a.err("login", login("000000")).await;
+    assert_eq!(e["lockout"], "LOCKED_UNTIL_UNLOCKED");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let e = a.err("login", login("123456")).await;
+    assert_eq!(e["code"], "SITE_LOCKED");
+    assert_eq!(e["origin"], "https://a.example");
+    assert_eq!(sim.with_card(R, |c| c.user_pin_tries()), Some(tries - 6));
     server.shutdown().await;
 }

@@ -1,6 +1,9 @@
-//! `cardgate origins list|allow|revoke`: the web origins allowed to use the
-//! daemon. A running daemon picks changes up at the next handshake or request.
+//! `cardgate origins list|allow|revoke|unlock`: the web origins allowed to
+//! use the daemon, and the sites locked after too many wrong PINs. A running
+//! daemon picks changes up at the next handshake or request (an unlock: at
+//! the site's next PIN value).
 
+use crate::security::lockout::{Lock, Lockout, LockoutFile, Now};
 use crate::security::origin::{Origin, OriginsFile};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -17,7 +20,7 @@ pub struct OriginsArgs {
 
 #[derive(Subcommand)]
 enum OriginsCommand {
-    /// Show the allowed origins.
+    /// Show the allowed origins, and the sites locked after too many wrong PINs.
     List {
         #[arg(long)]
         json: bool,
@@ -27,9 +30,15 @@ enum OriginsCommand {
     /// Revoke an allowed origin (its open connections are closed), or forget
     /// a denial so the site is asked about again.
     Revoke { origin: String },
+    /// Lift the lock of a site locked after too many wrong PINs (until
+    /// unlocked, or for a while), and forget its wrong values.
+    Unlock { origin: String },
 }
 
 pub fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
+    if let OriginsCommand::Unlock { origin } = &args.command {
+        return unlock(origin, config);
+    }
     let Some(path) = args.file.or_else(|| config.origins_file.clone()) else {
         eprintln!("error: no allowlist file (origins.file is empty in config.toml); use --file");
         return ExitCode::FAILURE;
@@ -44,23 +53,57 @@ pub fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
     let normalised = |text: &str| Origin::parse(text).map(|o| o.to_string());
     match args.command {
         OriginsCommand::List { json } => {
+            let locked = match locked_sites(config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             if json {
+                let locked: Vec<_> = locked
+                    .iter()
+                    .map(|(site, strikes, lock)| {
+                        let mut v = serde_json::json!({ "origin": site, "strikes": strikes });
+                        match lock {
+                            Lock::UntilUnlocked => v["lock"] = "UNTIL_UNLOCKED".into(),
+                            Lock::For(d) => {
+                                v["lock"] = "FOR".into();
+                                v["retryAfter"] = d.as_secs().max(1).into();
+                            }
+                        }
+                        v
+                    })
+                    .collect();
                 let v = serde_json::json!({
                     "file": path,
                     "allowed": file.allowed,
                     "denied": file.denied,
                     "allowNullOrigin": file.allow_null_origin,
                     "allowMissingOrigin": file.allow_missing_origin,
+                    "lockoutFile": config.limits.lockout_file,
+                    "locked": locked,
                 });
                 println!("{v}");
-            } else if file.allowed.is_empty() && file.denied.is_empty() {
-                println!("No web origin is allowed ({}).", path.display());
             } else {
+                if file.allowed.is_empty() && file.denied.is_empty() {
+                    println!("No web origin is allowed ({}).", path.display());
+                }
                 for o in &file.allowed {
                     println!("allowed  {o}");
                 }
                 for o in &file.denied {
                     println!("denied   {o}");
+                }
+                for (site, _, lock) in &locked {
+                    match lock {
+                        Lock::UntilUnlocked => println!(
+                            "locked   {site} until you unlock it: cardgate origins unlock {site}"
+                        ),
+                        Lock::For(d) => {
+                            println!("locked   {site} for {} s more", d.as_secs().max(1))
+                        }
+                    }
                 }
             }
             ExitCode::SUCCESS
@@ -89,6 +132,61 @@ pub fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             save(&file, &path, &format!("revoked {target}"))
+        }
+        OriginsCommand::Unlock { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The sites locked now: origin, strikes, lock (none without a lockout file).
+fn locked_sites(config: &crate::config::Config) -> Result<Vec<(String, u32, Lock)>, String> {
+    let Some(path) = &config.limits.lockout_file else {
+        return Ok(Vec::new());
+    };
+    LockoutFile::load(path)?;
+    let lockout = Lockout::new(config.limits.lockout, Some(path.clone()));
+    Ok(lockout
+        .sites(Now::current())
+        .into_iter()
+        .filter_map(|(site, s)| s.lock.map(|l| (site, s.strikes, l)))
+        .collect())
+}
+
+/// `origins unlock ORIGIN`: a running daemon sees it at the site's next value.
+fn unlock(origin: &str, config: &crate::config::Config) -> ExitCode {
+    let Some(path) = config.limits.lockout_file.clone() else {
+        eprintln!(
+            "error: no lockout file (limits.lockout_file is empty in config.toml): locks end with the daemon"
+        );
+        return ExitCode::FAILURE;
+    };
+    let file = match LockoutFile::load(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Normalised like `allow`; `null` and `(local tool)` as they are stored.
+    let site = match Origin::parse(origin) {
+        Ok(o) => o.to_string(),
+        Err(_) if file.sites.contains_key(origin) => origin.to_string(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match Lockout::new(config.limits.lockout, Some(path)).unlock(&site) {
+        Ok(true) => {
+            println!("unlocked {site}");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            eprintln!("{site} is not locked");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The daemon's gates: who may connect ([`origin`]), and later whose login
-//! is whose and how fast wrong PINs may come.
+//! The daemon's gates: who may connect ([`origin`]), how many wrong PINs a
+//! site may send ([`lockout`]), and how fast a connection may go
+//! ([`throttle`]).
 
+pub mod lockout;
 pub mod origin;
 pub mod throttle;

@@ -197,11 +197,11 @@ impl fmt::Display for Peer {
     }
 }
 
-/// What the allowlist file looked like when it was last read: a change of
-/// modification time, size or inode (a save renames a new file in) means
-/// it must be read again.
+/// What a file the daemon follows live (the allowlist, the lockout state)
+/// looked like when it was last read: a change of modification time, size
+/// or inode (a save renames a new file in) means it must be read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileState {
+pub(crate) enum FileState {
     Unread,
     Missing,
     Present {
@@ -212,7 +212,7 @@ enum FileState {
 }
 
 impl FileState {
-    fn of(path: &Path) -> FileState {
+    pub(crate) fn of(path: &Path) -> FileState {
         match std::fs::metadata(path) {
             Ok(m) => FileState::Present {
                 modified: m.modified().ok(),
@@ -227,7 +227,7 @@ impl FileState {
     /// its last change may change again with the same time, size and
     /// (reused) inode. Such a read is not trusted; the next check reads
     /// the file again.
-    fn racy(&self, read_at: SystemTime) -> bool {
+    pub(crate) fn racy(&self, read_at: SystemTime) -> bool {
         match self {
             FileState::Present {
                 modified: Some(m), ..

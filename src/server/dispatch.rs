@@ -51,7 +51,7 @@ impl Caller {
     }
 
     /// The key wrong-PIN counts are kept under: the origin.
-    pub(super) fn throttle_key(&self) -> String {
+    pub(super) fn site_key(&self) -> String {
         self.peer.to_string()
     }
 }

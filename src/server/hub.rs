@@ -6,12 +6,13 @@ use crate::error::Error;
 use crate::pin::PinStatus;
 use crate::pinentry::PinDialog;
 use crate::protocol::notification;
+use crate::security::lockout::{Lockout, LockoutConfig};
 use crate::security::origin::OriginGate;
-use crate::security::throttle::{Throttle, ThrottleConfig};
 use crate::service::Service;
 use crate::transport::{Backend, Event, WatchGuard};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -62,7 +63,10 @@ pub type ConnId = u64;
 pub struct Limits {
     /// A login ends when its connection sent nothing for this long.
     pub login_idle: Duration,
-    pub throttle: ThrottleConfig,
+    /// The per-site progressive lockout of wrong PIN values.
+    pub lockout: LockoutConfig,
+    /// Where the lockout state is kept across restarts (`None`: in memory).
+    pub lockout_file: Option<PathBuf>,
     /// Requests per second per connection, and the burst allowed.
     pub rate_per_second: u32,
     pub rate_burst: u32,
@@ -75,7 +79,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             login_idle: Duration::from_secs(300),
-            throttle: ThrottleConfig::default(),
+            lockout: LockoutConfig::default(),
+            lockout_file: None,
             rate_per_second: 50,
             rate_burst: 100,
             max_connections: 1024,
@@ -89,7 +94,9 @@ pub struct Hub {
     notify: broadcast::Sender<Arc<Note>>,
     /// Reader → the connection whose login (user or SO) is on its card.
     owners: Mutex<HashMap<String, ConnId>>,
-    pub throttle: Throttle,
+    /// Wrong PIN values per site ([`Lockout::begin`] before a credential
+    /// reaches a card).
+    pub lockout: Lockout,
     pub limits: Limits,
     next_conn: AtomicU64,
     connections: AtomicUsize,
@@ -127,7 +134,7 @@ impl Hub {
             service,
             notify,
             owners: Mutex::new(HashMap::new()),
-            throttle: Throttle::new(limits.throttle),
+            lockout: Lockout::new(limits.lockout, limits.lockout_file.clone()),
             limits,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

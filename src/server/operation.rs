@@ -10,7 +10,7 @@
 
 use super::dispatch::{Caller, await_job, lock_creds, ready};
 use super::hub::{ConnId, Hub, logout_all};
-use super::site::{SiteAttempts, annotate};
+use super::site::SiteAttempts;
 use crate::error::Error;
 use crate::pin::{Asking, DialogFacts, Engine, Entered, Entry, PinOp, Provenance, SoPath};
 use crate::pinentry::PinPrompt;
@@ -124,7 +124,8 @@ fn operation(
     waits_for_pinpad: bool,
 ) -> BoxFuture<'static, Outcome> {
     let me: ConnId = caller.conn;
-    let mut gate = SiteAttempts::new(hub.clone(), caller.throttle_key());
+    let site = caller.site_key();
+    let mut gate = SiteAttempts::new(hub.clone(), site.clone());
     let (pin, reader, job_hub) = (target.pin.clone(), target.reader.clone(), hub.clone());
     let rx = hub.service.queue(&target.reader, move |e: &mut Engine| {
         let owner = job_hub.owner(&reader);
@@ -166,7 +167,7 @@ fn operation(
             Err(e) => {
                 let mut rpc = RpcError::from(e);
                 if let Some(notice) = notice {
-                    annotate(&mut rpc.data, notice);
+                    notice.annotate(&mut rpc.data, &site);
                 }
                 Err(rpc)
             }

@@ -1,35 +1,35 @@
 //! A site's side of presenting credentials: the PIN engine asks it right
 //! before each credential reaches the card, in the reader's worker, and
 //! tells it the card's verdict (see `pin/present.rs`). Values the site
-//! chose (typed in the page, `requestCredential` handles) count towards its
-//! lockout; the user's own entries (the daemon's dialog, the pinpad) do not,
-//! and while the site is locked they may only unblock (security-officer
-//! login and `init`), never log in or change the PIN.
+//! chose (typed in the page, `requestCredential` handles) go through the
+//! site's progressive lockout ([`crate::security::lockout`]): an attempt
+//! counts against the site from the moment it is admitted until the card
+//! says it was right. The user's own entries (the daemon's dialog, the
+//! pinpad) never count; while the site is locked they may only unblock
+//! (security-officer login and `init`), never log in or change the PIN.
 
 use super::hub::Hub;
 use crate::error::Error;
 use crate::pin::{Provenance, Purpose, SiteGate, Verdict};
-use crate::security::throttle::AfterFailure;
-use serde_json::{Value, json};
+use crate::security::lockout::{self, Attempt, Lock, Notice, Now};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The gate for one operation of one site.
 pub struct SiteAttempts {
     hub: Arc<Hub>,
-    key: String,
+    site: String,
     /// Admitted from the site and not yet judged by the card.
-    pending: bool,
-    /// What the last wrong value did to the site's count, for the answer.
-    pub notice: Option<AfterFailure>,
+    attempt: Option<Attempt>,
+    /// What the last wrong value did to the site, for the answer.
+    pub notice: Option<Notice>,
 }
 
 impl SiteAttempts {
-    pub fn new(hub: Arc<Hub>, key: String) -> Self {
+    pub fn new(hub: Arc<Hub>, site: String) -> Self {
         SiteAttempts {
             hub,
-            key,
-            pending: false,
+            site,
+            attempt: None,
             notice: None,
         }
     }
@@ -37,48 +37,40 @@ impl SiteAttempts {
 
 impl SiteGate for SiteAttempts {
     fn admit(&mut self, from: Provenance, purpose: Purpose) -> Result<(), Error> {
-        let locked = self.hub.throttle.check(&self.key, Instant::now());
-        match locked {
-            Err(retry) if from.from_site() || purpose != Purpose::Unblock => {
-                Err(Error::TemporarilyLocked {
-                    retry_after: retry.as_secs().max(1),
-                })
-            }
-            _ => {
-                self.pending = from.from_site();
-                Ok(())
-            }
+        let now = Now::current();
+        if from.from_site() {
+            let attempt = self
+                .hub
+                .lockout
+                .begin(&self.site, now)
+                .map_err(|refusal| refusal.into_error(&self.site))?;
+            self.attempt = Some(attempt);
+            return Ok(());
+        }
+        if purpose == Purpose::Unblock {
+            return Ok(());
+        }
+        match self.hub.lockout.state(&self.site, now).lock {
+            None => Ok(()),
+            Some(Lock::For(left)) => Err(Error::TemporarilyLocked {
+                retry_after: left.as_secs().max(1),
+            }),
+            Some(Lock::UntilUnlocked) => Err(Error::SiteLocked {
+                origin: self.site.clone(),
+            }),
         }
     }
 
     fn verdict(&mut self, verdict: Verdict) {
-        if !std::mem::take(&mut self.pending) {
+        let Some(attempt) = self.attempt.take() else {
             return;
-        }
-        match verdict {
-            Verdict::Right => self.hub.throttle.success(&self.key),
-            Verdict::Wrong | Verdict::Unknown => {
-                self.notice = self.hub.throttle.failure(&self.key, Instant::now());
-            }
-            Verdict::NotSent => {}
-        }
-    }
-}
-
-/// Adds what a wrong value did to the site's count to the error's data.
-pub fn annotate(data: &mut Value, notice: AfterFailure) {
-    match notice {
-        AfterFailure::Remaining(n) => data["attemptsBeforeLock"] = json!(n),
-        AfterFailure::LockedNow(d) => {
-            let message = data["message"]
-                .as_str()
-                .unwrap_or("wrong value")
-                .to_string();
-            data["lockedFor"] = json!(d.as_secs());
-            data["message"] = json!(format!(
-                "{message}; this site is now locked for {} s",
-                d.as_secs()
-            ));
-        }
+        };
+        let verdict = match verdict {
+            Verdict::Right => lockout::Verdict::Right,
+            // Sent without an answer: it may have been wrong.
+            Verdict::Wrong | Verdict::Unknown => lockout::Verdict::Wrong,
+            Verdict::NotSent => lockout::Verdict::NotSent,
+        };
+        self.notice = self.hub.lockout.settle(attempt, verdict, Now::current());
     }
 }
