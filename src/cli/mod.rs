@@ -164,6 +164,13 @@ pub mod exit {
 /// The exit status for an error.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
+        // A wrong value that spent the last try: the PIN is blocked now.
+        Error::PinIncorrect {
+            remaining_tries: Some(0),
+        }
+        | Error::SoPinIncorrect {
+            remaining_tries: Some(0),
+        } => exit::BLOCKED,
         Error::PinIncorrect { .. } | Error::SoPinIncorrect { .. } => exit::WRONG_PIN,
         Error::PinBlocked | Error::SoPinBlocked => exit::BLOCKED,
         Error::ReaderNotFound(_) | Error::CardAbsent | Error::CardRemoved => exit::NO_READER,

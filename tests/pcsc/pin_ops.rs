@@ -20,7 +20,7 @@ type TestFn = fn() -> Result<(), Failed>;
 
 /// Every test of this module, by name.
 pub fn tests() -> Vec<Trial> {
-    let tests: [(&str, TestFn); 7] = [
+    let tests: [(&str, TestFn); 8] = [
         (
             "piv_tries_count_down_and_right_pin_resets",
             piv_tries_count_down_and_right_pin_resets,
@@ -38,6 +38,10 @@ pub fn tests() -> Vec<Trial> {
             card_killed_mid_session_then_reinserted,
         ),
         ("cli_status_verify_exit_codes", cli_status_verify_exit_codes),
+        (
+            "cli_change_on_a_card_that_hides_the_count",
+            cli_change_on_a_card_that_hides_the_count,
+        ),
         ("cli_unblock_and_readers_json", cli_unblock_and_readers_json),
         ("cli_no_pcsc_service", cli_no_pcsc_service),
     ];
@@ -132,7 +136,9 @@ fn piv_tries_count_down_and_right_pin_resets() -> Result<(), Failed> {
     check(r.status("pin")?.last_try, "lastTry")?;
     eq(
         r.login("pin", "000000", false),
-        Err(Error::PinBlocked),
+        Err(Error::PinIncorrect {
+            remaining_tries: Some(0),
+        }),
         "third wrong",
     )?;
     let st = r.status("pin")?;
@@ -220,7 +226,9 @@ fn openpgp_unblock_with_admin_pin_and_reset_code() -> Result<(), Failed> {
         )?;
         eq(
             r.login("user", "000000", false),
-            Err(Error::PinBlocked),
+            Err(Error::PinIncorrect {
+                remaining_tries: Some(0),
+            }),
             "wrong",
         )
     };
@@ -374,6 +382,17 @@ fn cli_status_verify_exit_codes() -> Result<(), Failed> {
     cli(&verify, "000000\n", &[])?;
     cli(&verify, "000000\n", &[])?;
     let (code, out) = cli(&verify, "000000\n", &[])?;
+    eq(code, 4, "blocked by this wrong PIN: exit")?;
+    let v = json(&out)?;
+    eq(
+        (
+            v["error"]["code"].as_str(),
+            v["error"]["remainingTries"].as_u64(),
+        ),
+        (Some("PIN_INCORRECT"), Some(0)),
+        "the try that blocks",
+    )?;
+    let (code, out) = cli(&verify, "123456\n", &[])?;
     eq(code, 4, "blocked exit")?;
     eq(
         json(&out)?["error"]["code"].as_str(),
@@ -382,6 +401,59 @@ fn cli_status_verify_exit_codes() -> Result<(), Failed> {
     )?;
     let (code, _) = cli(&["pin", "status", "--reader", "no such reader"], "", &[])?;
     eq(code, 5, "unknown reader exit")
+}
+
+/// A real PIV applet: CHANGE REFERENCE DATA with a wrong old PIN answers
+/// 6300, spends a try and keeps an earlier verification, so the empty
+/// VERIFY after it answers 9000. The CLI must not report the count it had
+/// before (it printed "3 tries left" and "3/3, verified" with 2 on the card).
+fn cli_change_on_a_card_that_hides_the_count() -> Result<(), Failed> {
+    let _vc = card(
+        "piv",
+        PORT_0,
+        &[
+            "--quirk",
+            "change_wrong_old_6300",
+            "--quirk",
+            "failed_change_keeps_verification",
+        ],
+    )?;
+    let verify = [
+        "pin",
+        "verify",
+        "--reader",
+        READER_0,
+        "--pin-stdin",
+        "--json",
+    ];
+    let (code, _) = cli(&verify, "123456\n", &[])?;
+    eq(code, 0, "right PIN")?;
+    let change = [
+        "pin",
+        "change",
+        "--reader",
+        READER_0,
+        "--pin-stdin",
+        "--json",
+    ];
+    let (code, out) = cli(&change, "000000\n654321\n654321\n", &[])?;
+    eq(code, 3, "wrong old PIN exit")?;
+    let v = json(&out)?;
+    eq(
+        (
+            v["error"]["code"].as_str(),
+            v["error"]["remainingTries"].as_u64(),
+        ),
+        (Some("PIN_INCORRECT"), Some(2)),
+        "the card's count after the failed change",
+    )?;
+    let (_, out) = cli(&["pin", "status", "--reader", READER_0, "--json"], "", &[])?;
+    let pin = &json(&out)?["pins"][0];
+    eq(
+        (pin["remainingTries"].as_u64(), pin["validated"].as_bool()),
+        (Some(2), Some(false)),
+        "status after the failed change",
+    )
 }
 
 fn cli_unblock_and_readers_json() -> Result<(), Failed> {
