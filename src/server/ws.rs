@@ -241,8 +241,7 @@ fn read(
             })
         }
         Some(Ok(Message::Text(text))) => {
-            let limited = !rate.allow(std::time::Instant::now());
-            handle(hub, caller, text.as_str(), limited, in_flight);
+            handle(hub, caller, text.as_str(), rate, in_flight);
             Ok(())
         }
         Some(Ok(Message::Binary(_))) => {
@@ -302,20 +301,31 @@ fn answer_now(in_flight: &mut InFlight, text: String) {
 }
 
 /// Answers one text message of a connection: parses it (single request or
-/// batch), queues each call's card work at once, and sends each response
-/// to `out` when it is ready. The WebSocket and the native-messaging host
-/// both use it, so both speak exactly the same protocol.
+/// batch of at most [`protocol::MAX_BATCH`]), queues each call's card work
+/// at once, and sends each response to `out` when it is ready. The
+/// WebSocket and the native-messaging host both use it, so both speak
+/// exactly the same protocol.
+///
+/// The connection's rate limit is charged one token per request, each
+/// request of a batch too (a message that is not JSON, or a batch too
+/// large, counts as one): a request over the rate gets `RATE_LIMITED` and
+/// nothing is run for it.
 pub(crate) fn handle(
     hub: &Arc<Hub>,
     caller: &Caller,
     text: &str,
-    limited: bool,
+    rate: &mut RateLimit,
     in_flight: &mut InFlight,
 ) {
+    let now = std::time::Instant::now();
+    let mut limited = || !rate.allow(now);
     match protocol::parse_message(text) {
-        Incoming::Invalid(e) => answer_now(in_flight, protocol::error(Value::Null, &e).to_string()),
+        Incoming::Invalid(e) => {
+            let _ = limited();
+            answer_now(in_flight, protocol::error(Value::Null, &e).to_string());
+        }
         Incoming::Single(req) => {
-            let (id, fut) = start(hub, caller, req, limited);
+            let (id, fut) = start(hub, caller, req, limited());
             in_flight.push(
                 async move {
                     let outcome = fut.await;
@@ -327,7 +337,7 @@ pub(crate) fn handle(
         Incoming::Batch(reqs) => {
             let started: Vec<_> = reqs
                 .into_iter()
-                .map(|r| start(hub, caller, r, limited))
+                .map(|r| start(hub, caller, r, limited()))
                 .collect();
             in_flight.push(
                 async move {
