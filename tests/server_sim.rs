@@ -713,3 +713,61 @@ async fn shutdown_is_not_held_off_by_a_client_that_keeps_sending() {
     reader.abort();
     sender.abort();
 }
+
+/// A client that sends requests and never reads their answers: once its
+/// socket is full, the daemon's write makes no progress and after the send
+/// timeout the connection is closed (its task, answers and buffers freed);
+/// other clients are served meanwhile and afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_closed() {
+    let send_timeout = Duration::from_millis(500);
+    let config = cardgate::server::ServerConfig {
+        send_timeout,
+        ..ws_client::local_tool_config()
+    };
+    let sim = SimBackend::new();
+    sim.add_reader(PIV);
+    sim.insert_card(PIV, VirtualCard::new(CardConfig::piv()))
+        .unwrap();
+    let server = Server::start(Arc::new(sim), config).await.unwrap();
+    let port = server.port();
+    // A small receive window: the client's side fills soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/ws"), stream)
+        .await
+        .unwrap();
+    let hello = r#"{"jsonrpc":"2.0","id":1,"method":"hello","params":{}}"#;
+    let batch = format!("[{}]", vec![hello; 64].join(","));
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    // Send until the daemon stops reading (its write is stuck).
+    while start.elapsed() < Duration::from_secs(20) {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            ws.send(Message::text(batch.clone())),
+        )
+        .await
+        {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    assert!(server.hub().connection_count() <= 1);
+    // Within the send timeout (and a margin) of the stall, it is closed;
+    // a fresh client is answered at once meanwhile.
+    let mut fresh = Client::connect(port).await;
+    assert_eq!(fresh.ok("hello", json!({})).await["daemon"], "cardgate");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.hub().connection_count() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a client that does not read is still connected ({sent} frames sent)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fresh.ok("hello", json!({})).await["daemon"], "cardgate");
+    drop(ws);
+    server.shutdown().await;
+}
