@@ -195,6 +195,11 @@ async fn memory_stays_bounded_under_non_reading_clients() {
     for s in sends {
         clients.push(s.await.unwrap());
     }
+    let (_, hwm) = memory(pid);
+    assert!(
+        hwm < PEAK_BOUND_KIB,
+        "daemon peak RSS {hwm} KiB over the bound of {PEAK_BOUND_KIB} KiB"
+    );
     // A fresh client is answered normally meanwhile.
     let mut fresh = connect(port).await;
     let hello = json!({ "jsonrpc": "2.0", "id": 1, "method": "hello", "params": {} });
