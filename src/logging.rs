@@ -1,6 +1,12 @@
 //! Log setup. Whatever the user asks for (`-v`, `CARDGATE_LOG`, `log_level`),
-//! the WebSocket library's frame tracing stays off: at TRACE it prints whole
-//! frame payloads, which carry the PINs pages send.
+//! the WebSocket library's logs never reach any output: at TRACE it prints
+//! whole frames and messages, which carry the PINs pages send. No filter
+//! directive is relied on for that (a more specific one, such as
+//! `tungstenite::protocol=trace`, overrides a cap): the libraries log
+//! through the `log` crate, and the `log` → `tracing` bridge installed here
+//! drops every record of theirs before any filter sees it. The subscriber
+//! is installed without `tracing-subscriber`'s own bridge (`try_init` would
+//! add one that forwards everything).
 //!
 //! Under systemd (stderr is the journal stream named by `JOURNAL_STREAM`)
 //! each line starts with its syslog priority (`<3>` error … `<7>` debug),
@@ -9,26 +15,24 @@
 //! for humans.
 
 use tracing::{Event, Level, Subscriber};
+use tracing_log::AsLog;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::Directive;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Libraries whose logs may contain message payloads, and the most verbose
-/// level they are ever allowed.
-const PAYLOAD_LOGGERS: [&str; 2] = ["tungstenite=info", "tokio_tungstenite=info"];
+/// Crates whose `log` records are never forwarded, at any level: the
+/// WebSocket library logs frame and message payloads (PINs). Matched as
+/// a prefix of the record's target (`tungstenite::protocol::frame` …).
+/// The other `log` user in the daemon, rustls, logs no payloads; hyper and
+/// httparse do not log at all (hyper's `tracing` feature is off).
+pub const SILENCED_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
 
-/// An env-filter from `spec` (e.g. "warn", "cardgate=trace", "trace") with
-/// the payload loggers capped.
+/// An env-filter from `spec` (e.g. "warn", "cardgate=trace", "trace");
+/// "warn" if `spec` is not a filter.
 pub fn filter(spec: &str) -> EnvFilter {
-    let mut filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("warn"));
-    for d in PAYLOAD_LOGGERS {
-        if let Ok(d) = d.parse::<Directive>() {
-            filter = filter.add_directive(d);
-        }
-    }
-    filter
+    EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("warn"))
 }
 
 /// The log filter for `-v` (1) and `-vv` (2+); `None` for 0.
@@ -56,19 +60,58 @@ pub fn init_with(spec: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(spec))
         .with_writer(std::io::stderr);
-    let _ = if stderr_is_journal() {
-        builder
-            .with_ansi(false)
-            .event_format(JournalFormat(
-                Format::default()
-                    .without_time()
-                    .with_level(false)
-                    .with_ansi(false),
-            ))
-            .try_init()
+    if stderr_is_journal() {
+        install(
+            builder
+                .with_ansi(false)
+                .event_format(JournalFormat(
+                    Format::default()
+                        .without_time()
+                        .with_level(false)
+                        .with_ansi(false),
+                ))
+                .finish(),
+        );
     } else {
-        builder.try_init()
-    };
+        install(builder.finish());
+    }
+}
+
+/// Logs with this filter to `writer` (tests read what the daemon would
+/// print); set up exactly as [`init_with`], the payload loggers silenced.
+/// `false` if a subscriber was already installed.
+pub fn init_with_writer<W>(spec: &str, writer: W) -> bool
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    install(
+        tracing_subscriber::fmt()
+            .with_env_filter(filter(spec))
+            .with_writer(writer)
+            .with_ansi(false)
+            .finish(),
+    )
+}
+
+/// Installs `subscriber` as the global default, then the `log` bridge
+/// that never forwards [`SILENCED_CRATES`].
+fn install<S>(subscriber: S) -> bool
+where
+    S: Subscriber + Send + Sync + 'static,
+{
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        return false;
+    }
+    let mut bridge = tracing_log::LogTracer::builder()
+        // After the subscriber: its most verbose level is the `log` crate's.
+        .with_max_level(tracing::level_filters::LevelFilter::current().as_log());
+    for name in SILENCED_CRATES {
+        bridge = bridge.ignore_crate(name);
+    }
+    // Fails only if a `log` logger is already set: none is, and a second
+    // one could not be installed over it anyway.
+    let _ = bridge.init();
+    true
 }
 
 /// Is stderr the journal stream systemd connected (`JOURNAL_STREAM` is

@@ -344,3 +344,53 @@ fn a_truncated_frame_ends_the_host_with_failure() {
     h.write_raw(&[7, 0]);
     assert_eq!(h.finish().code(), Some(1));
 }
+
+/// The most requests a batch may hold (docs/protocol.md).
+const MAX_BATCH: usize = 64;
+
+fn batch_of(n: usize, first_id: usize, method: &str, params: &Value) -> String {
+    let reqs: Vec<Value> = (first_id..first_id + n)
+        .map(|i| json!({ "jsonrpc": "2.0", "id": i, "method": method, "params": params }))
+        .collect();
+    Value::Array(reqs).to_string()
+}
+
+#[test]
+fn batches_are_bounded_and_rate_limited_per_request() {
+    let mut h = Host::start();
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    // Over the maximum: one error, and none of its wrong PINs is tried.
+    let mut wrong = piv_pin();
+    wrong["value"] = json!("000000");
+    h.send_text(1, &batch_of(MAX_BATCH + 1, 1000, "login", &wrong));
+    let e = data(&h.expect("the batch's error", |v| {
+        v["type"] == "message" && v["session"] == 1 && data(v).get("id").is_some()
+    }));
+    assert_eq!(e["id"], Value::Null, "{e}");
+    assert_eq!(e["error"]["code"], -32600, "{e}");
+    assert_eq!(e["error"]["data"]["code"], "BATCH_TOO_LARGE", "{e}");
+    assert_eq!(e["error"]["data"]["maxBatch"], MAX_BATCH, "{e}");
+    assert_eq!(h.ok(1, "getPinStatus", piv_pin())["remainingTries"], 3);
+    // Three full batches at once: 192 requests against a burst of 100 (and
+    // 50 a second): each request takes its token.
+    for b in 0..3 {
+        h.send_text(
+            1,
+            &batch_of(MAX_BATCH, 2000 + b * MAX_BATCH, "hello", &json!({})),
+        );
+    }
+    let mut limited = 0;
+    for _ in 0..3 {
+        let answer = data(&h.expect("a batch answer", |v| {
+            v["type"] == "message" && v["session"] == 1 && data(v).is_array()
+        }));
+        let answer = answer.as_array().unwrap();
+        assert_eq!(answer.len(), MAX_BATCH);
+        limited += answer
+            .iter()
+            .filter(|r| r["error"]["data"]["code"] == "RATE_LIMITED")
+            .count();
+    }
+    assert!(limited >= 50, "only {limited} of 192 requests were limited");
+    assert!(h.finish().success());
+}

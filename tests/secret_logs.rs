@@ -54,12 +54,8 @@ fn forms(secret: &str) -> Vec<String> {
 async fn no_secret_in_any_log_line() {
     let buffer = Buffer::default();
     let writer = buffer.clone();
-    // Everything at TRACE, filtered the way the daemon filters its logs.
-    tracing_subscriber::fmt()
-        .with_env_filter(cardgate::logging::filter("trace"))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    // Everything at TRACE, set up the way the daemon sets up its logs.
+    assert!(cardgate::logging::init_with_writer("trace", move || writer.clone()));
 
     let piv =
         CardConfig::from_toml_str("profile = \"piv\"\npin = \"864209\"\npuk = \"57319246\"\n")
@@ -148,6 +144,275 @@ async fn no_secret_in_any_log_line() {
                 !log.contains(&form),
                 "{secret:?} appears in the log as {form:?}: {line}"
             );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The real binary: whatever filter the user sets — environment, `-vv` or
+// `log_level` in config.toml — the WebSocket library's frame logging never
+// reaches stderr (it prints whole frames, PINs included).
+
+const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
+const ORIGIN: &str = "https://bank.example";
+const PIV: &str = "cardgate demo reader 0";
+const PGP: &str = "cardgate demo reader 1";
+
+/// The values the binary run sets and sends (the demo cards start with
+/// PINs 123456 / 12345678, too common to search a log for).
+const DEMO_SECRETS: [&str; 6] = [
+    "915368",      // wrong PIV PIN
+    "864209",      // new PIV PIN
+    "703192",      // PIV PIN set with the PUK
+    "s3cr3t-pw1",  // new OpenPGP user PIN
+    "adm1n-pw3x",  // new OpenPGP admin PIN
+    "n3w-user-pw", // OpenPGP user PIN set with the admin PIN
+];
+
+/// How the log filter is given to the daemon.
+enum LogSetting {
+    Env(&'static str),
+    Verbose,
+    ConfigFile(&'static str),
+}
+
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+    _home: tempfile::TempDir,
+}
+
+fn start_daemon(log: &LogSetting) -> Daemon {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config/cardgate");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("origins.toml"),
+        format!("allowed = [\"{ORIGIN}\"]\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("CARDGATE_SYSTEM_CONFIG", home.path().join("none.toml"))
+        .env("NO_COLOR", "1")
+        .env_remove("CARDGATE_CONFIG")
+        .env_remove("CARDGATE_LOG")
+        .env_remove("CARDGATE_POLICY_PATH")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .args(["demo", "--port", "0", "--card", "piv", "--card", "openpgp"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    match log {
+        LogSetting::Env(spec) => {
+            cmd.env("CARDGATE_LOG", spec);
+        }
+        LogSetting::Verbose => {
+            cmd.arg("-vv");
+        }
+        LogSetting::ConfigFile(spec) => {
+            std::fs::write(
+                config.join("config.toml"),
+                format!("log_level = \"{spec}\"\n"),
+            )
+            .unwrap();
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match err.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            all.extend_from_slice(&line);
+            let text = String::from_utf8_lossy(&line);
+            if let Some(rest) = text.split("open http://127.0.0.1:").nth(1) {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = tx.send(port.parse::<u16>().unwrap());
+            }
+        }
+        all
+    });
+    let port = match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(p) => p,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = stderr.join().unwrap();
+            panic!(
+                "the daemon did not start: {}",
+                String::from_utf8_lossy(&log)
+            );
+        }
+    };
+    Daemon {
+        child,
+        port,
+        stderr,
+        _home: home,
+    }
+}
+
+impl Daemon {
+    /// SIGTERM (to our own child, by pid), then its whole stderr.
+    fn stop(mut self) -> String {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = std::time::Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        String::from_utf8_lossy(&self.stderr.join().unwrap()).into_owned()
+    }
+}
+
+/// Every kind of PIN operation, with the values as JSON strings and as
+/// base64 CredentialValues, and malformed requests carrying them.
+async fn pin_operations(port: u16) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut c = Client::from_stream(ws);
+    let b64 = |s: &str| json!({ "type": "pin", "data": base64::engine::general_purpose::STANDARD.encode(s) });
+    let piv = |v: serde_json::Value| {
+        let mut p = json!({ "reader": PIV, "pin": "pin" });
+        p.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
+        p
+    };
+    let pgp = |pin: &str, v: serde_json::Value| {
+        let mut p = json!({ "reader": PGP, "pin": pin });
+        p.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
+        p
+    };
+    c.err("login", piv(json!({ "value": "915368" }))).await;
+    c.ok("login", piv(json!({ "value": "123456" }))).await;
+    c.ok(
+        "change",
+        piv(json!({ "oldValue": "123456", "newValue": b64("864209") })),
+    )
+    .await;
+    c.ok("login", piv(json!({ "value": "864209" }))).await;
+    c.ok("login", piv(json!({ "value": b64("864209") }))).await;
+    c.ok("login", piv(json!({ "value": "12345678", "so": true })))
+        .await;
+    c.ok("init", piv(json!({ "newValue": "703192" }))).await;
+    c.ok("login", piv(json!({ "value": b64("703192") }))).await;
+    c.ok(
+        "change",
+        pgp(
+            "user",
+            json!({ "oldValue": "123456", "newValue": "s3cr3t-pw1" }),
+        ),
+    )
+    .await;
+    c.ok("login", pgp("user", json!({ "value": b64("s3cr3t-pw1") })))
+        .await;
+    c.ok(
+        "change",
+        pgp(
+            "admin",
+            json!({ "oldValue": "12345678", "newValue": b64("adm1n-pw3x") }),
+        ),
+    )
+    .await;
+    c.ok(
+        "login",
+        pgp("user", json!({ "value": "adm1n-pw3x", "so": true })),
+    )
+    .await;
+    c.ok(
+        "init",
+        pgp("user", json!({ "newValue": b64("n3w-user-pw") })),
+    )
+    .await;
+    // Malformed requests and a batch carrying values.
+    c.err(
+        "login",
+        piv(json!({ "value": { "type": "pin", "data": "915368" } })),
+    )
+    .await;
+    c.err(
+        "login",
+        json!({ "reader": "Nowhere", "pin": "pin", "value": "915368" }),
+    )
+    .await;
+    c.err("change", piv(json!({ "oldValue": "915368" }))).await;
+    let batch = json!([
+        { "jsonrpc": "2.0", "id": "b1", "method": "login", "params": piv(json!({ "value": "703192" })) },
+        { "jsonrpc": "2.0", "id": "b2", "method": "login", "params": pgp("user", json!({ "value": b64("n3w-user-pw") })) },
+    ]);
+    c.send_text(batch.to_string()).await;
+    let answer = loop {
+        let m = c.recv().await.expect("the batch's answer");
+        if m.is_array() {
+            break m;
+        }
+    };
+    assert_eq!(answer.as_array().unwrap().len(), 2, "{answer}");
+    c.ok("logout", piv(json!({}))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_the_daemons_stderr_whatever_the_filter() {
+    // `cardgate=trace` is added where the form alone would not make the
+    // daemon log at TRACE, so each run provably logs at that level.
+    let settings = [
+        LogSetting::Env("trace"),
+        LogSetting::Env("tungstenite=trace,cardgate=trace"),
+        LogSetting::Env("tungstenite::protocol=trace,cardgate=trace"),
+        LogSetting::Env("tokio_tungstenite=trace,cardgate=trace"),
+        LogSetting::Env("tungstenite::protocol::frame=trace,cardgate=trace"),
+        LogSetting::Env("info,tungstenite::protocol=trace,cardgate=trace"),
+        LogSetting::Verbose,
+        LogSetting::ConfigFile("info,tungstenite::protocol=trace,cardgate=trace"),
+    ];
+    for setting in &settings {
+        let name = match setting {
+            LogSetting::Env(s) => format!("CARDGATE_LOG={s}"),
+            LogSetting::Verbose => "-vv".into(),
+            LogSetting::ConfigFile(s) => format!("log_level = {s:?} in config.toml"),
+        };
+        let daemon = start_daemon(setting);
+        pin_operations(daemon.port).await;
+        let log = daemon.stop();
+        assert!(log.contains("TRACE"), "{name}: no TRACE output:\n{log}");
+        assert!(
+            log.contains("vcard command"),
+            "{name}: no card traffic in the log"
+        );
+        for secret in DEMO_SECRETS {
+            for form in forms(secret) {
+                if let Some(line) = log.lines().find(|l| l.contains(&form)) {
+                    panic!("{name}: {secret:?} appears in stderr as {form:?}: {line}");
+                }
+            }
         }
     }
 }

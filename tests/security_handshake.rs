@@ -377,3 +377,144 @@ async fn eventually_idle(server: &Server) -> bool {
     }
     false
 }
+
+/// A daemon whose connections have `handshake` from connect to the end of
+/// their first request head.
+async fn quick_daemon(handshake: Duration) -> Server {
+    let config = ServerConfig {
+        handshake_timeout: handshake,
+        ..ws_client::local_tool_config()
+    };
+    Server::start(Arc::new(SimBackend::new()), config)
+        .await
+        .unwrap()
+}
+
+/// How long after `start` the daemon closed `s` (reads until the end).
+async fn closed_after(s: &mut tokio::net::TcpStream, start: std::time::Instant) -> Duration {
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("still open after {:?}", start.elapsed()),
+        }
+    }
+}
+
+/// 8 KiB of head sent within the timeout (the handshake reader hands it to
+/// the HTTP server), then a byte at a time: the connection is closed when
+/// the handshake timeout, counted from connect, is over — not when a fresh
+/// timeout of the HTTP server ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_head_gets_one_timeout_from_connect() {
+    let timeout = Duration::from_secs(1);
+    let server = quick_daemon(timeout).await;
+    let port = server.port();
+    let start = std::time::Instant::now();
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let mut head = format!("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n").into_bytes();
+        // Few headers (hyper takes at most 100), long ones.
+        for i in 0..20 {
+            head.extend_from_slice(format!("X-Pad-{i:03}: {}\r\n", "a".repeat(450)).as_bytes());
+        }
+        assert!(head.len() > 8 * 1024);
+        // 9 KiB over 0.8 s, then one byte every 20 ms, never a blank line.
+        for chunk in head.chunks(head.len() / 16 + 1) {
+            if wr.write_all(chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = wr.write_all(b"X-Slow: ").await;
+        loop {
+            if wr.write_all(b"a").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut s = rd;
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break start.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("still open after {:?}", start.elapsed()),
+        }
+    };
+    writer.abort();
+    assert!(
+        closed >= timeout - Duration::from_millis(50),
+        "closed too early: {closed:?}"
+    );
+    assert!(
+        closed < timeout + Duration::from_millis(400),
+        "closed {closed:?} after connect; the handshake timeout is {timeout:?}"
+    );
+
+    // A head dribbled byte by byte from the start (the handshake reader
+    // never sees its end): the same.
+    let start = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let dribble = async {
+        for b in b"GET /ws HTTP/1.1\r\nX-Odd: "
+            .iter()
+            .chain(std::iter::repeat(&b'a'))
+        {
+            if s.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = tokio::time::timeout(timeout + Duration::from_millis(600), dribble).await;
+    let closed = closed_after(&mut s, start).await;
+    assert!(
+        closed < timeout + Duration::from_millis(700),
+        "closed {closed:?} after connect"
+    );
+    server.shutdown().await;
+}
+
+/// The first head's deadline does not apply to later requests of a
+/// keep-alive connection: each has its own time for its head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_requests_after_the_first_deadline_are_served() {
+    let timeout = Duration::from_secs(1);
+    let server = quick_daemon(timeout).await;
+    let port = server.port();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let get = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..2 {
+        s.write_all(get.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The whole answer: head and its JSON body.
+        while !String::from_utf8_lossy(&got).contains("}") {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        // The second request comes after the first head's deadline.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    server.shutdown().await;
+}

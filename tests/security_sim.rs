@@ -359,3 +359,147 @@ async fn a_batch_gets_no_more_wrong_values_to_the_card_than_the_lock_allows() {
     assert_eq!(sim.with_card(R, |c| c.user_pin_tries()), Some(tries - 6));
     server.shutdown().await;
 }
+
+/// The most requests a batch may hold (docs/protocol.md).
+const MAX_BATCH: usize = 64;
+
+/// Every try the card's user PIN ever spent (its own counter).
+fn pin_tries_spent(sim: &SimBackend) -> u64 {
+    let counters = sim.with_card(R, |c| c.counters()).unwrap();
+    let line = counters
+        .lines()
+        .find(|l| l.starts_with("pin "))
+        .expect("a pin counter");
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+fn batch_of(n: usize, method: &str, params: &Value) -> String {
+    let reqs: Vec<Value> = (0..n)
+        .map(|i| json!({ "jsonrpc": "2.0", "id": i, "method": method, "params": params }))
+        .collect();
+    Value::Array(reqs).to_string()
+}
+
+/// Reads messages until an answer to a request (not a notification).
+async fn answer(c: &mut Client) -> Value {
+    loop {
+        let m = c.recv().await.expect("an answer");
+        if m.is_array() || m.get("id").is_some() {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_maximum_runs_nothing() {
+    let card = CardConfig {
+        max_tries: 15,
+        ..CardConfig::piv()
+    };
+    let (server, sim) = daemon(card, Limits::default()).await;
+    let mut a = client(server.port(), "https://a.example").await;
+    let before = sim.with_card(R, |c| c.counters()).unwrap();
+    a.send_text(batch_of(MAX_BATCH + 1, "login", &login("000000")))
+        .await;
+    let e = answer(&mut a).await;
+    assert!(e.is_object(), "one error for the whole batch: {e}");
+    assert_eq!(e["id"], Value::Null, "{e}");
+    assert_eq!(e["error"]["code"], -32600, "{e}");
+    assert_eq!(e["error"]["data"]["code"], "BATCH_TOO_LARGE", "{e}");
+    assert_eq!(e["error"]["data"]["maxBatch"], MAX_BATCH, "{e}");
+    // Nothing of it reached the card, and nobody was told of a change.
+    assert_eq!(sim.with_card(R, |c| c.counters()).unwrap(), before);
+    assert_eq!(a.ok("getPinStatus", status()).await["remainingTries"], 15);
+    assert!(a.notes.is_empty(), "{:?}", a.notes);
+    // A full batch is answered, one response per request.
+    a.send_text(batch_of(MAX_BATCH, "hello", &json!({}))).await;
+    let all = answer(&mut a).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(MAX_BATCH), "{all}");
+    server.shutdown().await;
+}
+
+/// A daemon whose rate limit (burst 10, 1 a second) is the only guard
+/// left between a page and the card: no lockout, 15 tries.
+async fn rate_limited_daemon() -> (Server, SimBackend) {
+    let card = CardConfig {
+        max_tries: 15,
+        ..CardConfig::piv()
+    };
+    let limits = Limits {
+        rate_per_second: 1,
+        rate_burst: 10,
+        throttle: ThrottleConfig {
+            max_failures: 0,
+            lock: Duration::from_secs(1),
+        },
+        ..Limits::default()
+    };
+    daemon(card, limits).await
+}
+
+fn count_codes(responses: &[Value]) -> (usize, usize) {
+    let limited = responses
+        .iter()
+        .filter(|r| r["error"]["data"]["code"] == "RATE_LIMITED")
+        .count();
+    (limited, responses.len() - limited)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_counts_each_request_of_a_batch() {
+    let (server, sim) = rate_limited_daemon().await;
+    let mut a = client(server.port(), "https://a.example").await;
+    a.send_text(batch_of(MAX_BATCH, "login", &login("000000")))
+        .await;
+    let all = answer(&mut a).await;
+    let all = all.as_array().expect("a batch answer");
+    assert_eq!(all.len(), MAX_BATCH);
+    let (limited, ran) = count_codes(all);
+    // The burst (10), and at most one token refilled meanwhile.
+    assert!(ran <= 11, "{ran} of {MAX_BATCH} ran, {limited} limited");
+    let spent = pin_tries_spent(&sim);
+    assert!(spent <= 11, "{spent} wrong PINs reached the card");
+    assert!(spent >= 1, "the burst did reach the card");
+    // Nothing was run for a limited request: each one carries its own id.
+    let mut ids: Vec<u64> = all.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..MAX_BATCH as u64).collect::<Vec<_>>());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_counts_requests_of_pipelined_frames() {
+    let (server, sim) = rate_limited_daemon().await;
+    let mut a = client(server.port(), "https://a.example").await;
+    // Frames sent without waiting: batches of status reads, then single
+    // wrong logins.
+    for _ in 0..10 {
+        a.send_text(batch_of(MAX_BATCH, "getPinStatus", &status()))
+            .await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.extend(answer(&mut a).await.as_array().unwrap().clone());
+    }
+    let (_, ran) = count_codes(&statuses);
+    assert!(ran <= 11, "{ran} of {} status reads ran", statuses.len());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut b = client(server.port(), "https://a.example").await;
+    for i in 0..MAX_BATCH {
+        let req =
+            json!({ "jsonrpc": "2.0", "id": i, "method": "login", "params": login("000000") });
+        b.send_text(req.to_string()).await;
+    }
+    let mut logins = Vec::new();
+    for _ in 0..MAX_BATCH {
+        logins.push(answer(&mut b).await);
+    }
+    let (_, ran) = count_codes(&logins);
+    assert!(ran <= 11, "{ran} of {MAX_BATCH} logins ran");
+    let spent = pin_tries_spent(&sim);
+    assert!(
+        (1..=11).contains(&spent),
+        "{spent} wrong PINs reached the card"
+    );
+    server.shutdown().await;
+}

@@ -384,14 +384,14 @@ async fn malformed_input_gets_structured_errors() {
     );
 
     // A big message under the limit (the read buffer starts at 1 KiB and
-    // grows): a batch of 400 status reads, about 40 KiB, all answered.
+    // grows): a full batch (64) of status reads with long string ids,
+    // about 40 KiB, all answered.
+    let pad = "i".repeat(600);
     let one = format!(
-        r#"{{"jsonrpc":"2.0","id":ID,"method":"getPinStatus","params":{}}}"#,
+        r#"{{"jsonrpc":"2.0","id":"ID{pad}","method":"getPinStatus","params":{}}}"#,
         target(PIV, "pin")
     );
-    let batch: Vec<String> = (0..400)
-        .map(|i| one.replace("ID", &i.to_string()))
-        .collect();
+    let batch: Vec<String> = (0..64).map(|i| one.replace("ID", &i.to_string())).collect();
     let text = format!("[{}]", batch.join(","));
     assert!(
         text.len() > 32 * 1024 && text.len() < 64 * 1024,
@@ -401,9 +401,9 @@ async fn malformed_input_gets_structured_errors() {
     c.send_text(text).await;
     let answers = c.recv().await.expect("the batch's answer");
     let answers = answers.as_array().expect("an array");
-    assert_eq!(answers.len(), 400);
+    assert_eq!(answers.len(), 64);
     for (i, a) in answers.iter().enumerate() {
-        assert_eq!(a["id"], i, "{a}");
+        assert_eq!(a["id"], format!("{i}{pad}"), "{a}");
         assert_eq!(a["result"]["remainingTries"], 3, "{a}");
     }
 
@@ -666,12 +666,12 @@ async fn concurrent_status_reads_share_the_card_but_not_the_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_hang_on_a_client_that_stopped_reading() {
     let (server, sim, mut c) = logged_in().await;
-    // Batches of status reads, never read: megabytes of answers.
+    // Full batches of status reads, never read.
     let one = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"getPinStatus","params":{}}}"#,
         target(PIV, "pin")
     );
-    let batch = format!("[{}]", vec![one; 400].join(","));
+    let batch = format!("[{}]", vec![one; 64].join(","));
     for _ in 0..150 {
         if tokio::time::timeout(
             Duration::from_secs(1),
@@ -711,4 +711,62 @@ async fn shutdown_is_not_held_off_by_a_client_that_keeps_sending() {
         .expect("shutdown finished while the client kept sending");
     reader.abort();
     sender.abort();
+}
+
+/// A client that sends requests and never reads their answers: once its
+/// socket is full, the daemon's write makes no progress and after the send
+/// timeout the connection is closed (its task, answers and buffers freed);
+/// other clients are served meanwhile and afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_closed() {
+    let send_timeout = Duration::from_millis(500);
+    let config = cardgate::server::ServerConfig {
+        send_timeout,
+        ..ws_client::local_tool_config()
+    };
+    let sim = SimBackend::new();
+    sim.add_reader(PIV);
+    sim.insert_card(PIV, VirtualCard::new(CardConfig::piv()))
+        .unwrap();
+    let server = Server::start(Arc::new(sim), config).await.unwrap();
+    let port = server.port();
+    // A small receive window: the client's side fills soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/ws"), stream)
+        .await
+        .unwrap();
+    let hello = r#"{"jsonrpc":"2.0","id":1,"method":"hello","params":{}}"#;
+    let batch = format!("[{}]", vec![hello; 64].join(","));
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    // Send until the daemon stops reading (its write is stuck).
+    while start.elapsed() < Duration::from_secs(20) {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            ws.send(Message::text(batch.clone())),
+        )
+        .await
+        {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    assert!(server.hub().connection_count() <= 1);
+    // Within the send timeout (and a margin) of the stall, it is closed;
+    // a fresh client is answered at once meanwhile.
+    let mut fresh = Client::connect(port).await;
+    assert_eq!(fresh.ok("hello", json!({})).await["daemon"], "cardgate");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.hub().connection_count() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a client that does not read is still connected ({sent} frames sent)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fresh.ok("hello", json!({})).await["daemon"], "cardgate");
+    drop(ws);
+    server.shutdown().await;
 }

@@ -109,6 +109,7 @@ pub fn server_config(config: &Config) -> Result<ServerConfig, String> {
             config.pin_dialog.timeout,
         ),
         tls,
+        ..ServerConfig::default()
     })
 }
 

@@ -355,8 +355,8 @@ async fn run_session(
             let _ = out.send(Out::Close(CloseCode::Size, "message too big"));
             break;
         }
-        let limited = !rate.allow(std::time::Instant::now());
-        handle(&hub, &caller, &text, limited, &mut in_flight);
+        // Charged per request, a batch's each (at most MAX_BATCH).
+        handle(&hub, &caller, &text, &mut rate, &mut in_flight);
     }
     while let Some(answer) = in_flight.next().await {
         if let Some(text) = answer {

@@ -12,6 +12,12 @@ use serde_json::{Map, Value, json};
 /// The protocol version this daemon speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
 
+/// The most requests one batch may hold (docs/protocol.md). A bigger batch
+/// is answered with a single `INVALID_REQUEST` error (`BATCH_TOO_LARGE`)
+/// and none of it runs. The WebSocket and the native-messaging host both
+/// parse messages here, so both apply it.
+pub const MAX_BATCH: usize = 64;
+
 /// What a client may rely on.
 pub const CAPABILITIES: &[&str] = &[
     "readers",
@@ -58,6 +64,17 @@ impl RpcError {
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(code::INVALID_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    /// A batch of `size` requests, more than [`MAX_BATCH`].
+    pub fn batch_too_large(size: usize) -> Self {
+        let mut e = Self::new(
+            code::INVALID_REQUEST,
+            "BATCH_TOO_LARGE",
+            format!("a batch may hold at most {MAX_BATCH} requests, not {size}; nothing was run"),
+        );
+        e.data["maxBatch"] = json!(MAX_BATCH);
+        e
     }
 
     pub fn method_not_found(method: &str) -> Self {
@@ -214,18 +231,68 @@ pub enum Incoming {
 }
 
 /// Parses one text frame. PIN values are moved out of the JSON tree into
-/// [`Secret`]s as soon as they are found.
+/// [`Secret`]s as soon as they are found. A batch is read element by
+/// element: past [`MAX_BATCH`] the rest is only checked to be JSON, never
+/// built (a 64 KiB frame `[1,1,…]` would be 32,000 values).
 pub fn parse_message(text: &str) -> Incoming {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return Incoming::Invalid(RpcError::parse(format!("invalid JSON: {e}"))),
-    };
-    match value {
-        Value::Array(items) if items.is_empty() => {
+    // A JSON array starts with `[` after JSON whitespace.
+    if !text.trim_start().starts_with('[') {
+        return match serde_json::from_str(text) {
+            Ok(v) => Incoming::Single(parse_request(v)),
+            Err(e) => Incoming::Invalid(RpcError::parse(format!("invalid JSON: {e}"))),
+        };
+    }
+    match serde_json::from_str::<BoundedBatch>(text) {
+        Ok(BoundedBatch::Items(items)) if items.is_empty() => {
             Incoming::Invalid(RpcError::invalid_request("empty batch"))
         }
-        Value::Array(items) => Incoming::Batch(items.into_iter().map(parse_request).collect()),
-        other => Incoming::Single(parse_request(other)),
+        Ok(BoundedBatch::Items(items)) => {
+            Incoming::Batch(items.into_iter().map(parse_request).collect())
+        }
+        Ok(BoundedBatch::TooLarge(size)) => Incoming::Invalid(RpcError::batch_too_large(size)),
+        Err(e) => Incoming::Invalid(RpcError::parse(format!("invalid JSON: {e}"))),
+    }
+}
+
+/// A JSON array read as a batch: its elements, or only their number when
+/// there are more than [`MAX_BATCH`].
+enum BoundedBatch {
+    Items(Vec<Value>),
+    TooLarge(usize),
+}
+
+impl<'de> serde::Deserialize<'de> for BoundedBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BoundedBatch;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BoundedBatch, A::Error> {
+                let mut items = Vec::new();
+                while items.len() < MAX_BATCH {
+                    match seq.next_element::<Value>()? {
+                        Some(v) => items.push(v),
+                        None => return Ok(BoundedBatch::Items(items)),
+                    }
+                }
+                // Full: anything more is counted, not kept.
+                let mut size = MAX_BATCH;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    size += 1;
+                }
+                Ok(if size == MAX_BATCH {
+                    BoundedBatch::Items(items)
+                } else {
+                    BoundedBatch::TooLarge(size)
+                })
+            }
+        }
+        d.deserialize_seq(Visitor)
     }
 }
 
@@ -656,5 +723,33 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_requests() {
+        let hello = r#"{"jsonrpc":"2.0","id":1,"method":"hello"}"#;
+        let batch = |n: usize| format!(" \n[{}]", vec![hello; n].join(","));
+        assert!(
+            matches!(parse_message(&batch(MAX_BATCH)), Incoming::Batch(b) if b.len() == MAX_BATCH)
+        );
+        let too_large = |text: &str| match parse_message(text) {
+            Incoming::Invalid(e) => {
+                assert_eq!(e.code, code::INVALID_REQUEST);
+                assert_eq!(e.data["code"], "BATCH_TOO_LARGE");
+                assert_eq!(e.data["maxBatch"], MAX_BATCH);
+            }
+            other => panic!("{other:?}"),
+        };
+        too_large(&batch(MAX_BATCH + 1));
+        // 64 KiB of `[1,1,…]`: counted, not built.
+        too_large(&format!("[{}1]", "1,".repeat(32 * 1024)));
+        // Past the maximum the text must still be JSON.
+        let broken = format!("[{}1,]", "1,".repeat(100));
+        assert!(
+            matches!(parse_message(&broken), Incoming::Invalid(e) if e.code == code::PARSE_ERROR)
+        );
+        assert!(
+            matches!(parse_message("[]"), Incoming::Invalid(e) if e.code == code::INVALID_REQUEST)
+        );
     }
 }

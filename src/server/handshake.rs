@@ -35,9 +35,10 @@ pub enum Start {
     Gone,
 }
 
-/// Reads the first request head (within `deadline`) and answers it here if
-/// it is an admitted WebSocket handshake.
-pub async fn start<IO>(io: &mut IO, hub: &Arc<Hub>, deadline: std::time::Duration) -> Start
+/// Reads the first request head (by `deadline`, counted from the
+/// connection's accept; the HTTP server gets only what is left of it) and
+/// answers it here if it is an admitted WebSocket handshake.
+pub async fn start<IO>(io: &mut IO, hub: &Arc<Hub>, deadline: tokio::time::Instant) -> Start
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -62,7 +63,7 @@ where
     };
     // A client that sends no complete head in time is dropped (as the
     // HTTP server drops one whose head times out).
-    if !matches!(tokio::time::timeout(deadline, read).await, Ok(true)) {
+    if !matches!(tokio::time::timeout_at(deadline, read).await, Ok(true)) {
         return Start::Gone;
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];

@@ -31,8 +31,20 @@ type Body = Full<Bytes>;
 /// own task once hyper hands the socket over.
 type Upgrade = Arc<std::sync::Mutex<Option<(hyper::upgrade::OnUpgrade, Caller)>>>;
 
-/// How long a client may take to send its request head (the handshake).
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a new connection may take, from its accept, to send its first
+/// request head (the handshake), TLS handshake included; later requests on
+/// a keep-alive connection each get as long for their head (hyper's
+/// `header_read_timeout`, which starts when it begins reading a head).
+pub(super) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection's time limits ([`super::ServerConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// From accept to the end of the first request head.
+    pub handshake: std::time::Duration,
+    /// A WebSocket write that makes no progress this long closes it.
+    pub send: std::time::Duration,
+}
 
 /// How long shutdown waits for open connections to finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -62,6 +74,7 @@ pub async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
     tls: Option<TlsAcceptor>,
     active: Arc<AtomicUsize>,
+    timeouts: Timeouts,
 ) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -83,15 +96,25 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        // One deadline for everything before the first request head.
+        let deadline = tokio::time::Instant::now() + timeouts.handshake;
         let guard = ActiveGuard::new(&active);
         let (hub, shutdown, tls) = (hub.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
+            let conn = Conn {
+                peer,
+                hub,
+                shutdown,
+                guard,
+                deadline,
+                timeouts,
+            };
             match tls {
-                None => serve(stream, peer, hub, shutdown, guard).await,
+                None => serve(stream, conn).await,
                 // Boxed: the connection's future is moved three times when it
                 // is spawned, and the TLS state would make every plain
                 // connection's several kilobytes bigger.
-                Some(tls) => Box::pin(serve_tls(stream, tls, peer, hub, shutdown, guard)).await,
+                Some(tls) => Box::pin(serve_tls(stream, tls, conn)).await,
             }
         });
     }
@@ -109,87 +132,117 @@ pub async fn accept_loop(
     }
 }
 
-/// TLS or plain HTTP on the same port: a TLS client speaks first with a
-/// handshake record, an HTTP client with a method name.
-async fn serve_tls(
-    stream: tokio::net::TcpStream,
-    tls: TlsAcceptor,
+/// An accepted connection and what serving it needs.
+struct Conn {
     peer: std::net::SocketAddr,
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
     guard: ActiveGuard,
-) {
+    /// When the first request head must be complete (accept + handshake
+    /// timeout).
+    deadline: tokio::time::Instant,
+    timeouts: Timeouts,
+}
+
+/// TLS or plain HTTP on the same port: a TLS client speaks first with a
+/// handshake record, an HTTP client with a method name.
+async fn serve_tls(stream: tokio::net::TcpStream, tls: TlsAcceptor, conn: Conn) {
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+    let peer = conn.peer;
+    match tokio::time::timeout_at(conn.deadline, stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(s)) => serve(s, peer, hub, shutdown, guard).await,
+            match tokio::time::timeout_at(conn.deadline, tls.accept(stream)).await {
+                Ok(Ok(s)) => serve(s, conn).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
-        Ok(Ok(_)) => serve(stream, peer, hub, shutdown, guard).await,
+        Ok(Ok(_)) => serve(stream, conn).await,
         _ => {}
     }
 }
 
 /// Serves a connection: a WebSocket handshake straight away when it can
 /// ([`handshake`]), anything else through the HTTP server.
-async fn serve<IO>(
-    mut io: IO,
-    peer: std::net::SocketAddr,
-    hub: Arc<Hub>,
-    shutdown: watch::Receiver<bool>,
-    guard: ActiveGuard,
-) where
+async fn serve<IO>(mut io: IO, conn: Conn)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // A connection that has sent nothing yet (a browser's preconnect) is
     // closed at shutdown, not waited for.
-    let mut stop = shutdown.clone();
+    let mut stop = conn.shutdown.clone();
     let start = tokio::select! {
-        start = handshake::start(&mut io, &hub, HANDSHAKE_TIMEOUT) => start,
+        start = handshake::start(&mut io, &conn.hub, conn.deadline) => start,
         _ = stop.wait_for(|stopping| *stopping) => Start::Gone,
     };
     match start {
         Start::WebSocket(caller) => {
             // From here on the connection counts as an open WebSocket.
+            let Conn {
+                hub,
+                shutdown,
+                guard,
+                timeouts,
+                ..
+            } = conn;
             drop(guard);
-            ws::serve_socket(hub, io, caller, shutdown).await;
+            ws::serve_socket(hub, io, caller, shutdown, timeouts.send).await;
         }
         Start::Http(head) => {
             let (read, write) = tokio::io::split(io);
             let io = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
             // Boxed: hyper's connection is big, and most connections here
             // are WebSockets that never need it.
-            Box::pin(serve_http(io, peer, hub, shutdown, guard)).await;
+            Box::pin(serve_http(io, conn)).await;
         }
         Start::Gone => {}
     }
 }
 
-async fn serve_http<IO>(
-    io: IO,
-    peer: std::net::SocketAddr,
-    hub: Arc<Hub>,
-    shutdown: watch::Receiver<bool>,
-    guard: ActiveGuard,
-) where
+async fn serve_http<IO>(io: IO, conn: Conn)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Conn {
+        peer,
+        hub,
+        shutdown,
+        guard,
+        deadline,
+        timeouts,
+    } = conn;
     let upgrade = Upgrade::default();
+    // The first request head must be complete by the connection's deadline
+    // (the handshake reader may have used most of it already): hyper's own
+    // timeout starts afresh when it starts reading, so it alone would give
+    // a slow client twice the time. hyper calls the service once a head is
+    // read; the first call reports it.
+    let (first_head, got_first_head) = tokio::sync::oneshot::channel::<()>();
+    let first_head = std::sync::Mutex::new(Some(first_head));
     let service = {
         let (hub, upgrade) = (hub.clone(), upgrade.clone());
         hyper::service::service_fn(move |req| {
+            if let Some(tx) = first_head.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = tx.send(());
+            }
             let (hub, upgrade) = (hub.clone(), upgrade.clone());
             async move { Ok::<_, Infallible>(route(req, hub, upgrade).await) }
         })
     };
+    let late = async {
+        if tokio::time::timeout_at(deadline, got_first_head)
+            .await
+            .is_ok()
+        {
+            // In time (or the connection is over): no deadline any more.
+            std::future::pending::<()>().await;
+        }
+    };
     let mut stop = shutdown.clone();
     let conn = hyper::server::conn::http1::Builder::new()
-        // A client that never finishes its request head is dropped.
+        // A client that never finishes a later request's head is dropped.
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .header_read_timeout(timeouts.handshake)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
@@ -198,6 +251,10 @@ async fn serve_http<IO>(
     // page) closes at once instead of holding the shutdown up.
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        () = late => {
+            tracing::debug!(%peer, "no complete request head in time; closing");
+            return;
+        }
         _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
             conn.as_mut().graceful_shutdown();
             conn.await
@@ -214,7 +271,9 @@ async fn serve_http<IO>(
     };
     drop(guard);
     match on_upgrade.await {
-        Ok(upgraded) => ws::serve_socket(hub, TokioIo::new(upgraded), caller, shutdown).await,
+        Ok(upgraded) => {
+            ws::serve_socket(hub, TokioIo::new(upgraded), caller, shutdown, timeouts.send).await
+        }
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");
             hub.close_connection(caller.conn);

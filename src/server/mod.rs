@@ -53,6 +53,16 @@ pub struct ServerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The daemon's PIN dialog (pinentry program and timeout).
     pub pin_dialog: PinDialog,
+    /// How long a new connection has, from its accept, to finish its TLS
+    /// handshake (if any) and its first request head. Not configurable by
+    /// users; tests shorten it.
+    #[doc(hidden)]
+    pub handshake_timeout: Duration,
+    /// How long a write to a WebSocket client may make no progress before
+    /// the connection is closed (a client that does not read). Not
+    /// configurable by users; tests shorten it.
+    #[doc(hidden)]
+    pub send_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +76,8 @@ impl Default for ServerConfig {
             policies: Arc::new(PolicySet::builtin()),
             tls: None,
             pin_dialog: PinDialog::new(None, crate::pinentry::DEFAULT_TIMEOUT),
+            handshake_timeout: http::HANDSHAKE_TIMEOUT,
+            send_timeout: ws::SEND_TIMEOUT,
         }
     }
 }
@@ -159,6 +171,10 @@ impl Server {
         let (shutdown, _) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
         let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
+        let timeouts = http::Timeouts {
+            handshake: config.handshake_timeout,
+            send: config.send_timeout,
+        };
         let mut tasks = JoinSet::new();
         for listener in listeners {
             tasks.spawn(http::accept_loop(
@@ -167,6 +183,7 @@ impl Server {
                 shutdown.subscribe(),
                 tls.clone(),
                 active.clone(),
+                timeouts,
             ));
         }
         tracing::info!(port, tls = tls.is_some(), "listening");

@@ -12,6 +12,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -30,12 +31,29 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// connection (1,000 clients took the daemon from 7 to 84 MB).
 const READ_BUFFER: usize = 1024;
 
+/// A round of writes to the client (at most [`WRITE_BATCH`] messages and
+/// their flush) not done within this closes the connection: its client does
+/// not read (docs/protocol.md). Its answers and the task serving it are not
+/// held any longer; card work it queued still runs to its end.
+pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Output gathered before it is written to the socket.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// The most unsent output the WebSocket library may hold for one
+/// connection (beyond the kernel's socket buffer); more is an error that
+/// closes the connection. With batches of at most
+/// [`protocol::MAX_BATCH`] requests an answer is far smaller.
+const MAX_UNSENT: usize = 1024 * 1024;
+
 /// At most this many messages are written before a flush.
 const WRITE_BATCH: usize = 64;
 
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_UNSENT)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
 }
@@ -52,30 +70,45 @@ struct Ending {
     /// An error response sent before the closing frame.
     error: Option<String>,
     close: Option<(CloseCode, &'static str)>,
+    /// The client does not read: nothing more is written to it.
+    stuck: bool,
 }
 
 impl Ending {
     const QUIET: Ending = Ending {
         error: None,
         close: None,
+        stuck: false,
+    };
+
+    const STUCK: Ending = Ending {
+        error: None,
+        close: None,
+        stuck: true,
     };
 
     fn close(code: CloseCode, reason: &'static str) -> Ending {
         Ending {
             error: None,
             close: Some((code, reason)),
+            stuck: false,
         }
     }
 }
 
 /// Serves a socket whose handshake has been answered (by the daemon or by
 /// the HTTP server's upgrade): WebSocket frames from the first byte on.
-pub async fn serve_socket<S>(hub: Arc<Hub>, io: S, caller: Caller, shutdown: watch::Receiver<bool>)
-where
+pub async fn serve_socket<S>(
+    hub: Arc<Hub>,
+    io: S,
+    caller: Caller,
+    shutdown: watch::Receiver<bool>,
+    send_timeout: Duration,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
-    serve(hub, ws, caller, shutdown).await;
+    serve(hub, ws, caller, shutdown, send_timeout).await;
 }
 
 /// Serves one WebSocket connection in one task: its requests, their
@@ -88,6 +121,7 @@ async fn serve<S>(
     mut ws: WebSocketStream<S>,
     caller: Caller,
     mut shutdown: watch::Receiver<bool>,
+    send_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -175,47 +209,66 @@ async fn serve<S>(
             };
         }
         if !batch.is_empty() {
-            for msg in batch.drain(..) {
-                if ws.feed(msg).await.is_err() {
-                    break 'conn Ending::QUIET;
+            // Bounded: a client that does not read would otherwise hold
+            // this task, its answers and its buffers for ever.
+            let sent = tokio::time::timeout(send_timeout, async {
+                for msg in batch.drain(..) {
+                    ws.feed(msg).await?;
                 }
-            }
-            if ws.flush().await.is_err() {
-                break Ending::QUIET;
+                ws.flush().await
+            })
+            .await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break Ending::QUIET,
+                Err(_) => {
+                    tracing::debug!(conn, "the client does not read its answers; closing");
+                    batch.clear();
+                    break Ending::STUCK;
+                }
             }
         }
     };
     // Requests already queued finish (the card is never left half way, and
     // a login ends with its connection only once it is done); their
     // responses go out if the client is still there, then the closing frame.
-    let mut open = true;
+    // Each write as bounded as above.
+    let mut open = !ending.stuck;
     while let Some(answer) = in_flight.next().await {
         let Some(text) = answer else { continue };
-        // As above: the notifications an operation broadcast go before its
-        // answer.
-        while open {
-            match try_note(&mut notes, conn) {
-                Some(Next::Note(msg)) => open = ws.feed(msg).await.is_ok(),
-                Some(Next::Skip) => {}
-                _ => break,
+        if !open {
+            continue;
+        }
+        let sent = tokio::time::timeout(send_timeout, async {
+            // As above: the notifications an operation broadcast go before
+            // its answer.
+            loop {
+                match try_note(&mut notes, conn) {
+                    Some(Next::Note(msg)) => ws.feed(msg).await?,
+                    Some(Next::Skip) => {}
+                    _ => break,
+                }
             }
-        }
-        if open {
-            open = ws.send(Message::text(text)).await.is_ok();
-        }
+            ws.send(Message::text(text)).await
+        })
+        .await;
+        open = matches!(sent, Ok(Ok(())));
     }
     if open {
-        if let Some(text) = ending.error {
-            let _ = ws.feed(Message::text(text)).await;
-        }
-        if let Some((code, reason)) = ending.close {
-            let frame = CloseFrame {
-                code,
-                reason: reason.into(),
-            };
-            let _ = ws.send(Message::Close(Some(frame))).await;
-        }
-        let _ = ws.close(None).await;
+        let _ = tokio::time::timeout(send_timeout, async {
+            if let Some(text) = ending.error {
+                let _ = ws.feed(Message::text(text)).await;
+            }
+            if let Some((code, reason)) = ending.close {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = ws.send(Message::Close(Some(frame))).await;
+            }
+            ws.close(None).await
+        })
+        .await;
     }
     hub.close_connection(conn);
 }
@@ -238,11 +291,11 @@ fn read(
             Err(Ending {
                 error: Some(protocol::error(Value::Null, &e).to_string()),
                 close: Some((CloseCode::Policy, "origin not allowed")),
+                stuck: false,
             })
         }
         Some(Ok(Message::Text(text))) => {
-            let limited = !rate.allow(std::time::Instant::now());
-            handle(hub, caller, text.as_str(), limited, in_flight);
+            handle(hub, caller, text.as_str(), rate, in_flight);
             Ok(())
         }
         Some(Ok(Message::Binary(_))) => {
@@ -302,20 +355,31 @@ fn answer_now(in_flight: &mut InFlight, text: String) {
 }
 
 /// Answers one text message of a connection: parses it (single request or
-/// batch), queues each call's card work at once, and sends each response
-/// to `out` when it is ready. The WebSocket and the native-messaging host
-/// both use it, so both speak exactly the same protocol.
+/// batch of at most [`protocol::MAX_BATCH`]), queues each call's card work
+/// at once, and sends each response to `out` when it is ready. The
+/// WebSocket and the native-messaging host both use it, so both speak
+/// exactly the same protocol.
+///
+/// The connection's rate limit is charged one token per request, each
+/// request of a batch too (a message that is not JSON, or a batch too
+/// large, counts as one): a request over the rate gets `RATE_LIMITED` and
+/// nothing is run for it.
 pub(crate) fn handle(
     hub: &Arc<Hub>,
     caller: &Caller,
     text: &str,
-    limited: bool,
+    rate: &mut RateLimit,
     in_flight: &mut InFlight,
 ) {
+    let now = std::time::Instant::now();
+    let mut limited = || !rate.allow(now);
     match protocol::parse_message(text) {
-        Incoming::Invalid(e) => answer_now(in_flight, protocol::error(Value::Null, &e).to_string()),
+        Incoming::Invalid(e) => {
+            let _ = limited();
+            answer_now(in_flight, protocol::error(Value::Null, &e).to_string());
+        }
         Incoming::Single(req) => {
-            let (id, fut) = start(hub, caller, req, limited);
+            let (id, fut) = start(hub, caller, req, limited());
             in_flight.push(
                 async move {
                     let outcome = fut.await;
@@ -327,7 +391,7 @@ pub(crate) fn handle(
         Incoming::Batch(reqs) => {
             let started: Vec<_> = reqs
                 .into_iter()
-                .map(|r| start(hub, caller, r, limited))
+                .map(|r| start(hub, caller, r, limited()))
                 .collect();
             in_flight.push(
                 async move {
