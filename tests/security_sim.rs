@@ -428,9 +428,9 @@ async fn rate_limited_daemon() -> (Server, SimBackend) {
     let limits = Limits {
         rate_per_second: 1,
         rate_burst: 10,
-        throttle: ThrottleConfig {
+        lockout: LockoutConfig {
             max_failures: 0,
-            lock: Duration::from_secs(1),
+            ..LockoutConfig::default()
         },
         ..Limits::default()
     };

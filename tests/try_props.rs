@@ -105,20 +105,19 @@ fn wrong_value(site: &str, card: usize, so: bool) -> &'static str {
 }
 
 fn request(id: u64, site: &str, step: Step) -> Value {
-    let (reader, pin) = |card: usize| -> (&str, &str) {
-        if card == 0 {
-            (PIV, "pin")
-        } else {
-            (PGP, "user")
-        }
-    }(match step {
+    let card = match step {
         Step::Login { card, .. }
         | Step::SoLogin { card }
         | Step::Change { card }
         | Step::Dialog { card, .. }
         | Step::Status { card }
         | Step::Logout { card } => card,
-    });
+    };
+    let (reader, pin) = if card == 0 {
+        (PIV, "pin")
+    } else {
+        (PGP, "user")
+    };
     let (method, mut params) = match step {
         Step::Login { card, right } => {
             let value = if right && site == SITE_A {
