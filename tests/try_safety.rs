@@ -343,3 +343,48 @@ async fn counts_shown_are_the_cards_even_when_a_failed_change_hides_them() {
     assert_eq!(note["status"]["validated"], false);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_site_is_locked_the_users_own_dialog_may_only_unblock() {
+    let dir = tempfile::tempdir().unwrap();
+    // The PUK, then the new PIN twice.
+    let dialog = FakePinentry::new(
+        dir.path(),
+        "pinentry",
+        Behaviour::Pins(&["12345678", "24681357", "24681357"]),
+    );
+    let piv = CardConfig {
+        max_tries: 10,
+        ..CardConfig::piv()
+    };
+    let (server, sim) = daemon(Some(&dialog.program), piv).await;
+    let mut page = client(server.port(), SITE).await;
+    let pin = |v: Value| on(PIV, "pin", json!({ "value": v }));
+    for _ in 0..3 {
+        page.err("login", pin(json!("000000"))).await;
+    }
+    // Locked: a login through the dialog is refused before anyone is asked.
+    let e = page.err("login", pin(json!(false))).await;
+    assert_eq!(e["code"], "TEMPORARILY_LOCKED", "{e}");
+    let e = page
+        .err(
+            "change",
+            on(PIV, "pin", json!({ "oldValue": false, "newValue": false })),
+        )
+        .await;
+    assert_eq!(e["code"], "TEMPORARILY_LOCKED", "{e}");
+    assert_eq!(dialog.runs(), 0);
+    // The user may reset the PIN meanwhile, in the daemon's own dialog.
+    page.ok(
+        "login",
+        on(PIV, "pin", json!({ "value": false, "so": true })),
+    )
+    .await;
+    page.ok("init", on(PIV, "pin", json!({ "newValue": false })))
+        .await;
+    assert_eq!(sim.with_card(PIV, |c| c.user_pin_tries()), Some(10));
+    // That did not lift the site's lock: even the right PIN is refused.
+    let e = page.err("login", pin(json!("24681357"))).await;
+    assert_eq!(e["code"], "TEMPORARILY_LOCKED", "{e}");
+    server.shutdown().await;
+}

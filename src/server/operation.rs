@@ -10,7 +10,7 @@
 
 use super::dispatch::{Caller, await_job, lock_creds, ready};
 use super::hub::{ConnId, Hub, logout_all};
-use super::site::SiteAttempts;
+use super::site::{SiteAttempts, locked};
 use crate::error::Error;
 use crate::pin::{Asking, DialogFacts, Engine, Entered, Entry, PinOp, Provenance, SoPath};
 use crate::pinentry::PinPrompt;
@@ -206,6 +206,13 @@ fn dialog_operation(
 ) -> BoxFuture<'static, Outcome> {
     let (hub, caller) = (hub.clone(), caller.clone());
     async move {
+        // A locked site may still have the user unblock, never log in or
+        // change: refused before anyone is asked.
+        if matches!(op, Op::Login { so: false, .. } | Op::Change)
+            && let Some(refusal) = locked(&hub, &caller.site_key())
+        {
+            return Err(refusal.into());
+        }
         let pin = target.pin.clone();
         let asking = op.asking();
         let rx = hub

@@ -35,14 +35,25 @@ impl SiteAttempts {
     }
 }
 
+/// The refusal a locked site gets, if it is locked now.
+pub fn locked(hub: &Hub, site: &str) -> Option<Error> {
+    match hub.lockout.state(site, Now::current()).lock? {
+        Lock::For(left) => Some(Error::TemporarilyLocked {
+            retry_after: left.as_secs().max(1),
+        }),
+        Lock::UntilUnlocked => Some(Error::SiteLocked {
+            origin: site.to_string(),
+        }),
+    }
+}
+
 impl SiteGate for SiteAttempts {
     fn admit(&mut self, from: Provenance, purpose: Purpose) -> Result<(), Error> {
-        let now = Now::current();
         if from.from_site() {
             let attempt = self
                 .hub
                 .lockout
-                .begin(&self.site, now)
+                .begin(&self.site, Now::current())
                 .map_err(|refusal| refusal.into_error(&self.site))?;
             self.attempt = Some(attempt);
             return Ok(());
@@ -50,15 +61,7 @@ impl SiteGate for SiteAttempts {
         if purpose == Purpose::Unblock {
             return Ok(());
         }
-        match self.hub.lockout.state(&self.site, now).lock {
-            None => Ok(()),
-            Some(Lock::For(left)) => Err(Error::TemporarilyLocked {
-                retry_after: left.as_secs().max(1),
-            }),
-            Some(Lock::UntilUnlocked) => Err(Error::SiteLocked {
-                origin: self.site.clone(),
-            }),
-        }
+        locked(&self.hub, &self.site).map_or(Ok(()), Err)
     }
 
     fn verdict(&mut self, verdict: Verdict) {
