@@ -388,3 +388,32 @@ async fn while_a_site_is_locked_the_users_own_dialog_may_only_unblock() {
     assert_eq!(e["code"], "TEMPORARILY_LOCKED", "{e}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_made_elsewhere_is_ended_to_see_the_count_before_a_page_value() {
+    let (server, sim) = daemon(None, CardConfig::piv()).await;
+    // Another application verified the PIN: the status query answers 9000
+    // and the daemon has never seen the count.
+    let other = cardgate::service::Service::new(Arc::new(sim.clone()));
+    tokio::task::spawn_blocking(move || {
+        other
+            .with_engine(PIV, |e| e.login("pin", &"123456".into(), false))
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let mut page = client(server.port(), SITE).await;
+    let st = page.ok("getPinStatus", on(PIV, "pin", json!({}))).await;
+    assert!(st.get("remainingTries").is_none(), "not the card's: {st}");
+    // A page's value: the count is learned first, then the value sent.
+    let e = page
+        .err("login", on(PIV, "pin", json!({ "value": "000000" })))
+        .await;
+    assert_eq!(
+        (e["code"].as_str(), e["remainingTries"].as_u64()),
+        (Some("PIN_INCORRECT"), Some(2))
+    );
+    page.ok("login", on(PIV, "pin", json!({ "value": "123456" })))
+        .await;
+    server.shutdown().await;
+}

@@ -33,7 +33,30 @@ impl Engine {
         site: &mut dyn SiteGate,
         send: impl FnOnce(&mut Engine) -> Result<StatusWord, Error>,
     ) -> Result<StatusWord, Error> {
-        let counter = self.usable_counter(cred, so)?;
+        let mut counter = self.usable_counter(cred, so)?;
+        if from.from_site()
+            && let Counter::Tries {
+                tries: None,
+                verified: Some(true),
+            } = counter
+        {
+            // Verified (by another application, or before the daemon
+            // started) and the count hidden behind it: the site's value is
+            // about to replace that verification anyway, so end it and ask.
+            counter = match self.learn_tries(cred) {
+                Some(0) => {
+                    return Err(if so {
+                        Error::SoPinBlocked
+                    } else {
+                        Error::PinBlocked
+                    });
+                }
+                tries => Counter::Tries {
+                    tries,
+                    verified: Some(false),
+                },
+            };
+        }
         if from.from_site() {
             match counter.tries() {
                 Some(1) => {
