@@ -31,6 +31,14 @@ const SITE: &str = "https://bank.example";
 /// The daemon on a PIV and an OpenPGP card (with a reset code), the PIN
 /// dialog played by `dialog`.
 async fn daemon(dialog: Option<&Path>, piv: CardConfig) -> (Server, SimBackend) {
+    daemon_with(dialog, piv, Limits::default()).await
+}
+
+async fn daemon_with(
+    dialog: Option<&Path>,
+    piv: CardConfig,
+    limits: Limits,
+) -> (Server, SimBackend) {
     let sim = SimBackend::new();
     sim.add_reader(PIV);
     sim.insert_card(PIV, VirtualCard::new(piv)).unwrap();
@@ -47,7 +55,7 @@ async fn daemon(dialog: Option<&Path>, piv: CardConfig) -> (Server, SimBackend) 
             allowed: vec![SITE.into(), "https://other.example".into()],
             ..OriginsFile::default()
         },
-        limits: Limits::default(),
+        limits,
         pin_dialog: PinDialog::new(dialog.map(Path::to_path_buf), Duration::from_secs(5)),
         ..ServerConfig::default()
     };
@@ -415,5 +423,43 @@ async fn a_verification_made_elsewhere_is_ended_to_see_the_count_before_a_page_v
     );
     page.ok("login", on(PIV, "pin", json!({ "value": "123456" })))
         .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_the_consent_prompt_is_configured_the_user_may_unlock_a_locked_site() {
+    use cardgate::security::lockout::LockoutConfig;
+    use cardgate::server::ConsentMode;
+    let dir = tempfile::tempdir().unwrap();
+    let dialog = FakePinentry::new(dir.path(), "pinentry", Behaviour::ConfirmOk);
+    let piv = CardConfig {
+        max_tries: 10,
+        ..CardConfig::piv()
+    };
+    let limits = Limits {
+        consent: ConsentMode::Prompt,
+        // One wrong value locks for a second, the second until unlocked.
+        lockout: LockoutConfig {
+            max_failures: 1,
+            lock: Duration::from_secs(1),
+            ..LockoutConfig::default()
+        },
+        ..Limits::default()
+    };
+    let (server, sim) = daemon_with(Some(&dialog.program), piv, limits).await;
+    let mut page = client(server.port(), SITE).await;
+    let pin = |v: &str| on(PIV, "pin", json!({ "value": v }));
+    let e = page.err("login", pin("000000")).await;
+    assert_eq!(e["lockout"], "LOCKED_FOR", "{e}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let e = page.err("login", pin("000000")).await;
+    assert_eq!(e["lockout"], "LOCKED_UNTIL_UNLOCKED", "{e}");
+    // Without the consent prompt this stays SITE_LOCKED; with it the user
+    // is asked (here: unlock) and the request goes on.
+    page.ok("login", pin("123456")).await;
+    let log = dialog.log();
+    assert!(log.contains("is locked"), "{log}");
+    assert!(log.contains("CONFIRM"), "{log}");
+    assert_eq!(sim.with_card(PIV, |c| c.user_pin_tries()), Some(10));
     server.shutdown().await;
 }

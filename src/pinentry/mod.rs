@@ -146,6 +146,30 @@ impl PinDialog {
         }
     }
 
+    /// Asks a yes/no question: `true` only when the user chose `yes`
+    /// (cancel, the other button or closing the dialog is no).
+    pub fn ask(
+        &self,
+        title: &str,
+        description: &str,
+        yes: &str,
+        no: &str,
+    ) -> Result<bool, DialogError> {
+        let commands = vec![
+            format!("SETTITLE {}", escape(title)),
+            format!("SETDESC {}", escape(description)),
+            format!("SETOK {}", escape(yes)),
+            format!("SETCANCEL {}", escape(no)),
+            format!("SETTIMEOUT {}", self.timeout.as_secs()),
+        ];
+        match self.run(&commands, "CONFIRM") {
+            Ok(_) => Ok(true),
+            Err(DialogError::Cancelled) => Ok(false),
+            Err(DialogError::Failed(code)) if code == "not confirmed" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs one dialog session: greeting, setup commands, the final command;
     /// returns its data. The whole session is bounded by the timeout (plus a
     /// little for the program to start): the program is killed after that.

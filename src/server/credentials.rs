@@ -17,6 +17,8 @@ pub struct ConnCredentials {
     /// The dialogs (reader, PIN object, credential asked for) whose value
     /// the card found wrong last time.
     wrong_last_time: HashSet<String>,
+    /// The user was asked on this connection whether to unlock its site.
+    pub unlock_asked: bool,
 }
 
 impl ConnCredentials {

@@ -9,7 +9,7 @@
 //! reach the card.
 
 use super::dispatch::{Caller, await_job, lock_creds, ready};
-use super::hub::{ConnId, Hub, logout_all};
+use super::hub::{ConnId, ConsentMode, Hub, logout_all};
 use super::site::{SiteAttempts, locked};
 use crate::error::Error;
 use crate::pin::{Asking, DialogFacts, Engine, Entered, Entry, PinOp, Provenance, SoPath};
@@ -63,8 +63,62 @@ impl Op {
 }
 
 /// Routes a PIN operation by where its values come from: the page, a
-/// `requestCredential` handle, the daemon's dialog, or the pinpad.
+/// `requestCredential` handle, the daemon's dialog, or the pinpad. Where the
+/// consent prompt is configured, a site locked until the user unlocks it
+/// has the user asked first (once per connection).
 pub fn pin_operation(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    target: Target,
+    op: Op,
+    inputs: Vec<Input>,
+) -> BoxFuture<'static, Outcome> {
+    if hub.limits.consent == ConsentMode::Prompt
+        && matches!(
+            locked(hub, &caller.site_key()),
+            Some(Error::SiteLocked { .. })
+        )
+        && !std::mem::replace(&mut lock_creds(caller).unlock_asked, true)
+    {
+        let (hub, caller) = (hub.clone(), caller.clone());
+        return async move {
+            ask_to_unlock(&hub, &caller.site_key()).await;
+            route(&hub, &caller, target, op, inputs).await
+        }
+        .boxed();
+    }
+    route(hub, caller, target, op, inputs)
+}
+
+/// Asks the user whether a site locked until they unlock it may be
+/// unlocked; unlocks it on yes.
+async fn ask_to_unlock(hub: &Arc<Hub>, site: &str) {
+    let _screen = hub.dialog_lock.lock().await;
+    let dialog = hub.dialog.clone();
+    let text = format!(
+        "{site} is locked: it sent too many wrong PINs to your smart card.\n\nUnlock it only if you typed those PINs yourself. Otherwise keep it locked; you can unlock it later with \"cardgate origins unlock {site}\"."
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        dialog.ask("A site is locked", &text, "Unlock it", "Keep it locked")
+    })
+    .await;
+    match answer {
+        Ok(Ok(true)) => match hub.lockout.unlock(site) {
+            Ok(_) => tracing::info!(%site, "site unlocked by the user"),
+            Err(e) => {
+                tracing::warn!(%site, error = %e, "unlocked, but the lockout file was not written")
+            }
+        },
+        Ok(Ok(false)) => tracing::info!(%site, "the user kept the site locked"),
+        Ok(Err(e)) => {
+            tracing::warn!(%site, error = %e, "unlock dialog failed; the site stays locked")
+        }
+        Err(_) => {}
+    }
+}
+
+/// [`pin_operation`] once the site may go on.
+fn route(
     hub: &Arc<Hub>,
     caller: &Caller,
     target: Target,

@@ -328,6 +328,11 @@ export declare class Pin {
    * in the daemon), usable once with `login()` on the same connection within
    * 60 s; `undefined` if the user cancels. Rejects with `PIN_DIALOG_UNAVAILABLE`,
    * `PIN_ENTRY_TIMEOUT`. Callable on `SCWS.Pin.prototype` after `SCWS.connect()`.
+   * On a Pin of a token the dialog shows the card's own label and tries (read
+   * when it opens); a count in `credentialState` is never shown as the card's,
+   * and its `error` is shown as the page's message. The handle counts like a
+   * value typed into the page: never for a last try (`LAST_TRY_PROTECTED`),
+   * and a wrong one counts towards the site's lockout.
    */
   requestCredential(
     credentialProperties: CredentialProperties,

@@ -324,7 +324,8 @@ export class Pin {
    * PIN itself never reaches the page — usable once with login() on the same
    * connection within 60 s; `undefined` when the user cancels. Works without
    * a token (`SCWS.Pin.prototype.requestCredential(...)`, use case 2) once
-   * SCWS.connect() was called.
+   * SCWS.connect() was called. On a Pin of a token, the dialog shows the
+   * card's own label and tries left, read when it opens.
    */
   async requestCredential(credentialProperties, credentialState, readerName, cardLabel) {
     const token = this instanceof Pin ? this.#token : null;
@@ -333,13 +334,16 @@ export class Pin {
       throw new SCWSError("DAEMON_DISCONNECTED", "call SCWS.connect() before requestCredential()", {});
     }
     const state = credentialState ?? {};
-    const tries = state.remainingTries ?? state.pinTriesLeft ?? null;
+    // On a Pin of a token the daemon shows the card's own label and tries
+    // (a count the page passes in credentialState is never shown as the
+    // card's); the page's error text is shown as the page's message.
+    const onThisCard = token && (readerName == null || readerName === token.reader.name);
     const params = {
       pinLabel: credentialProperties?.pinLabel ?? null,
-      triesLeft: typeof tries === "number" ? tries : null,
       error: typeof state.error === "string" ? state.error : null,
-      reader: readerName ?? null,
+      reader: readerName ?? (onThisCard ? token.reader.name : null),
       cardLabel: cardLabel ?? null,
+      pin: onThisCard ? this.id : null,
     };
     const result = await env.call("requestCredential", params);
     if (!result) return undefined;
