@@ -463,3 +463,29 @@ async fn where_the_consent_prompt_is_configured_the_user_may_unlock_a_locked_sit
     assert_eq!(sim.with_card(PIV, |c| c.user_pin_tries()), Some(10));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_login_costs_the_guards_status_read_and_the_verify_nothing_more() {
+    let (server, sim) = daemon(None, CardConfig::piv()).await;
+    let mut page = client(server.port(), SITE).await;
+    page.ok("getPinStatus", on(PIV, "pin", json!({}))).await;
+    let sent = || sim.with_card(PIV, |c| c.commands().to_vec()).unwrap();
+    for value in ["000000", "123456", "000000"] {
+        let before = sent().len();
+        let _ = page
+            .call("login", on(PIV, "pin", json!({ "value": value })))
+            .await;
+        let new: Vec<_> = sent()[before..].to_vec();
+        // The status query (VERIFY without data), then the VERIFY: the
+        // answer (63Cx or 9000) is the state, not read again.
+        assert_eq!(
+            new,
+            vec![
+                ([0x00, 0x20, 0x00, 0x80], false),
+                ([0x00, 0x20, 0x00, 0x80], true)
+            ],
+            "after {value}"
+        );
+    }
+    server.shutdown().await;
+}

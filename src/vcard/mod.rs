@@ -98,6 +98,9 @@ enum App {
     OpenPgp(openpgp::OpenPgp),
 }
 
+/// How many command headers a card keeps for [`VirtualCard::commands`].
+const MAX_HEADERS_KEPT: usize = 100_000;
+
 /// A virtual card in one reader.
 pub struct VirtualCard {
     profile: Profile,
@@ -106,6 +109,9 @@ pub struct VirtualCard {
     /// Response bytes waiting for GET RESPONSE.
     pending: Vec<u8>,
     atr: Vec<u8>,
+    /// The header (CLA INS P1 P2) of every command received, and whether
+    /// it carried data: what a test counts (never the data itself).
+    headers: Vec<([u8; 4], bool)>,
 }
 
 impl std::fmt::Debug for VirtualCard {
@@ -132,6 +138,7 @@ impl VirtualCard {
             selected: false,
             pending: Vec::new(),
             atr: build_atr(&historical_bytes(profile)),
+            headers: Vec::new(),
         }
     }
 
@@ -173,6 +180,12 @@ impl VirtualCard {
             }
         });
         out
+    }
+
+    /// The headers (CLA INS P1 P2) of the commands received so far, each
+    /// with whether it carried data, oldest first (the first 100,000).
+    pub fn commands(&self) -> &[([u8; 4], bool)] {
+        &self.headers
     }
 
     /// Restores counters saved by [`VirtualCard::counters`]; unknown names
@@ -221,6 +234,10 @@ impl VirtualCard {
             self.pending.clear();
             return StatusWord::WrongLength.to_bytes().to_vec();
         };
+        if self.headers.len() < MAX_HEADERS_KEPT {
+            self.headers
+                .push(([cmd.cla, cmd.ins, cmd.p1, cmd.p2], !cmd.data.is_empty()));
+        }
         let reply = self.dispatch(&cmd);
         tracing::trace!(
             ins = format_args!("{:02X}", cmd.ins),
