@@ -1,7 +1,8 @@
 //! Scripted pinentry programs: small shell scripts that speak Assuan like
-//! the real pinentry, answering GETPIN with given values in turn, cancelling,
-//! never answering, or answering CONFIRM a given way. Every command line the
-//! daemon sends is appended to a log file, and the script's pid is recorded.
+//! the real pinentry, answering GETPIN with given values in turn or by what
+//! the dialog shows, cancelling, never answering, or answering CONFIRM a
+//! given way. Every command line the daemon sends is appended to a log file,
+//! and the script's pid is recorded.
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +14,11 @@ pub enum Behaviour<'a> {
     Pins(&'a [&'a str]),
     /// The same, each after a second (a user typing).
     SlowPins(&'a [&'a str]),
+    /// Answers each GETPIN by what the dialog shows: the value of the first
+    /// `(needle, value)` whose needle is in the last SETTITLE or SETDESC
+    /// line (escapes not decoded; an empty needle matches any dialog);
+    /// cancels when none does.
+    ByTitle(&'a [(&'a str, &'a str)]),
     Cancel,
     /// Never answers (the daemon must time out and kill it).
     Hang,
@@ -51,6 +57,22 @@ impl FakePinentry {
                     "echo OK",
                 )
             }
+            Behaviour::ByTitle(answers) => {
+                let quote = |s: &str| {
+                    assert!(!s.contains('\''), "no quotes in a scripted answer");
+                    format!("'{s}'")
+                };
+                let mut getpin = String::from("if false; then :; ");
+                for (needle, value) in answers {
+                    getpin += &format!(
+                        r#"elif [[ "$TITLE" == *{n}* || "$DESC" == *{n}* ]]; then echo "D "{v}; echo OK; "#,
+                        n = quote(needle),
+                        v = quote(value),
+                    );
+                }
+                getpin += "else echo 'ERR 83886179 Operation cancelled <Pinentry>'; fi";
+                (String::new(), getpin, "echo OK")
+            }
             Behaviour::Cancel => (
                 String::new(),
                 "echo 'ERR 83886179 Operation cancelled <Pinentry>'".into(),
@@ -80,6 +102,8 @@ echo "OK Pleased to meet you"
 while IFS= read -r line; do
   echo "$line" >> '{log}'
   case "$line" in
+    SETTITLE*) TITLE="$line"; echo OK ;;
+    SETDESC*) DESC="$line"; echo OK ;;
     GETPIN) {getpin} ;;
     CONFIRM*) {confirm} ;;
     BYE) echo OK; exit 0 ;;
