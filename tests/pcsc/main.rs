@@ -16,6 +16,9 @@ mod pin_ops;
 mod policy;
 mod server;
 mod torture;
+mod try_safety;
+#[path = "../common/ws_client.rs"]
+mod ws_client;
 
 use std::process::{Command, ExitCode};
 use std::sync::mpsc;
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
     tests.extend(server::tests());
     tests.extend(browser::tests());
     tests.extend(torture::tests());
+    tests.extend(try_safety::tests());
     let recovery = Trial::test("service_loss_and_recovery", service_loss_in_child);
     // CI runs as root: there the recovery test must run, never be skipped.
     tests.push(if private || std::env::var_os("CI").is_some() {

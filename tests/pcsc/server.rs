@@ -2,18 +2,15 @@
 //! process: readers and tokens as PC/SC shows them, PIN operations, and the
 //! push notifications when the card process goes away and comes back.
 
-#[path = "../common/ws_client.rs"]
-mod ws_client;
-
 use std::sync::Arc;
 
 use cardgate::server::Server;
 use cardgate::transport::pcsc::PcscBackend;
 use libtest_mimic::{Failed, Trial};
 use serde_json::{Value, json};
-use ws_client::Client;
 
 use crate::harness::*;
+use crate::ws_client::{self, Client};
 
 type TestFn = fn() -> Result<(), Failed>;
 
