@@ -94,7 +94,12 @@ export type DaemonErrorCode =
   | "PARSE_ERROR"
   | "INVALID_REQUEST"
   | "METHOD_NOT_FOUND"
-  | "INVALID_PARAMS";
+  | "INVALID_PARAMS"
+  | "LAST_TRY_PROTECTED"
+  | "TEMPORARILY_LOCKED"
+  | "SITE_LOCKED"
+  | "RATE_LIMITED"
+  | "BATCH_TOO_LARGE";
 
 export type ErrorCode = DaemonErrorCode | ClientErrorCode;
 
@@ -112,7 +117,21 @@ export declare class SCWSError extends globalThis.Error {
    * they apply `remainingTries`, `minLength`/`maxLength`, `reader`, `pin`,
    * `operation`, `atr`, `sw`, `supported`.
    */
-  readonly data: { code: string; message?: string; remainingTries?: number; [key: string]: unknown };
+  readonly data: {
+    code: string;
+    message?: string;
+    /** The card's count after the operation; absent when the card did not say. */
+    remainingTries?: number;
+    /** A wrong value: how many more this site may send before it is locked. */
+    attemptsBeforeLock?: number;
+    /** A wrong value: what it did to the site's lockout (absent: an ordinary failure). */
+    lockout?: "ONE_MORE_LOCKS" | "LOCKED_FOR" | "LOCKED_UNTIL_UNLOCKED";
+    /** `LOCKED_FOR`: seconds the site is now locked. */
+    lockedFor?: number;
+    /** `TEMPORARILY_LOCKED`: seconds until the site may try again. */
+    retryAfter?: number;
+    [key: string]: unknown;
+  };
   /**
    * Tries left of the PIN concerned (for `SO_PIN_INCORRECT`: of the PUK /
    * admin PIN / reset code), when known; 0 for the `…_BLOCKED` codes.
