@@ -701,3 +701,30 @@ fn a_count_the_card_hides_after_a_failed_change_is_learned_not_assumed() {
     );
     assert_eq!(r.tries("puk"), None);
 }
+
+#[test]
+fn a_blocked_answer_to_a_code_whose_count_was_never_told_claims_no_try() {
+    let r = rig(CardConfig::piv());
+    for left in [2, 1, 0] {
+        assert_eq!(
+            r.run(|e| e.login("pin", &s("00000000"), true)),
+            Err(Error::SoPinIncorrect {
+                remaining_tries: Some(left)
+            })
+        );
+    }
+    // A new session has never seen the PUK's count (PIV cannot read it):
+    // the card's 6983 may mean "blocked already", so no try is claimed.
+    let fresh = Service::new(Arc::new(r.sim.clone()));
+    let e = fresh
+        .with_engine(READER, |e| e.login("pin", &s("12345678"), true))
+        .unwrap_err();
+    assert_eq!(e, Error::SoPinBlocked);
+    assert_eq!(
+        fresh
+            .with_engine(READER, |e| e.status("puk"))
+            .unwrap()
+            .remaining_tries,
+        Some(0)
+    );
+}

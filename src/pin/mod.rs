@@ -116,6 +116,10 @@ pub struct Engine {
     /// A SO login on the pinpad whose code (PIV PUK, OpenPGP reset code)
     /// is typed at `init` on the pinpad: the PIN object and the path.
     pinpad_so: Option<(&'static str, SoPath)>,
+    /// The credential presented last had no known count (a PIV PUK the
+    /// card never told): a "blocked" answer to it may mean it was blocked
+    /// already, so nothing is said to have been spent.
+    presented_blind: bool,
 }
 
 impl Engine {
@@ -136,6 +140,7 @@ impl Engine {
             policy,
             pinpad_options: Default::default(),
             pinpad_so: None,
+            presented_blind: false,
         }
     }
 

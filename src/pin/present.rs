@@ -73,6 +73,7 @@ impl Engine {
             }
         }
         site.admit(from, purpose)?;
+        self.presented_blind = counter.tries().is_none();
         // Until the card answers, nothing is known of the counter, and the
         // status-query detector must not compare across this command.
         let before = {
@@ -149,10 +150,20 @@ impl Engine {
             };
         }
         self.state(cred).validated = false;
+        if sw == StatusWord::AuthBlocked && self.presented_blind {
+            // Blocked before, or blocked by this try: the card does not
+            // say which. It is blocked now; nothing is claimed spent.
+            self.state(cred).known_tries = Some(0);
+            return if so {
+                Error::SoPinBlocked
+            } else {
+                Error::PinBlocked
+            };
+        }
         let tries = match sw {
             StatusWord::TriesRemaining(n) => Some(n),
-            // Nothing presented from here finds the credential blocked
-            // beforehand (it is refused first): 6983 is this try's.
+            // A credential read as blocked is refused before it is sent,
+            // so with a known count 6983 is this try's.
             StatusWord::AuthBlocked => Some(0),
             _ => self.learn_tries(cred),
         };
