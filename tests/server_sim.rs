@@ -770,3 +770,34 @@ async fn a_client_that_does_not_read_is_closed() {
     drop(ws);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_close_frame_is_answered_with_one() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let (server, _sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    c.ok("hello", json!({})).await;
+    c.ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    // RFC 6455 §5.5.1: the endpoint answers a Close frame with a Close frame
+    // (a browser otherwise reports code 1006, wasClean false).
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match c.ws.next().await {
+                Some(Ok(Message::Close(frame))) => return Some(frame),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("an answer in time");
+    let frame = answer.expect("a Close frame, not a dropped connection");
+    assert_eq!(frame.map(|f| f.code), Some(CloseCode::Normal));
+    server.shutdown().await;
+}

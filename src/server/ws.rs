@@ -266,6 +266,10 @@ async fn serve<S>(
                 };
                 let _ = ws.send(Message::Close(Some(frame))).await;
             }
+            // A client's Close frame has its answer queued by the library
+            // (RFC 6455 §5.5.1): flushing sends it. `close` would not: it
+            // refuses to send once the peer has closed.
+            let _ = ws.flush().await;
             ws.close(None).await
         })
         .await;
