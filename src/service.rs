@@ -109,14 +109,6 @@ impl Service {
         }
     }
 
-    pub fn policies(&self) -> &Arc<PolicySet> {
-        &self.policies
-    }
-
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
-    }
-
     pub fn readers(&self) -> Result<Vec<ReaderInfo>, Error> {
         Ok(self.backend.list_readers()?)
     }

@@ -43,15 +43,6 @@ impl Engine {
         self.session.pinpad().cloned()
     }
 
-    /// Changes the pinpad entry options (e.g. the entry timeout).
-    pub fn set_pinpad_options(&mut self, options: PinpadOptions) {
-        self.pinpad_options = options;
-    }
-
-    pub fn pinpad_options(&self) -> PinpadOptions {
-        self.pinpad_options
-    }
-
     /// The control code of the feature, or `OPERATION_NOT_SUPPORTED`.
     pub(super) fn pinpad_code(&mut self, entry: PadEntry) -> Result<u32, Error> {
         let (tag, what) = match entry {

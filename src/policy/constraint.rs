@@ -192,14 +192,6 @@ impl Constraint {
         }
     }
 
-    /// Whether the constraint looks at the old PIN.
-    pub fn uses_old(&self) -> bool {
-        matches!(
-            self,
-            Constraint::NewOldDifferent | Constraint::NewOldDissimilar { .. }
-        )
-    }
-
     /// A sentence for people: "6 to 8 characters".
     pub fn describe(&self) -> String {
         let plural =

@@ -517,11 +517,6 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
     })
 }
 
-/// A success response.
-pub fn result(id: Value, result: Value) -> Value {
-    json!({ "jsonrpc": "2.0", "id": id, "result": result })
-}
-
 /// An error response.
 pub fn error(id: Value, e: &RpcError) -> Value {
     json!({
