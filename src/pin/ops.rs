@@ -237,12 +237,7 @@ impl Engine {
         new: Entry,
         site: &mut dyn SiteGate,
     ) -> Result<(), Error> {
-        if pin.so.is_none() && pin.reset_code.is_none() {
-            return Err(Error::OperationNotSupported(format!(
-                "init of the {}",
-                pin.credential.label
-            )));
-        }
+        can_be_reinitialised(pin)?;
         let cred = &pin.credential;
         let new = match new {
             Entry::Typed(new) => new,
@@ -264,14 +259,7 @@ impl Engine {
             })?;
             // Sent: the held code is used up, whatever the card said.
             self.held = None;
-            return match sw {
-                StatusWord::Ok => {
-                    self.succeeded(&so_cred);
-                    self.reinitialised(cred);
-                    Ok(())
-                }
-                sw => Err(self.failed(&so_cred, sw, true)),
-            };
+            return self.after_reset_with_code(&so_cred, cred, sw);
         }
         if !self.so_verified.contains(&pin.id) {
             return Err(Error::SoLoginRequired);
@@ -304,14 +292,7 @@ impl Engine {
                 site,
                 |e| e.pinpad_exchange(code, &request),
             )?;
-            return match sw {
-                StatusWord::Ok => {
-                    self.succeeded(&so_cred);
-                    self.reinitialised(cred);
-                    Ok(())
-                }
-                sw => Err(self.failed(&so_cred, sw, true)),
-            };
+            return self.after_reset_with_code(&so_cred, cred, sw);
         }
         if !self.so_verified.contains(&pin.id) {
             return Err(Error::SoLoginRequired);
@@ -321,6 +302,23 @@ impl Engine {
         })?;
         let sw = self.pinpad_exchange(code, &request)?;
         self.after_reset_by_so(pin, sw)
+    }
+
+    /// The answer to RESET RETRY COUNTER P1=00 with a resetting code.
+    fn after_reset_with_code(
+        &mut self,
+        so_cred: &Credential,
+        cred: &Credential,
+        sw: StatusWord,
+    ) -> Result<(), Error> {
+        match sw {
+            StatusWord::Ok => {
+                self.succeeded(so_cred);
+                self.reinitialised(cred);
+                Ok(())
+            }
+            sw => Err(self.failed(so_cred, sw, true)),
+        }
     }
 
     /// The answer to RESET RETRY COUNTER P1=02 after the admin PIN.
@@ -356,12 +354,7 @@ impl Engine {
                 (cred.label, t)
             }
             Asking::New => {
-                if pin.so.is_none() && pin.reset_code.is_none() {
-                    return Err(Error::OperationNotSupported(format!(
-                        "init of the {}",
-                        pin.credential.label
-                    )));
-                }
+                can_be_reinitialised(&pin)?;
                 let held = self
                     .held
                     .as_ref()
@@ -404,6 +397,18 @@ pub struct DialogFacts {
     pub label: String,
     /// The tries left of the credential asked for, when the card says.
     pub tries: Option<u8>,
+}
+
+/// `init` needs a security officer: a PIN object without one (a PUK, an
+/// admin PIN) cannot be re-initialised.
+fn can_be_reinitialised(pin: &PinObject) -> Result<(), Error> {
+    if pin.so.is_none() && pin.reset_code.is_none() {
+        return Err(Error::OperationNotSupported(format!(
+            "init of the {}",
+            pin.credential.label
+        )));
+    }
+    Ok(())
 }
 
 /// The SO method of a PIN object through `path`.
