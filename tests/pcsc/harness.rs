@@ -11,6 +11,32 @@ use std::time::{Duration, Instant};
 
 use cardgate::transport::pcsc::PcscBackend;
 use cardgate::transport::{Backend, Event};
+use libtest_mimic::{Failed, Trial};
+
+/// A test of the tier.
+pub type TestFn = fn() -> Result<(), Failed>;
+
+/// A module's tests as trials, by name.
+pub fn trials<const N: usize>(tests: [(&'static str, TestFn); N]) -> Vec<Trial> {
+    tests
+        .into_iter()
+        .map(|(name, f)| Trial::test(name, f))
+        .collect()
+}
+
+/// Fails with `what` unless `cond` holds.
+pub fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what.into().into())
+    }
+}
+
+/// Fails unless `got` is `want`, saying both.
+pub fn eq<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> Result<(), Failed> {
+    check(got == want, format!("{what}: got {got:?}, want {want:?}"))
+}
 
 /// vpcd slot 0: the card process connects to this port.
 pub const PORT_0: u16 = 35963;

@@ -16,11 +16,9 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-type TestFn = fn() -> Result<(), Failed>;
-
 /// Every test of this module, by name.
 pub fn tests() -> Vec<Trial> {
-    let tests: [(&str, TestFn); 8] = [
+    trials([
         (
             "piv_tries_count_down_and_right_pin_resets",
             piv_tries_count_down_and_right_pin_resets,
@@ -44,23 +42,7 @@ pub fn tests() -> Vec<Trial> {
         ),
         ("cli_unblock_and_readers_json", cli_unblock_and_readers_json),
         ("cli_no_pcsc_service", cli_no_pcsc_service),
-    ];
-    tests
-        .into_iter()
-        .map(|(name, f)| Trial::test(name, f))
-        .collect()
-}
-
-fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
-    if cond {
-        Ok(())
-    } else {
-        Err(what.into().into())
-    }
-}
-
-fn eq<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> Result<(), Failed> {
-    check(got == want, format!("{what}: got {got:?}, want {want:?}"))
+    ])
 }
 
 struct Rig {

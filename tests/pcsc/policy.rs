@@ -20,11 +20,9 @@ use crate::harness::*;
 
 const CARD_TIMEOUT: Duration = Duration::from_secs(15);
 
-type TestFn = fn() -> Result<(), Failed>;
-
 /// Every test of this module, by name.
 pub fn tests() -> Vec<Trial> {
-    let tests: [(&str, TestFn); 2] = [
+    trials([
         (
             "policy_violating_change_spends_no_try",
             policy_violating_change_spends_no_try,
@@ -33,11 +31,7 @@ pub fn tests() -> Vec<Trial> {
             "policy_cli_change_refused_before_the_card",
             policy_cli_change_refused_before_the_card,
         ),
-    ];
-    tests
-        .into_iter()
-        .map(|(name, f)| Trial::test(name, f))
-        .collect()
+    ])
 }
 
 const STRICT_PIV: &str = r#"
@@ -63,18 +57,6 @@ constraints = [
   { type = "minSpecial", count = 1 },
 ]
 "#;
-
-fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
-    if cond {
-        Ok(())
-    } else {
-        Err(what.into().into())
-    }
-}
-
-fn eq<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> Result<(), Failed> {
-    check(got == want, format!("{what}: got {got:?}, want {want:?}"))
-}
 
 fn wait_card(reader: &str, present: bool) -> Result<(), Failed> {
     let backend = PcscBackend::new();

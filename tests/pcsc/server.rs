@@ -12,11 +12,9 @@ use serde_json::{Value, json};
 use crate::harness::*;
 use crate::ws_client::{self, Client};
 
-type TestFn = fn() -> Result<(), Failed>;
-
 /// Every test of this module, by name.
 pub fn tests() -> Vec<Trial> {
-    let tests: [(&str, TestFn); 2] = [
+    trials([
         (
             "daemon_lists_the_virtual_card_and_runs_pin_operations",
             daemon_lists_the_virtual_card_and_runs_pin_operations,
@@ -25,19 +23,7 @@ pub fn tests() -> Vec<Trial> {
             "daemon_pushes_card_removed_and_inserted",
             daemon_pushes_card_removed_and_inserted,
         ),
-    ];
-    tests
-        .into_iter()
-        .map(|(name, f)| Trial::test(name, f))
-        .collect()
-}
-
-fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
-    if cond {
-        Ok(())
-    } else {
-        Err(what.into().into())
-    }
+    ])
 }
 
 /// Runs `f` against a daemon on the real PC/SC service, bound to port 0;

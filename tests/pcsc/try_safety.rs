@@ -28,11 +28,9 @@ use crate::harness::*;
 
 const SITE: &str = "https://bank.example";
 
-type TestFn = fn() -> Result<(), Failed>;
-
 /// Every test of this module, by name.
 pub fn tests() -> Vec<Trial> {
-    let tests: [(&str, TestFn); 5] = [
+    trials([
         (
             "try_safety_held_reset_code_is_judged_when_sent",
             pcsc_held_reset_code_is_judged_when_sent,
@@ -53,23 +51,7 @@ pub fn tests() -> Vec<Trial> {
             "try_safety_lockout_escalates_and_only_the_user_unlocks",
             pcsc_lockout_escalates_and_only_the_user_unlocks,
         ),
-    ];
-    tests
-        .into_iter()
-        .map(|(name, f)| Trial::test(name, f))
-        .collect()
-}
-
-fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
-    if cond {
-        Ok(())
-    } else {
-        Err(what.into().into())
-    }
-}
-
-fn eq<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> Result<(), Failed> {
-    check(got == want, format!("{what}: got {got:?}, want {want:?}"))
+    ])
 }
 
 // ------------------------------------------------------------ the card
