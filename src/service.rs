@@ -229,8 +229,33 @@ impl Service {
         rx
     }
 
+    /// Runs `f` with the engine of the card in `reader`, then `then` with
+    /// its result, both on that reader's worker after everything queued
+    /// before it. Nobody waits: the caller goes on at once.
+    pub fn queue_then<R, F, T>(&self, reader: &str, f: F, then: T)
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
+        T: FnOnce(Result<R, Error>) + Send + 'static,
+    {
+        self.submit(reader, Box::new(move |slot: &mut Slot| then(slot.run(f))));
+    }
+
+    /// Runs `f` on the reader's worker once everything queued before it is
+    /// done, without touching the card; at once when the reader has no
+    /// worker (nothing is queued for it).
+    pub fn after_queued(&self, reader: &str, f: impl FnOnce() + Send + 'static) {
+        if self.has_worker(reader) {
+            self.submit(reader, Box::new(move |_: &mut Slot| f()));
+        } else {
+            f();
+        }
+    }
+
     /// Updates workers after a reader event: a removed card or reader drops
-    /// the connection (and every login and held code with it).
+    /// the connection (and every login and held code with it). Never waits
+    /// for a worker: one busy with a long operation (a PIN typed on a
+    /// pinpad) must not hold up the events of the other readers.
     pub fn handle_event(&self, event: &Event) {
         match event {
             Event::CardRemoved { reader } | Event::CardInserted { reader, .. } => {
@@ -238,11 +263,11 @@ impl Service {
                     self.submit(reader, Box::new(Slot::drop_connection));
                 }
             }
-            Event::ReaderRemoved { reader } => self.stop_worker(reader),
+            Event::ReaderRemoved { reader } => self.retire_worker(reader),
             Event::ServiceDown => {
                 let names: Vec<String> = self.lock().keys().cloned().collect();
                 for name in names {
-                    self.stop_worker(&name);
+                    self.retire_worker(&name);
                 }
             }
             Event::ReaderAdded { .. } | Event::ServiceUp => {}
@@ -281,11 +306,11 @@ impl Service {
         }
     }
 
-    fn stop_worker(&self, reader: &str) {
-        let worker = self.lock().remove(reader);
-        if let Some(w) = worker {
-            finish(w);
-        }
+    /// Lets a worker finish what is queued and end, without waiting for it.
+    fn retire_worker(&self, reader: &str) {
+        // Dropping its queue's sender ends the thread once the queue is
+        // empty; the thread is not joined.
+        drop(self.lock().remove(reader));
     }
 }
 

@@ -801,3 +801,34 @@ async fn a_clients_close_frame_is_answered_with_one() {
     assert_eq!(frame.map(|f| f.code), Some(CloseCode::Normal));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_reader_does_not_hold_up_another_readers_notifications() {
+    let (server, sim) = daemon().await;
+    let mut c = Client::connect(server.port()).await;
+    c.ok("hello", json!({})).await;
+    // The PIV reader's worker is busy for a while (as with a PIN typed on
+    // a pinpad), and its card comes back meanwhile: its token can only be
+    // described once the worker is free.
+    let busy = Duration::from_secs(3);
+    drop(server.hub().service.queue(PIV, move |_| {
+        std::thread::sleep(busy);
+        Ok(())
+    }));
+    let card = sim.remove_card(PIV).unwrap();
+    sim.insert_card(PIV, card).unwrap();
+    // The other reader's card goes and comes back: its notifications do not
+    // wait for the busy reader.
+    let started = std::time::Instant::now();
+    let card = sim.remove_card(PGP).unwrap();
+    sim.insert_card(PGP, card).unwrap();
+    c.notification("cardInserted", |p| p["reader"] == PGP).await;
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    // The busy reader's own notifications come, in their order.
+    let removed = c.notification("cardRemoved", |p| p["reader"] == PIV).await;
+    assert_eq!(removed["reader"], PIV);
+    let inserted = c.notification("cardInserted", |p| p["reader"] == PIV).await;
+    assert_eq!(inserted["token"]["profile"], "piv", "{inserted}");
+    server.shutdown().await;
+}

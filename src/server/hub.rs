@@ -173,8 +173,7 @@ impl Hub {
 
     /// Pushes a notification to every connected client.
     pub fn broadcast(&self, method: &str, params: Value) {
-        let text = notification(method, params).to_string();
-        let _ = self.notify.send(Arc::new(Note { text, owner: None }));
+        self.notifier().send(method, params);
     }
 
     /// Pushes a PIN status: the owner of the login sees it as it is, the
@@ -315,10 +314,22 @@ impl Hub {
         }
     }
 
+    /// Applies a reader event. Never waits for a card: what needs one (a
+    /// new card's token) runs on that reader's worker, and a reader's card
+    /// notifications go out from its worker too, in the order of its
+    /// events; a worker busy with a long operation delays only its own
+    /// reader's notifications.
     fn apply(&self, event: Event) {
         tracing::debug!(?event, "reader event");
         if self.already_known(&event) {
             return;
+        }
+        if let Event::ReaderRemoved { reader } = &event {
+            // After whatever is still queued for it, before it retires.
+            let notify = self.notifier();
+            let params = json!({ "reader": reader });
+            self.service
+                .after_queued(reader, move || notify.send("readerRemoved", params));
         }
         self.service.handle_event(&event);
         match event {
@@ -339,31 +350,48 @@ impl Hub {
             }
             Event::ReaderRemoved { reader } => {
                 self.lock().readers.remove(&reader);
-                self.broadcast("readerRemoved", json!({ "reader": reader }));
             }
             Event::CardInserted { reader, atr } => {
                 self.lock()
                     .readers
                     .insert(reader.clone(), Some(atr.clone()));
                 let mut params = json!({ "reader": reader, "atr": crate::card::hex(&atr) });
-                match self.describe(&reader) {
-                    Ok(token) => params["token"] = token,
-                    Err(e) => params["error"] = e.to_json(),
-                }
-                self.broadcast("cardInserted", params);
+                let notify = self.notifier();
+                self.service
+                    .queue_then(&reader, describe_token, move |token| {
+                        match token {
+                            Ok(token) => params["token"] = token,
+                            Err(e) => params["error"] = e.to_json(),
+                        }
+                        notify.send("cardInserted", params);
+                    });
             }
             Event::CardRemoved { reader } => {
                 if let Some(slot) = self.lock().readers.get_mut(&reader) {
                     *slot = None;
                 }
-                self.broadcast("cardRemoved", json!({ "reader": reader }));
+                let notify = self.notifier();
+                let params = json!({ "reader": reader });
+                self.service
+                    .after_queued(&reader, move || notify.send("cardRemoved", params));
             }
         }
     }
 
-    /// The token on the card in `reader` with every PIN's status (blocking).
-    fn describe(&self, reader: &str) -> Result<Value, Error> {
-        self.service.with_engine(reader, describe_token)
+    /// Sends notifications without holding the hub (a worker's job must not
+    /// keep it alive).
+    fn notifier(&self) -> Notifier {
+        Notifier(self.notify.clone())
+    }
+}
+
+/// Pushes notifications to every connected client.
+struct Notifier(broadcast::Sender<Arc<Note>>);
+
+impl Notifier {
+    fn send(&self, method: &str, params: Value) {
+        let text = notification(method, params).to_string();
+        let _ = self.0.send(Arc::new(Note { text, owner: None }));
     }
 }
 
