@@ -1,24 +1,24 @@
 //! cardgate: smart-card PIN middleware.
 //!
-//! Layers, bottom to top: [`apdu`] → [`transport`] → [`card`] (profiles) →
-//! [`pin`] (engine, enforcing [`policy`]) → [`service`] (reader workers) → [`cli`].
+//! The daemon and command line on top of the card library
+//! (`cardgate-card`: [`apdu`] → [`transport`] → [`card`] profiles →
+//! [`pin`] engine enforcing [`policy`]) and the virtual card
+//! (`cardgate-vcard`): [`service`] (reader workers) → [`security`],
+//! [`protocol`] → [`server`], [`native`] → [`cli`]. See docs/architecture.md.
 #![forbid(unsafe_code)]
 
-pub mod apdu;
-pub mod card;
+// The card library (crates/cardgate-card) and the virtual card
+// (crates/cardgate-vcard), under the names the daemon's code uses.
+pub use cardgate_card::{apdu, card, error, pin, policy, secret, transport};
+pub use cardgate_vcard as vcard;
+
 pub mod cli;
 pub mod config;
-pub mod error;
 pub mod logging;
 pub mod native;
-pub mod pin;
 pub mod pinentry;
-pub mod policy;
 pub mod protocol;
-pub mod secret;
 pub mod security;
 pub mod server;
 pub mod service;
 pub mod tls;
-pub mod transport;
-pub mod vcard;

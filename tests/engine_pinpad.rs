@@ -8,10 +8,10 @@ use cardgate::error::Error;
 use cardgate::pin::{Engine, Entered, Entry, NoSite, PinOp, Provenance, SoPath};
 use cardgate::secret::Secret;
 use cardgate::service::Service;
-use cardgate::transport::sim::SimBackend;
-use cardgate::transport::sim::pinpad::{PinpadInput, SimPinpad};
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::sim::SimBackend;
+use cardgate::vcard::sim::pinpad::{PinpadInput, SimPinpad};
 use std::sync::Arc;
 
 /// The operations with every value typed on the pinpad.

@@ -7,9 +7,9 @@ use cardgate::pin::{Engine, SoPath};
 use cardgate::policy::{Constraint, PolicySet};
 use cardgate::secret::Secret;
 use cardgate::service::Service;
-use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::sim::SimBackend;
 use std::sync::Arc;
 
 const READER: &str = "Sim Reader 0";

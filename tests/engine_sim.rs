@@ -5,9 +5,9 @@ use cardgate::error::Error;
 use cardgate::pin::{Engine, PinStatus, SoPath};
 use cardgate::secret::Secret;
 use cardgate::service::Service;
-use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::{CardConfig, Quirk};
+use cardgate::vcard::sim::SimBackend;
 use std::sync::Arc;
 
 const READER: &str = "Sim Reader 0";

@@ -6,9 +6,9 @@
 mod ws_client;
 
 use cardgate::server::{Limits, Server, ServerConfig};
-use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::sim::SimBackend;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -6,9 +6,9 @@ use cardgate::error::Error;
 use cardgate::policy::{Constraint, PinPolicy, PolicySet};
 use cardgate::secret::Secret;
 use cardgate::service::Service;
-use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::sim::SimBackend;
 use proptest::prelude::*;
 use std::sync::Arc;
 

@@ -7,9 +7,9 @@ mod ws_client;
 
 use base64::Engine as _;
 use cardgate::server::Server;
-use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::sim::SimBackend;
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -6,9 +6,9 @@ mod ws_client;
 
 use cardgate::security::origin::OriginsFile;
 use cardgate::server::{Server, ServerConfig};
-use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::sim::SimBackend;
 use futures_util::StreamExt;
 use std::path::Path;
 use std::sync::Arc;

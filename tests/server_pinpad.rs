@@ -5,10 +5,10 @@
 mod ws_client;
 
 use cardgate::server::Server;
-use cardgate::transport::sim::SimBackend;
-use cardgate::transport::sim::pinpad::SimPinpad;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::sim::SimBackend;
+use cardgate::vcard::sim::pinpad::SimPinpad;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use ws_client::Client;
@@ -77,7 +77,7 @@ async fn protected_auth_path_follows_the_reader() {
 /// reader; the page and the daemon never see the values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pin_operations_on_the_pinpad_over_the_protocol() {
-    use cardgate::transport::sim::pinpad::PinpadInput;
+    use cardgate::vcard::sim::pinpad::PinpadInput;
     let (server, sim) = daemon().await;
     let mut c = Client::connect(server.port()).await;
     let t = |reader: &str, extra: Value| {

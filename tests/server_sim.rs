@@ -7,9 +7,9 @@ mod card;
 mod ws_client;
 
 use cardgate::server::Server;
-use cardgate::transport::sim::SimBackend;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::sim::SimBackend;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -265,7 +265,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Simulated readers for `native-host --demo`: reader 0 a PIV card, reader 1 an OpenPGP card.
-pub fn demo_backend() -> crate::transport::sim::SimBackend {
+pub fn demo_backend() -> crate::vcard::sim::SimBackend {
     serve::demo_sim(&[serve::DemoCard::Piv, serve::DemoCard::Openpgp]).0
 }
 

@@ -3,9 +3,9 @@
 use crate::config::{Config, Overrides};
 use crate::server::{ConsentMode, Server, ServerConfig, shutdown_signal};
 use crate::transport::Backend;
-use crate::transport::sim::SimBackend;
 use crate::vcard::VirtualCard;
 use crate::vcard::config::CardConfig;
+use crate::vcard::sim::SimBackend;
 use clap::{Args, ValueEnum};
 use std::process::ExitCode;
 use std::sync::Arc;

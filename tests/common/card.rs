@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 use cardgate::service::Service;
-use cardgate::transport::sim::SimBackend;
+use cardgate::vcard::sim::SimBackend;
 use std::sync::Arc;
 
 /// Whether the card in `reader` holds a verified user PIN.

@@ -2,16 +2,15 @@
 //!
 //! - [`pcsc`]: real readers through the PC/SC service (pcscd).
 //! - [`part10`]: PC/SC part 10 pinpad features and PIN entry structures.
-//! - [`sim`]: in-process simulated readers holding our virtual card, for fast
-//!   tests and the demo mode.
+//! - simulated readers holding our virtual card, for fast tests and the demo
+//!   mode, are in the `cardgate-vcard` crate (`sim`).
 //!
 //! A [`Backend`] enumerates readers, watches them, and opens a [`Transport`]
 //! to the card in one of them. Transports are blocking and owned by exactly
-//! one reader worker thread (see `crate::service`).
+//! one thread (the daemon's reader workers).
 
 pub mod part10;
 pub mod pcsc;
-pub mod sim;
 
 use std::sync::mpsc::Sender;
 

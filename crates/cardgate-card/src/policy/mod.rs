@@ -24,8 +24,8 @@ use std::sync::OnceLock;
 
 /// The policies embedded in the binary: (name, TOML text).
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("piv", include_str!("../../policies/piv.toml")),
-    ("openpgp", include_str!("../../policies/openpgp.toml")),
+    ("piv", include_str!("../../../../policies/piv.toml")),
+    ("openpgp", include_str!("../../../../policies/openpgp.toml")),
 ];
 
 /// The system-wide policy directory.

@@ -13,8 +13,8 @@
 
 pub mod pinpad;
 
-use super::{Backend, Event, ReaderInfo, Transport, TransportError, WatchGuard};
-use crate::vcard::VirtualCard;
+use crate::VirtualCard;
+use crate::transport::{Backend, Event, ReaderInfo, Transport, TransportError, WatchGuard};
 use pinpad::{Action, PinpadInput, PinpadState, SimPinpad};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -45,6 +45,8 @@
 //! Reference data and incoming command data live in zeroizing buffers, and
 //! nothing here logs a PIN value.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 mod command;
 pub mod config;
@@ -52,7 +54,11 @@ mod openpgp;
 mod pin;
 pub use pin::Presentation;
 mod piv;
+pub mod sim;
 pub mod vpcd;
+
+// The card library's modules under the names this crate's code uses.
+pub(crate) use cardgate_card::{apdu, secret, transport};
 
 pub use config::{CardConfig, ConfigError, Profile, Quirk};
 
