@@ -7,7 +7,8 @@
 //! credential as it is sent (`pin/present.rs`).
 
 use super::credentials::ConnCredentials;
-use super::hub::{ConnId, Hub, describe_token, mask_pin_status, mask_status};
+use super::hub::{ConnId, Hub, describe_token};
+use super::logins::{mask_pin_status, mask_status};
 use super::operation::{Op, logout, pin_operation, request_credential};
 use crate::error::Error;
 use crate::pin::{Engine, PinStatus};
@@ -148,9 +149,9 @@ where
     F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
 {
     let (name, job_hub) = (reader.to_string(), hub.clone());
-    let rx = hub
-        .service
-        .queue_shared(reader, key, move |e| Ok((read(e)?, job_hub.owner(&name))));
+    let rx = hub.service.queue_shared(reader, key, move |e| {
+        Ok((read(e)?, job_hub.logins.owner(&name)))
+    });
     let timeout = hub.op_timeout;
     async move {
         let (value, owner) = await_job(rx, timeout).await?;

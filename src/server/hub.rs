@@ -1,6 +1,7 @@
 //! What every connection shares: the reader workers, the readers as the
 //! monitor reported them, and the channel that pushes notifications.
 
+use super::logins::{Logins, logout_all, mask_status};
 use crate::card::Token;
 use crate::error::Error;
 use crate::pin::PinStatus;
@@ -11,7 +12,7 @@ use crate::security::origin::OriginGate;
 use crate::service::Service;
 use crate::transport::{Backend, Event, WatchGuard};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -92,8 +93,8 @@ impl Default for Limits {
 pub struct Hub {
     pub service: Service,
     notify: broadcast::Sender<Arc<Note>>,
-    /// Reader → the connection whose login (user or SO) is on its card.
-    owners: Mutex<HashMap<String, ConnId>>,
+    /// Who owns the login on each card.
+    pub logins: Logins,
     /// Wrong PIN values per site ([`Lockout::begin`] before a credential
     /// reaches a card).
     pub lockout: Lockout,
@@ -133,7 +134,7 @@ impl Hub {
         let hub = Arc::new(Hub {
             service,
             notify,
-            owners: Mutex::new(HashMap::new()),
+            logins: Logins::default(),
             lockout: Lockout::new(limits.lockout, limits.lockout_file.clone()),
             limits,
             next_conn: AtomicU64::new(1),
@@ -218,38 +219,10 @@ impl Hub {
         self.connections.fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, ConnId>> {
-        self.owners.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn owner(&self, reader: &str) -> Option<ConnId> {
-        self.owners().get(reader).copied()
-    }
-
-    pub fn set_owner(&self, reader: &str, conn: ConnId) {
-        self.owners().insert(reader.to_string(), conn);
-    }
-
-    pub fn clear_owner(&self, reader: &str) {
-        self.owners().remove(reader);
-    }
-
     /// Logs out, on every card, the logins `conn` made (connection closed,
     /// idle too long). Queued behind the readers' pending work.
     pub fn end_logins_of(&self, conn: ConnId) {
-        let readers: Vec<String> = {
-            let mut owners = self.owners();
-            let mine: Vec<String> = owners
-                .iter()
-                .filter(|(_, c)| **c == conn)
-                .map(|(r, _)| r.clone())
-                .collect();
-            for r in &mine {
-                owners.remove(r);
-            }
-            mine
-        };
-        for reader in readers {
+        for reader in self.logins.release_all_of(conn) {
             tracing::debug!(
                 conn,
                 reader,
@@ -392,29 +365,6 @@ impl Notifier {
     fn send(&self, method: &str, params: Value) {
         let text = notification(method, params).to_string();
         let _ = self.0.send(Arc::new(Note { text, owner: None }));
-    }
-}
-
-/// Logs out every PIN object of the card.
-pub fn logout_all(e: &mut crate::pin::Engine) -> Result<(), Error> {
-    let ids: Vec<&'static str> = e.token().pins.iter().map(|p| p.id).collect();
-    for id in ids {
-        e.logout(id)?;
-    }
-    Ok(())
-}
-
-/// Hides a login that is not the viewer's.
-pub fn mask_pin_status(status: &mut PinStatus) {
-    status.validated = false;
-    status.so_validated = false;
-}
-
-/// [`mask_pin_status`] on a status already in JSON form.
-pub fn mask_status(status: &mut Value) {
-    if status.is_object() {
-        status["validated"] = json!(false);
-        status["soValidated"] = json!(false);
     }
 }
 

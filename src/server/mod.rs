@@ -7,6 +7,7 @@ mod dispatch;
 mod handshake;
 mod http;
 pub mod hub;
+mod logins;
 mod operation;
 mod site;
 mod ws;
@@ -251,7 +252,7 @@ pub(crate) fn logout_everything(hub: &Hub) {
         if atr.is_none() {
             continue;
         }
-        let result = hub.service.with_engine(&reader, hub::logout_all);
+        let result = hub.service.with_engine(&reader, logins::logout_all);
         if let Err(e) = result {
             tracing::debug!(reader, error = %e, "logout at shutdown failed");
         }

@@ -9,7 +9,7 @@
 //! reach the card.
 
 use super::dispatch::{Caller, await_job, lock_creds, ready};
-use super::hub::{ConnId, ConsentMode, Hub, logout_all};
+use super::hub::{ConnId, ConsentMode, Hub};
 use super::site::{SiteAttempts, locked};
 use crate::error::Error;
 use crate::pin::{Asking, DialogFacts, Engine, Entered, Entry, PinOp, Provenance, SoPath};
@@ -182,23 +182,18 @@ fn operation(
     let mut gate = SiteAttempts::new(hub.clone(), site.clone());
     let (pin, reader, job_hub) = (target.pin.clone(), target.reader.clone(), hub.clone());
     let rx = hub.service.queue(&target.reader, move |e: &mut Engine| {
-        let owner = job_hub.owner(&reader);
-        if owner.is_some_and(|o| o != me) {
-            // Another connection's login must not serve this one.
-            logout_all(e)?;
-            job_hub.clear_owner(&reader);
-        }
+        job_hub.logins.make_way(e, &reader, me)?;
         let result = match pin_op {
             Some(pin_op) => e.perform(&pin, pin_op, &mut gate),
             None => e.logout(&pin),
         };
         match (op, &result) {
-            (Op::Login { .. }, Ok(())) => job_hub.set_owner(&reader, me),
-            (Op::Logout, Ok(())) => job_hub.clear_owner(&reader),
+            (Op::Login { .. }, Ok(())) => job_hub.logins.claim(&reader, me),
+            (Op::Logout, Ok(())) => job_hub.logins.release(&reader),
             _ => {}
         }
         let status = e.status_after_operation(&pin).ok();
-        Ok((result, status, job_hub.owner(&reader), gate.notice))
+        Ok((result, status, job_hub.logins.owner(&reader), gate.notice))
     });
     let hub = hub.clone();
     let timeout = if waits_for_pinpad {
