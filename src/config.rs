@@ -11,7 +11,7 @@
 
 use crate::security::lockout::LockoutConfig;
 use crate::security::origin::{Origin, OriginsFile};
-use crate::server::{ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
+use crate::settings::{ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,10 +26,7 @@ pub const SYSTEM_CONFIG_ENV: &str = "CARDGATE_SYSTEM_CONFIG";
 /// Log filter (overrides `log_level`).
 pub const LOG_ENV: &str = "CARDGATE_LOG";
 
-/// The directories of this user's cardgate files.
-pub fn project_dirs() -> Option<directories::ProjectDirs> {
-    directories::ProjectDirs::from("org", "cardgate", "cardgate")
-}
+pub use crate::settings::project_dirs;
 
 /// The user's configuration file: `$CARDGATE_CONFIG`, else `config.toml`
 /// in the user's configuration directory.

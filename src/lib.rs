@@ -14,6 +14,7 @@ pub use cardgate_vcard as vcard;
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod logging;
 pub mod native;
 pub mod pinentry;
@@ -21,4 +22,5 @@ pub mod protocol;
 pub mod security;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod tls;

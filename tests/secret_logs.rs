@@ -179,7 +179,8 @@ enum LogSetting {
 struct Daemon {
     child: std::process::Child,
     port: u16,
-    stderr: std::thread::JoinHandle<Vec<u8>>,
+    /// Taken by [`Daemon::stop`].
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
     _home: tempfile::TempDir,
 }
 
@@ -262,7 +263,7 @@ fn start_daemon(log: &LogSetting) -> Daemon {
     Daemon {
         child,
         port,
-        stderr,
+        stderr: Some(stderr),
         _home: home,
     }
 }
@@ -282,7 +283,18 @@ impl Daemon {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        String::from_utf8_lossy(&self.stderr.join().unwrap()).into_owned()
+        let stderr = self.stderr.take().expect("stopped once");
+        String::from_utf8_lossy(&stderr.join().unwrap()).into_owned()
+    }
+}
+
+/// A test that fails half way does not leave its daemon running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -265,15 +265,6 @@ pub fn main() -> ExitCode {
 }
 
 /// Simulated readers for `native-host --demo`: reader 0 a PIV card, reader 1 an OpenPGP card.
-pub fn demo_backend() -> crate::vcard::sim::SimBackend {
-    serve::demo_sim(&[serve::DemoCard::Piv, serve::DemoCard::Openpgp]).0
-}
-
-/// The PIN policies from the configuration's directories.
-pub fn policies(config: &crate::config::Config) -> Arc<crate::policy::PolicySet> {
-    policy::load_from(config)
-}
-
 /// The clap command tree (completions, man pages).
 pub fn command() -> clap::Command {
     Cli::command()

@@ -102,12 +102,6 @@ fn sources() -> PolicySources {
         .unwrap_or_else(PolicySources::standard)
 }
 
-/// The policies for the daemon, from the configuration's directories.
-pub fn load_from(config: &crate::config::Config) -> Arc<PolicySet> {
-    use_config(config);
-    load()
-}
-
 pub fn run(command: PolicyCommand) -> u8 {
     match command {
         PolicyCommand::List { json } => list(json),

@@ -1,11 +1,9 @@
 //! `cardgate serve` and `cardgate demo`.
 
 use crate::config::{Config, Overrides};
-use crate::server::{ConsentMode, Server, ServerConfig, shutdown_signal};
+use crate::daemon::{DemoCard, demo_sim, server_config};
+use crate::server::{ConsentMode, Server, shutdown_signal};
 use crate::transport::Backend;
-use crate::vcard::VirtualCard;
-use crate::vcard::config::CardConfig;
-use crate::vcard::sim::SimBackend;
 use clap::{Args, ValueEnum};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -69,12 +67,6 @@ impl ServeArgs {
     }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum DemoCard {
-    Piv,
-    Openpgp,
-}
-
 #[derive(Args)]
 pub struct DemoArgs {
     #[command(flatten)]
@@ -85,32 +77,6 @@ pub struct DemoArgs {
     /// Shorthand for `--card openpgp`.
     #[arg(long)]
     openpgp: bool,
-}
-
-/// The daemon's settings from the effective configuration.
-pub fn server_config(config: &Config) -> Result<ServerConfig, String> {
-    let tls = if config.tls.enabled {
-        Some(crate::tls::server_config(
-            &config.tls.cert,
-            &config.tls.key,
-        )?)
-    } else {
-        None
-    };
-    Ok(ServerConfig {
-        port: config.port,
-        op_timeout: config.op_timeout,
-        origins_file: config.origins_file.clone(),
-        origins: config.origins.clone(),
-        limits: config.limits.clone(),
-        policies: super::policy::load_from(config),
-        pin_dialog: crate::pinentry::PinDialog::new(
-            config.pin_dialog.program.clone(),
-            config.pin_dialog.timeout,
-        ),
-        tls,
-        ..ServerConfig::default()
-    })
 }
 
 /// Listening sockets passed by systemd (`LISTEN_FDS`, `LISTEN_PID`).
@@ -269,26 +235,4 @@ pub fn demo(args: DemoArgs, config: &Config, inherited: Vec<std::net::TcpListene
         }
         eprintln!("open http://127.0.0.1:{port}/demo  (Ctrl-C to stop)");
     })
-}
-
-/// Simulated readers, one card each, with factory default PINs; and a line
-/// describing each.
-pub fn demo_sim(cards: &[DemoCard]) -> (SimBackend, Vec<String>) {
-    let sim = SimBackend::new();
-    let mut lines = Vec::new();
-    for (i, card) in cards.iter().enumerate() {
-        let reader = format!("cardgate demo reader {i}");
-        sim.add_reader(&reader);
-        let (config, pins) = match card {
-            DemoCard::Piv => (CardConfig::piv(), "PIV card: PIN 123456, PUK 12345678"),
-            DemoCard::Openpgp => (
-                CardConfig::openpgp(),
-                "OpenPGP card: user PIN 123456, admin PIN 12345678",
-            ),
-        };
-        // A fresh simulated reader always takes a card.
-        let _ = sim.insert_card(&reader, VirtualCard::new(config));
-        lines.push(format!("  {reader}: {pins}"));
-    }
-    (sim, lines)
 }

@@ -61,7 +61,7 @@ pub struct NativeHostArgs {
 
 pub fn run(args: NativeHostArgs, config: &Config) -> ExitCode {
     let backend: Arc<dyn Backend> = if args.demo {
-        Arc::new(crate::cli::demo_backend())
+        Arc::new(crate::daemon::demo_backend())
     } else {
         Arc::new(crate::transport::pcsc::PcscBackend::new())
     };
@@ -77,7 +77,7 @@ pub fn run(args: NativeHostArgs, config: &Config) -> ExitCode {
     };
     tracing::info!(caller = ?args.browser_args, "native-messaging host started");
     let gate = OriginGate::new(config.origins_file.clone(), config.origins.clone());
-    let policies = crate::cli::policies(config);
+    let policies = crate::daemon::policies(config);
     let service = Service::with_policies(backend.clone(), policies);
     let limits = config.limits.clone();
     let op_timeout = config.op_timeout;

@@ -6,17 +6,17 @@
 //! that protect the card's tries are applied by the PIN engine to each
 //! credential as it is sent (`pin/present.rs`).
 
-use super::credentials::ConnCredentials;
+pub(crate) use super::caller::Caller;
+use super::caller::{await_job, ready};
 use super::hub::{ConnId, Hub, describe_token};
 use super::logins::{mask_pin_status, mask_status};
 use super::operation::{Op, logout, pin_operation, request_credential};
 use crate::error::Error;
 use crate::pin::{Engine, PinStatus};
 use crate::protocol::{CAPABILITIES, Call, PROTOCOL_VERSION, RpcError, Target};
-use crate::security::origin::Peer;
 use futures_util::future::{BoxFuture, FutureExt};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 type Outcome = Result<Value, RpcError>;
 
@@ -28,33 +28,6 @@ type Outcome = Result<Value, RpcError>;
 pub enum Reply {
     Value(Value),
     Status(PinStatus),
-}
-
-/// The connection a call comes from.
-#[derive(Clone)]
-pub struct Caller {
-    pub conn: ConnId,
-    pub peer: Peer,
-    /// Allowed once at the consent prompt: for this connection only.
-    pub once: bool,
-    pub creds: Arc<Mutex<ConnCredentials>>,
-}
-
-impl Caller {
-    /// A newly opened connection: no credentials handed out yet.
-    pub fn new(conn: ConnId, peer: Peer, once: bool) -> Caller {
-        Caller {
-            conn,
-            peer,
-            once,
-            creds: Default::default(),
-        }
-    }
-
-    /// The key wrong-PIN counts are kept under: the origin.
-    pub(super) fn site_key(&self) -> String {
-        self.peer.to_string()
-    }
 }
 
 /// Starts a call: queues its card work now, returns the future of its result.
@@ -159,10 +132,6 @@ where
     }
 }
 
-pub(super) fn ready(outcome: Outcome) -> BoxFuture<'static, Outcome> {
-    futures_util::future::ready(outcome).boxed()
-}
-
 fn hello(protocol: Option<u64>) -> Outcome {
     if let Some(p) = protocol
         && p != PROTOCOL_VERSION
@@ -182,19 +151,6 @@ fn hello(protocol: Option<u64>) -> Outcome {
         "version": env!("CARGO_PKG_VERSION"),
         "capabilities": CAPABILITIES,
     }))
-}
-
-/// Waits for a queued job, at most the operation timeout. A timed-out
-/// operation still runs to its end on the card.
-pub(super) async fn await_job<R>(
-    rx: tokio::sync::oneshot::Receiver<Result<R, Error>>,
-    timeout: std::time::Duration,
-) -> Result<R, RpcError> {
-    match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(result)) => result.map_err(RpcError::from),
-        Ok(Err(_)) => Err(Error::ReaderError("the reader worker stopped".into()).into()),
-        Err(_) => Err(RpcError::timeout(timeout.as_secs())),
-    }
 }
 
 /// Queues `f` on the reader's worker and waits for it.
@@ -247,8 +203,4 @@ fn get_readers(hub: &Arc<Hub>, me: ConnId) -> BoxFuture<'static, Outcome> {
         Ok(json!({ "pcsc": pcsc, "readers": readers }))
     }
     .boxed()
-}
-
-pub(super) fn lock_creds(caller: &Caller) -> std::sync::MutexGuard<'_, ConnCredentials> {
-    caller.creds.lock().unwrap_or_else(|e| e.into_inner())
 }

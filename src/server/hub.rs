@@ -1,19 +1,20 @@
 //! What every connection shares: the reader workers, the readers as the
 //! monitor reported them, and the channel that pushes notifications.
 
+pub use super::logins::ConnId;
 use super::logins::{Logins, logout_all, mask_status};
 use crate::card::Token;
 use crate::error::Error;
 use crate::pin::PinStatus;
 use crate::pinentry::PinDialog;
 use crate::protocol::notification;
-use crate::security::lockout::{Lockout, LockoutConfig};
+use crate::security::lockout::Lockout;
 use crate::security::origin::OriginGate;
 use crate::service::Service;
+pub use crate::settings::{ConsentMode, Limits};
 use crate::transport::{Backend, Event, WatchGuard};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -42,50 +43,6 @@ impl Note {
         match &self.owner {
             Some((owner, text)) if *owner == conn => text,
             _ => &self.text,
-        }
-    }
-}
-
-/// What happens when a page from an origin not on the allowlist connects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConsentMode {
-    /// 403 `ORIGIN_NOT_ALLOWED`.
-    #[default]
-    Refuse,
-    /// Ask the user through the PIN dialog program: allow once, always, deny.
-    Prompt,
-}
-
-/// Identifies one WebSocket connection for the lifetime of the daemon.
-pub type ConnId = u64;
-
-/// Limits that protect the daemon and the cards from pages.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// A login ends when its connection sent nothing for this long.
-    pub login_idle: Duration,
-    /// The per-site progressive lockout of wrong PIN values.
-    pub lockout: LockoutConfig,
-    /// Where the lockout state is kept across restarts (`None`: in memory).
-    pub lockout_file: Option<PathBuf>,
-    /// Requests per second per connection, and the burst allowed.
-    pub rate_per_second: u32,
-    pub rate_burst: u32,
-    pub max_connections: usize,
-    /// Unknown origins: refuse, or ask the user.
-    pub consent: ConsentMode,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            login_idle: Duration::from_secs(300),
-            lockout: LockoutConfig::default(),
-            lockout_file: None,
-            rate_per_second: 50,
-            rate_burst: 100,
-            max_connections: 1024,
-            consent: ConsentMode::Refuse,
         }
     }
 }

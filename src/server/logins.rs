@@ -7,12 +7,14 @@
 //! other connection sees `validated: false` / `soValidated: false`
 //! ([`mask_pin_status`]).
 
-use super::hub::ConnId;
 use crate::error::Error;
 use crate::pin::{Engine, PinStatus};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+
+/// Identifies one connection for the lifetime of the daemon.
+pub type ConnId = u64;
 
 /// Reader → the connection whose login is on its card.
 #[derive(Default)]

@@ -2,6 +2,7 @@
 //! WebSocket protocol, plus the JavaScript client, its types, the demo page
 //! and a health check.
 
+mod caller;
 mod credentials;
 mod dispatch;
 mod handshake;
@@ -16,9 +17,11 @@ use crate::pinentry::PinDialog;
 use crate::policy::PolicySet;
 use crate::security::origin::{OriginGate, OriginsFile};
 use crate::service::Service;
+pub use crate::settings::{
+    ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits, default_origins_file,
+};
 use crate::transport::Backend;
 use hub::Hub;
-pub use hub::{ConsentMode, Limits};
 // The parts of a connection the native-messaging host shares.
 pub(crate) use dispatch::Caller;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -30,11 +33,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 pub(crate) use ws::{InFlight, MAX_MESSAGE, handle};
-
-/// The daemon's documented default port.
-pub const DEFAULT_PORT: u16 = 27183;
-/// How long one card operation may take before its caller gets `TIMEOUT`.
-pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -81,11 +79,6 @@ impl Default for ServerConfig {
             send_timeout: ws::SEND_TIMEOUT,
         }
     }
-}
-
-/// `origins.toml` in the user's configuration directory.
-pub fn default_origins_file() -> Option<PathBuf> {
-    crate::config::project_dirs().map(|d| d.config_dir().join("origins.toml"))
 }
 
 /// A running daemon.

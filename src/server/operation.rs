@@ -8,7 +8,7 @@
 //! ([`SiteAttempts`]) there. Nothing here decides whether a value may
 //! reach the card.
 
-use super::dispatch::{Caller, await_job, lock_creds, ready};
+use super::caller::{Caller, await_job, lock_creds, ready};
 use super::hub::{ConnId, ConsentMode, Hub};
 use super::site::{SiteAttempts, locked};
 use crate::error::Error;

@@ -2,7 +2,7 @@
 //! Documented for users in `docs/errors.md`; the codes never change meaning.
 
 use crate::apdu::StatusWord;
-use crate::policy::Constraint;
+use crate::policy::constraint::Constraint;
 use crate::transport::TransportError;
 use serde_json::{Value, json};
 
