@@ -4,7 +4,7 @@
 //! as a browser frames native messages), each with the simulated cards.
 //! Requests answered exactly once, batches, the rate per request, the
 //! notification of an operation before its answer, idle logins, malformed
-//! messages.
+//! and oversize messages, and requests in flight when a session closes.
 
 use cardgate::pinentry::PinDialog;
 use cardgate::policy::PolicySet;
@@ -27,6 +27,8 @@ const BANK: &str = "https://bank.example";
 const WAIT: Duration = Duration::from_secs(10);
 /// The most requests a batch may hold (docs/protocol.md).
 const MAX_BATCH: usize = 64;
+/// The largest message a client may send (docs/protocol.md).
+const MAX_MESSAGE: usize = 64 * 1024;
 
 /// What a client receives.
 #[derive(Debug)]
@@ -420,6 +422,49 @@ async fn malformed_messages_are_answered<F: Front>() {
     f.finish().await;
 }
 
+/// A message over the limit closes the session (1009); the requests it
+/// had in flight are answered first.
+async fn an_oversize_message_closes_after_the_answers_in_flight<F: Front>() {
+    let sim = sim();
+    let mut f = F::start(sim.clone(), fast_limits()).await;
+    f.send_text(&req(1, "hello", json!({})).to_string()).await;
+    assert_eq!(json(&mut f).await["id"], 1);
+    // The card is busy for a while: the status read waits for it.
+    let busy = sim.clone();
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        busy.with_card(PIV, |_| {
+            held_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        });
+    });
+    held.recv().unwrap();
+    f.send_text(&req(2, "getPinStatus", pin()).to_string())
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"hello","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(MAX_MESSAGE)
+    );
+    f.send_text(&big).await;
+    let mut events = Vec::new();
+    loop {
+        let e = f.recv().await;
+        let closed = matches!(e, Event::Closed(_));
+        events.push(e);
+        if closed {
+            break;
+        }
+    }
+    holder.join().unwrap();
+    assert!(
+        matches!(&events[..], [Event::Json(v), Event::Closed(Some(1009))] if v["id"] == 2
+            && v["result"]["remainingTries"] == 3),
+        "{events:?}"
+    );
+    f.finish().await;
+}
+
 macro_rules! both {
     ($($scenario:ident),* $(,)?) => {
         mod websocket {
@@ -449,4 +494,5 @@ both!(
     an_operations_notification_comes_before_its_answer,
     a_quiet_session_loses_its_login,
     malformed_messages_are_answered,
+    an_oversize_message_closes_after_the_answers_in_flight,
 );

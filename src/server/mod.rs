@@ -8,6 +8,7 @@ mod handshake;
 mod http;
 pub mod hub;
 mod operation;
+mod session;
 mod site;
 mod ws;
 
@@ -18,8 +19,11 @@ use crate::service::Service;
 use crate::transport::Backend;
 use hub::Hub;
 pub use hub::{ConsentMode, Limits};
-// The parts of a connection the native-messaging host shares.
+// The parts of a session the native-messaging host shares.
 pub(crate) use dispatch::Caller;
+pub(crate) use session::{
+    Frame, FrameError, Frames, Gone, MAX_MESSAGE, SEND_TIMEOUT, serve as serve_session,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +32,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-pub(crate) use ws::{InFlight, MAX_MESSAGE, handle};
 
 /// The daemon's documented default port.
 pub const DEFAULT_PORT: u16 = 27183;
@@ -77,7 +80,7 @@ impl Default for ServerConfig {
             tls: None,
             pin_dialog: PinDialog::new(None, crate::pinentry::DEFAULT_TIMEOUT),
             handshake_timeout: http::HANDSHAKE_TIMEOUT,
-            send_timeout: ws::SEND_TIMEOUT,
+            send_timeout: session::SEND_TIMEOUT,
         }
     }
 }
