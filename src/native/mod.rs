@@ -5,8 +5,9 @@
 //! it over stdin/stdout: each message is a 4-byte length in native byte
 //! order followed by that many bytes of UTF-8 JSON. The extension keeps one
 //! port open and multiplexes the pages using it as *sessions*; each session
-//! carries the very JSON-RPC text a WebSocket would, answered by the same
-//! code as the daemon's WebSocket connections ([`crate::server::handle`]).
+//! carries the very JSON-RPC text a WebSocket would, served by the same
+//! session as the daemon's WebSocket connections
+//! ([`crate::server::serve_session`]: this module only frames it).
 //! The page's origin comes from the browser (the extension reads
 //! `sender.origin`, which a page cannot forge) and must be on the same
 //! allowlist as the WebSocket's (`cardgate origins allow`). Which extension
@@ -23,21 +24,20 @@
 //!   `{"type":"error","code":…,"message":…}` (about the envelope itself).
 
 use crate::config::Config;
-use crate::protocol::{self, RpcError};
 use crate::security::origin::{Origin, OriginGate, Peer};
-use crate::security::throttle::RateLimit;
-use crate::server::hub::{ConnId, Hub};
-use crate::server::{Caller, InFlight, MAX_MESSAGE, handle};
+use crate::server::hub::Hub;
+use crate::server::{
+    Caller, Frame, FrameError, Frames, Gone, MAX_MESSAGE, SEND_TIMEOUT, serve_session,
+};
 use crate::service::Service;
 use crate::transport::Backend;
 use clap::Args;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// The largest envelope accepted from the browser: a 64 KiB JSON-RPC
@@ -212,7 +212,20 @@ where
                         let (tx, rx) = mpsc::unbounded_channel();
                         sessions.insert(id, SessionHandle { tx });
                         let _ = frames.send(json!({ "type": "opened", "session": id }));
-                        tasks.spawn(run_session(hub.clone(), caller, id, rx, frames.clone()));
+                        let session = SessionFrames {
+                            id,
+                            rx,
+                            out: frames.clone(),
+                        };
+                        // No shutdown but the end of input: `close`, or
+                        // the reader loop's end, ends each session.
+                        tasks.spawn(serve_session(
+                            hub.clone(),
+                            session,
+                            caller,
+                            std::future::pending(),
+                            SEND_TIMEOUT,
+                        ));
                     }
                     Err((code, message)) => {
                         tracing::warn!(session = id, %message, "session refused");
@@ -280,90 +293,44 @@ fn open(hub: &Hub, env: &Value) -> Result<Caller, (&'static str, String)> {
     Ok(Caller::new(conn, peer, false))
 }
 
-/// What a session's forwarder sends to the extension.
-enum Out {
-    Text(String),
-    Close(CloseCode, &'static str),
+/// A session's frames: the JSON-RPC texts the reader loop routes to it
+/// in, its answers and notifications out as `message` envelopes on the
+/// host's output (the close as a `closed` one). The session itself is the
+/// daemon's ([`serve_session`]), as for a WebSocket connection.
+struct SessionFrames {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<String>,
+    out: mpsc::UnboundedSender<Value>,
 }
 
-/// One page's session: like a WebSocket connection (rate limit, idle
-/// logins, revocation), answered by the shared [`handle`].
-async fn run_session(
-    hub: Arc<Hub>,
-    caller: Caller,
-    id: u64,
-    mut rx: mpsc::UnboundedReceiver<String>,
-    frames: mpsc::UnboundedSender<Value>,
-) {
-    let conn: ConnId = caller.conn;
-    let (out, mut out_rx) = mpsc::unbounded_channel::<Out>();
-    let mut notes = hub.subscribe();
-    let fwd_frames = frames.clone();
-    let forwarder = tokio::spawn(async move {
-        loop {
-            let v = tokio::select! {
-                biased;
-                n = notes.recv() => match n {
-                    Ok(note) => json!({ "type": "message", "session": id, "data": note.for_conn(conn) }),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                m = out_rx.recv() => match m {
-                    Some(Out::Text(t)) => json!({ "type": "message", "session": id, "data": t }),
-                    Some(Out::Close(code, reason)) => {
-                        let _ = fwd_frames.send(closed(id, code, reason));
-                        break;
-                    }
-                    None => break,
-                },
-            };
-            if fwd_frames.send(v).is_err() {
-                break;
-            }
-        }
-    });
-    let mut in_flight = InFlight::new();
-    let mut rate = RateLimit::new(hub.limits.rate_per_second, hub.limits.rate_burst);
-    let login_idle = hub.limits.login_idle;
-    let idle = tokio::time::sleep(login_idle);
-    tokio::pin!(idle);
-    loop {
-        let text = tokio::select! {
-            t = rx.recv() => t,
-            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Some(text) = answer {
-                    let _ = out.send(Out::Text(text));
-                }
-                continue;
-            }
-            () = &mut idle => {
-                hub.end_logins_of(conn);
-                idle.as_mut().reset(tokio::time::Instant::now() + login_idle);
-                continue;
-            }
-        };
-        idle.as_mut()
-            .reset(tokio::time::Instant::now() + login_idle);
-        let Some(text) = text else { break };
-        if !hub.gate.still_allows(&caller.peer) {
-            let e = RpcError::origin_not_allowed(&caller.peer.to_string());
-            let _ = out.send(Out::Text(protocol::error(Value::Null, &e).to_string()));
-            let _ = out.send(Out::Close(CloseCode::Policy, "origin not allowed"));
-            break;
-        }
+impl Frames for SessionFrames {
+    async fn next(&mut self) -> Option<Result<Frame, FrameError>> {
+        // `recv` is cancel-safe, and nothing after it waits.
+        let text = self.rx.recv().await?;
         if text.len() > MAX_MESSAGE {
-            let _ = out.send(Out::Close(CloseCode::Size, "message too big"));
-            break;
+            return Some(Err(FrameError::TooBig {
+                size: text.len(),
+                max_size: MAX_MESSAGE,
+            }));
         }
-        // Charged per request, a batch's each (at most MAX_BATCH).
-        handle(&hub, &caller, &text, &mut rate, &mut in_flight);
+        Some(Ok(Frame::Text(text.into())))
     }
-    while let Some(answer) = in_flight.next().await {
-        if let Some(text) = answer {
-            let _ = out.send(Out::Text(text));
+
+    async fn feed(&mut self, text: String) -> Result<(), Gone> {
+        // The host's output is an unbounded queue to its writer: this never
+        // waits, so the session's send timeout does not apply here yet.
+        let v = json!({ "type": "message", "session": self.id, "data": text });
+        self.out.send(v).map_err(|_| Gone)
+    }
+
+    async fn flush(&mut self) -> Result<(), Gone> {
+        // The host's writer writes and flushes each envelope.
+        Ok(())
+    }
+
+    async fn close(&mut self, close: Option<(CloseCode, &'static str)>) {
+        if let Some((code, reason)) = close {
+            let _ = self.out.send(closed(self.id, code, reason));
         }
     }
-    drop(out);
-    let _ = forwarder.await;
-    hub.close_connection(conn);
 }

@@ -10,6 +10,7 @@ mod http;
 pub mod hub;
 mod logins;
 mod operation;
+mod session;
 mod site;
 mod ws;
 
@@ -22,8 +23,11 @@ pub use crate::settings::{
 };
 use crate::transport::Backend;
 use hub::Hub;
-// The parts of a connection the native-messaging host shares.
+// The parts of a session the native-messaging host shares.
 pub(crate) use dispatch::Caller;
+pub(crate) use session::{
+    Frame, FrameError, Frames, Gone, MAX_MESSAGE, SEND_TIMEOUT, serve as serve_session,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +36,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-pub(crate) use ws::{InFlight, MAX_MESSAGE, handle};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -76,7 +79,7 @@ impl Default for ServerConfig {
             tls: None,
             pin_dialog: PinDialog::new(None, crate::pinentry::DEFAULT_TIMEOUT),
             handshake_timeout: http::HANDSHAKE_TIMEOUT,
-            send_timeout: ws::SEND_TIMEOUT,
+            send_timeout: session::SEND_TIMEOUT,
         }
     }
 }
