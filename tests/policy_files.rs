@@ -3,7 +3,7 @@
 
 use cardgate::card::{ProfileKind, Token};
 use cardgate::policy::{
-    Constraint, DirKind, Origin, PinPolicy, Policy, PolicyError, PolicySet, PolicySources,
+    Constraint, DirKind, PinPolicy, Policy, PolicyError, PolicySet, PolicySource, PolicySources,
     offline_token,
 };
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::path::Path;
 const PIV_ATR: &[u8] = &[0x3B, 0x88, 0x80, 0x01, 0x50, 0x49, 0x56];
 
 fn parse(text: &str) -> Result<Policy, PolicyError> {
-    Policy::parse("test", "test.toml", text, Origin::Builtin, 1)
+    Policy::parse("test", "test.toml", text, PolicySource::Builtin, 1)
 }
 
 fn refused(text: &str) -> (Option<usize>, String) {

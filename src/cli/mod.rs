@@ -6,8 +6,8 @@ mod output;
 mod policy;
 mod prompt;
 mod serve;
-mod service;
 mod status;
+mod systemd;
 mod tls_cmd;
 
 use crate::card::SoMethod;
@@ -60,7 +60,7 @@ enum Command {
     Config(config_cmd::ConfigCommand),
     /// The systemd user service: install, uninstall, status.
     #[command(subcommand)]
-    Service(service::ServiceCommand),
+    Service(systemd::ServiceCommand),
     /// wss:// support: `tls init` creates a local CA and a certificate for 127.0.0.1/localhost.
     #[command(subcommand)]
     Tls(tls_cmd::TlsCommand),
@@ -94,7 +94,7 @@ struct ReadersArgs {
 }
 
 #[derive(Args, Clone)]
-struct Target {
+struct TargetArgs {
     /// Reader name, or a unique part of it (default: the first reader with a card).
     #[arg(long, short)]
     reader: Option<String>,
@@ -109,7 +109,7 @@ struct Target {
 #[derive(Args)]
 struct EntryArgs {
     #[command(flatten)]
-    target: Target,
+    target: TargetArgs,
     /// Read values from stdin, one per line, instead of a no-echo prompt.
     #[arg(long)]
     pin_stdin: bool,
@@ -118,7 +118,7 @@ struct EntryArgs {
 #[derive(Subcommand)]
 enum PinCommand {
     /// Show every PIN object's status (tries left, blocked, verified …) without spending a try.
-    Status(Target),
+    Status(TargetArgs),
     /// Verify (log in with) a PIN. With --so, the security officer PIN.
     Verify {
         #[command(flatten)]
@@ -141,7 +141,7 @@ enum PinCommand {
         reset_code: bool,
     },
     /// End the verified state of a PIN.
-    Logout(Target),
+    Logout(TargetArgs),
 }
 
 /// Exit statuses, documented in README.md and docs/errors.md.
@@ -248,7 +248,7 @@ pub fn main() -> ExitCode {
         Command::Origins(args) => origins::run(args, &config),
         Command::Status(args) => status::run(args, &config),
         Command::Config(c) => config_cmd::run(c, &config),
-        Command::Service(c) => service::run(c),
+        Command::Service(c) => systemd::run(c),
         Command::Tls(c) => tls_cmd::run(c, &config),
         Command::NativeHost(args) => crate::native::run(args, &config),
         Command::Card(command) => {
@@ -348,7 +348,7 @@ fn readers(service: &Service) -> Result<Vec<output::ReaderReport>, CliError> {
     Ok(out)
 }
 
-fn status(service: &Service, t: &Target) -> Result<output::StatusReport, CliError> {
+fn status(service: &Service, t: &TargetArgs) -> Result<output::StatusReport, CliError> {
     let reader = service.resolve_reader(t.reader.as_deref())?;
     let pin = t.pin.clone();
     let name = reader.clone();
@@ -371,7 +371,7 @@ struct Resolved {
     reset_code: Option<SoMethod>,
 }
 
-fn resolve(service: &Service, t: &Target) -> Result<Resolved, CliError> {
+fn resolve(service: &Service, t: &TargetArgs) -> Result<Resolved, CliError> {
     let reader = service.resolve_reader(t.reader.as_deref())?;
     let wanted = t.pin.clone();
     let pin = service.with_engine(&reader, move |e| {
@@ -463,7 +463,7 @@ fn unblock(service: &Service, entry: EntryArgs, reset_code: bool) -> Result<(), 
     })?)
 }
 
-fn logout(service: &Service, t: &Target) -> Result<(), CliError> {
+fn logout(service: &Service, t: &TargetArgs) -> Result<(), CliError> {
     let r = resolve(service, t)?;
     let id = r.pin_id.clone();
     Ok(service.with_engine(&r.reader, move |e| e.logout(&id))?)

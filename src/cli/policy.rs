@@ -146,7 +146,7 @@ fn match_text(m: &Matcher) -> String {
 fn policy_json(p: &Policy) -> Value {
     json!({
         "name": p.name,
-        "source": p.origin.to_string(),
+        "source": p.source.to_string(),
         "layer": p.layer,
         "description": p.description,
         "match": match_json(&p.matcher),
@@ -191,7 +191,7 @@ fn list(json: bool) -> u8 {
             p.name,
             match_text(&p.matcher),
             pins.join(", "),
-            p.origin
+            p.source
         );
         if let Some(d) = &p.description {
             println!("  {:<12} {d}", "");

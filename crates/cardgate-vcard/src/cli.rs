@@ -53,7 +53,7 @@ pub struct VcardArgs {
 
 impl VcardArgs {
     /// The card configuration these arguments describe.
-    pub fn card_config(&self) -> Result<CardConfig, super::ConfigError> {
+    pub fn card_config(&self) -> Result<CardConfig, super::CardConfigError> {
         let mut config = match &self.config {
             Some(path) => CardConfig::load(path)?,
             None => CardConfig::for_profile(self.profile.unwrap_or(Profile::Piv)),

@@ -160,7 +160,7 @@ fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum CardConfigError {
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -218,16 +218,16 @@ impl CardConfig {
     }
 
     /// Parses and validates a TOML document.
-    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+    pub fn from_toml_str(text: &str) -> Result<Self, CardConfigError> {
         let config: CardConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_string()))?;
+            toml::from_str(text).map_err(|e| CardConfigError::Toml(e.message().to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
     /// Reads, parses and validates a TOML file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    pub fn load(path: &Path) -> Result<Self, CardConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CardConfigError::Io {
             path: path.display().to_string(),
             source,
         })?;
@@ -237,8 +237,8 @@ impl CardConfig {
     }
 
     /// Checks ranges, formats and that no setting of the other profile is given.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
+    pub fn validate(&self) -> Result<(), CardConfigError> {
+        let bad = |m: String| Err(CardConfigError::Invalid(m));
         if !(1..=MAX_MAX_TRIES).contains(&self.max_tries) {
             return bad(format!(
                 "max_tries must be 1..={MAX_MAX_TRIES}, got {}",

@@ -60,7 +60,7 @@ pub mod vpcd;
 // The card library's modules under the names this crate's code uses.
 pub(crate) use cardgate_card::{apdu, secret, transport};
 
-pub use config::{CardConfig, ConfigError, Profile, Quirk};
+pub use config::{CardConfig, CardConfigError, Profile, Quirk};
 
 use crate::apdu::StatusWord;
 use command::Apdu;

@@ -276,17 +276,17 @@ pub struct PinRule {
 
 /// Where a policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub enum PolicySource {
     /// Embedded in the binary (from `policies/`).
     Builtin,
     File(std::path::PathBuf),
 }
 
-impl fmt::Display for Origin {
+impl fmt::Display for PolicySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::Builtin => f.write_str("builtin"),
-            Origin::File(p) => write!(f, "{}", p.display()),
+            PolicySource::Builtin => f.write_str("builtin"),
+            PolicySource::File(p) => write!(f, "{}", p.display()),
         }
     }
 }
@@ -297,7 +297,8 @@ pub struct Policy {
     /// The file name without `.toml`; a file with the same name in a later
     /// layer replaces this one.
     pub name: String,
-    pub origin: Origin,
+    /// Where it was read from.
+    pub source: PolicySource,
     /// 0 for built-in policies, then 1, 2, … for each directory in order.
     pub layer: usize,
     pub description: Option<String>,
@@ -316,7 +317,7 @@ impl Policy {
         name: &str,
         file: &str,
         text: &str,
-        origin: Origin,
+        source: PolicySource,
         layer: usize,
     ) -> Result<Policy, PolicyError> {
         let err = |span: Option<std::ops::Range<usize>>, message: String| PolicyError {
@@ -447,7 +448,7 @@ impl Policy {
         }
         Ok(Policy {
             name: name.to_string(),
-            origin,
+            source,
             layer,
             description: raw.description,
             matcher,

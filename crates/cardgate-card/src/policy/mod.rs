@@ -13,7 +13,9 @@ pub mod constraint;
 pub mod file;
 
 pub use constraint::{Constraint, check_all};
-pub use file::{Bound, CardFacts, ConstraintSpec, Matcher, Origin, PinRule, Policy, PolicyError};
+pub use file::{
+    Bound, CardFacts, ConstraintSpec, Matcher, PinRule, Policy, PolicyError, PolicySource,
+};
 
 use crate::card::{PinFormat, ProfileKind, Token, hex, openpgp, piv};
 use crate::error::Error;
@@ -141,8 +143,14 @@ impl PolicySet {
             BUILTIN
                 .iter()
                 .map(|(name, text)| {
-                    Policy::parse(name, &format!("builtin:{name}"), text, Origin::Builtin, 0)
-                        .unwrap_or_else(|e| panic!("embedded policy is invalid: {e}"))
+                    Policy::parse(
+                        name,
+                        &format!("builtin:{name}"),
+                        text,
+                        PolicySource::Builtin,
+                        0,
+                    )
+                    .unwrap_or_else(|e| panic!("embedded policy is invalid: {e}"))
                 })
                 .collect()
         });
@@ -185,7 +193,7 @@ impl PolicySet {
     /// Adds a policy, replacing one of the same name.
     pub fn insert(&mut self, policy: Policy) {
         if let Some(old) = self.policies.iter_mut().find(|p| p.name == policy.name) {
-            tracing::debug!(name = %policy.name, replaced = %old.origin, by = %policy.origin, "policy overridden");
+            tracing::debug!(name = %policy.name, replaced = %old.source, by = %policy.source, "policy overridden");
             *old = policy;
         } else {
             self.policies.push(policy);
@@ -194,7 +202,7 @@ impl PolicySet {
 
     /// Parses a policy from text and adds it (tests, tools).
     pub fn insert_str(&mut self, name: &str, text: &str, layer: usize) -> Result<(), PolicyError> {
-        let policy = Policy::parse(name, name, text, Origin::Builtin, layer)?;
+        let policy = Policy::parse(name, name, text, PolicySource::Builtin, layer)?;
         self.insert(policy);
         Ok(())
     }
@@ -271,7 +279,13 @@ pub fn load_file(path: &Path, layer: usize) -> Result<Policy, PolicyError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Policy::parse(&name, &file, &text, Origin::File(path.to_path_buf()), layer)
+    Policy::parse(
+        &name,
+        &file,
+        &text,
+        PolicySource::File(path.to_path_buf()),
+        layer,
+    )
 }
 
 /// The constraints a card imposes on a PIN object by itself: its length
@@ -363,7 +377,7 @@ impl PinPolicy {
             label: rule.label.clone(),
             try_count_low: rule.try_count_low,
             policy: Some(policy.name.clone()),
-            source: Some(policy.origin.to_string()),
+            source: Some(policy.source.to_string()),
         }
     }
 
