@@ -23,6 +23,11 @@ pub struct Slot {
     engine: Option<Engine>,
     /// Resolved against each card when its session opens.
     policies: Arc<PolicySet>,
+    /// Set when the reader or the PC/SC service went away: what is still
+    /// queued fails with this at once, never on a new connection made
+    /// after the service came back (a PIN operation its caller has given
+    /// up on must not reach the card later).
+    retired: Arc<Mutex<Option<Error>>>,
 }
 
 impl Slot {
@@ -39,6 +44,11 @@ impl Slot {
     /// Runs `f` on the card's engine; a lost connection is dropped, so the
     /// next job connects again.
     fn run<R>(&mut self, f: impl FnOnce(&mut Engine) -> Result<R, Error>) -> Result<R, Error> {
+        let gone = lock(&self.retired).clone();
+        if let Some(gone) = gone {
+            self.drop_connection();
+            return Err(gone);
+        }
         let result = self.engine().and_then(f);
         if let Err(e) = &result
             && connection_lost(e)
@@ -59,6 +69,8 @@ impl Slot {
 
 struct Worker {
     jobs: mpsc::Sender<Job>,
+    /// Shared with its slot: see `Slot::retired`.
+    retired: Arc<Mutex<Option<Error>>>,
     thread: Option<JoinHandle<()>>,
     /// The last job queued, when it is a shared one that has not started:
     /// a request for the same thing queued right behind it joins it.
@@ -263,11 +275,13 @@ impl Service {
                     self.submit(reader, Box::new(Slot::drop_connection));
                 }
             }
-            Event::ReaderRemoved { reader } => self.retire_worker(reader),
+            Event::ReaderRemoved { reader } => {
+                self.retire_worker(reader, Error::ReaderNotFound(reader.clone()))
+            }
             Event::ServiceDown => {
                 let names: Vec<String> = self.lock().keys().cloned().collect();
                 for name in names {
-                    self.retire_worker(&name);
+                    self.retire_worker(&name, Error::NoPcscService);
                 }
             }
             Event::ReaderAdded { .. } | Event::ServiceUp => {}
@@ -306,11 +320,13 @@ impl Service {
         }
     }
 
-    /// Lets a worker finish what is queued and end, without waiting for it.
-    fn retire_worker(&self, reader: &str) {
-        // Dropping its queue's sender ends the thread once the queue is
-        // empty; the thread is not joined.
-        drop(self.lock().remove(reader));
+    /// Lets a worker end without waiting for it: what is still queued
+    /// fails at once with `why`; dropping its queue's sender ends the
+    /// thread once the queue is empty (the thread is not joined).
+    fn retire_worker(&self, reader: &str, why: Error) {
+        if let Some(w) = self.lock().remove(reader) {
+            *lock(&w.retired) = Some(why);
+        }
     }
 }
 
@@ -331,11 +347,13 @@ fn finish(mut w: Worker) {
 
 fn spawn_worker(backend: Arc<dyn Backend>, policies: Arc<PolicySet>, reader: &str) -> Worker {
     let (jobs, rx) = mpsc::channel::<Job>();
+    let retired = Arc::new(Mutex::new(None));
     let mut slot = Slot {
         backend,
         reader: reader.to_string(),
         engine: None,
         policies,
+        retired: retired.clone(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("reader {reader}"))
@@ -362,6 +380,7 @@ fn spawn_worker(backend: Arc<dyn Backend>, policies: Arc<PolicySet>, reader: &st
         .expect("spawning a reader worker thread");
     Worker {
         jobs,
+        retired,
         thread: Some(thread),
         tail: None,
     }

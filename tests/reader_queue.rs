@@ -162,3 +162,34 @@ fn every_caller_of_a_shared_read_gets_its_error() {
         Ok(Some(3))
     );
 }
+
+#[test]
+fn work_queued_for_a_reader_that_went_away_fails_and_never_reaches_a_card_later() {
+    use cardgate::secret::Secret;
+    use cardgate::transport::Event;
+    let sim = SimBackend::new();
+    sim.add_reader("R");
+    sim.insert_card("R", VirtualCard::new(CardConfig::piv()))
+        .unwrap();
+    let service = Service::new(Arc::new(sim.clone()));
+    // The worker is busy; a login waits behind it.
+    drop(service.queue("R", |_| {
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }));
+    let login = service.queue("R", |e| e.login("pin", &Secret::from("000000"), false));
+    // The PC/SC service goes away (and comes back with the same card): the
+    // waiting login fails instead of running on a new connection later.
+    service.handle_event(&Event::ServiceDown);
+    let result = login.blocking_recv().unwrap();
+    assert_eq!(result, Err(Error::NoPcscService));
+    assert_eq!(sim.with_card("R", |c| c.user_pin_tries()), Some(3));
+    // A new worker serves the reader as before.
+    assert_eq!(
+        service
+            .with_engine("R", |e| e.status("pin"))
+            .unwrap()
+            .remaining_tries,
+        Some(3)
+    );
+}
