@@ -1,5 +1,5 @@
-//! The composition root: what `cardgate serve`, `cardgate demo` and the
-//! native-messaging host build from the effective configuration — the card
+//! The composition root: what `cardgate serve` and `cardgate demo` build
+//! from the effective configuration — the card
 //! backend (PC/SC, or simulated cards for the demo), the PIN policies and
 //! the daemon's settings — in one place, so every front end is wired the
 //! same way.
@@ -39,11 +39,6 @@ pub fn demo_sim(cards: &[DemoCard]) -> (SimBackend, Vec<String>) {
         lines.push(format!("  {reader}: {pins}"));
     }
     (sim, lines)
-}
-
-/// The simulated readers of `cardgate demo` with both cards.
-pub fn demo_backend() -> SimBackend {
-    demo_sim(&[DemoCard::Piv, DemoCard::Openpgp]).0
 }
 
 /// The PIN policies from the configuration's directories (a policy file

@@ -1,8 +1,13 @@
 //! `cardgate native-host` through the real binary over pipes, framed as
 //! browsers frame native messages (4-byte native-endian length + JSON),
-//! with the simulated cards of `--demo`: sessions, JSON-RPC round trips,
-//! notifications, the origin allowlist, and malformed, oversize and
-//! truncated input.
+//! relaying to a daemon with the simulated cards of `--demo` that the host
+//! starts on demand on a free port (a temporary HOME): sessions, JSON-RPC
+//! round trips, notifications, the origin allowlist, malformed, oversize
+//! and truncated input; and the one daemon behind both front ends: logins
+//! owned per connection and one lockout per site across the host and a
+//! page's WebSocket, a daemon already running used as it is, and a clear
+//! refusal when none can be reached. Every daemon a test started is
+//! stopped by pid at its end, failed or not.
 
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -10,10 +15,130 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
 const WAIT: Duration = Duration::from_secs(10);
 const BANK: &str = "https://bank.example";
+
+/// A temporary HOME with the configuration: a free port, the allowlist,
+/// the lockout kept in memory only (so that only one daemon's can count).
+/// Dropped last: it stops every process still running with this HOME (the
+/// daemons the hosts started on demand), by pid.
+struct Home {
+    dir: tempfile::TempDir,
+    port: u16,
+    origins: PathBuf,
+}
+
+impl Home {
+    fn new() -> Home {
+        Home::with_config("")
+    }
+
+    /// `extra` is appended to config.toml.
+    fn with_config(extra: &str) -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config/cardgate");
+        std::fs::create_dir_all(&config).unwrap();
+        let origins = config.join("origins.toml");
+        std::fs::write(&origins, format!("allowed = [\"{BANK}\"]\n")).unwrap();
+        let port = free_port();
+        std::fs::write(
+            config.join("config.toml"),
+            format!("port = {port}\n{extra}\n[limits]\nlockout_file = \"\"\n"),
+        )
+        .unwrap();
+        Home { dir, port, origins }
+    }
+
+    /// `cardgate` with this HOME.
+    fn command(&self) -> Command {
+        let home = self.dir.path();
+        let mut c = Command::new(BIN);
+        c.env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("CARDGATE_SYSTEM_CONFIG", home.join("none.toml"))
+            .env_remove("CARDGATE_CONFIG")
+            .env_remove("CARDGATE_LOG");
+        c
+    }
+
+    /// The pids of the processes running with this HOME.
+    fn processes(&self) -> Vec<u32> {
+        let needle = format!("HOME={}\0", self.dir.path().display());
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            let zombie = std::fs::read_to_string(entry.path().join("stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true);
+            if !zombie
+                && environ
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn listening(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    /// Stops the processes of this HOME: SIGTERM, then SIGKILL.
+    fn stop_all(&self) {
+        for signal in ["-TERM", "-KILL"] {
+            let pids = self.processes();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in &pids {
+                let _ = Command::new("kill")
+                    .args([signal, &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let deadline = Instant::now() + WAIT;
+            while !self.processes().is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 struct Host {
     child: Child,
@@ -22,29 +147,23 @@ struct Host {
     /// Messages of other sessions or kinds seen while waiting.
     pending: Vec<Value>,
     next_id: u64,
-    _home: tempfile::TempDir,
-    origins: PathBuf,
+    /// Declared last: dropped after the host is stopped.
+    home: Home,
 }
 
 impl Host {
     fn start() -> Host {
-        let home = tempfile::tempdir().unwrap();
-        let config = home.path().join("config/cardgate");
-        std::fs::create_dir_all(&config).unwrap();
-        let origins = config.join("origins.toml");
-        std::fs::write(&origins, format!("allowed = [\"{BANK}\"]\n")).unwrap();
-        let mut child = Command::new(BIN)
+        Host::start_in(Home::new())
+    }
+
+    fn start_in(home: Home) -> Host {
+        let mut child = home
+            .command()
             .args([
                 "native-host",
                 "--demo",
                 "chrome-extension://abcdefghijklmnop/",
             ])
-            .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path().join("config"))
-            .env("XDG_DATA_HOME", home.path().join("data"))
-            .env("CARDGATE_SYSTEM_CONFIG", home.path().join("none.toml"))
-            .env_remove("CARDGATE_CONFIG")
-            .env_remove("CARDGATE_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -74,8 +193,7 @@ impl Host {
             frames,
             pending: Vec::new(),
             next_id: 1,
-            _home: home,
-            origins,
+            home,
         }
     }
 
@@ -143,7 +261,7 @@ impl Host {
     }
 
     /// Closes stdin and waits for the exit status.
-    fn finish(mut self) -> ExitStatus {
+    fn finish(&mut self) -> ExitStatus {
         drop(self.stdin.take());
         self.wait()
     }
@@ -179,6 +297,61 @@ fn data(frame: &Value) -> Value {
 }
 
 const PIV: &str = "cardgate demo reader 0";
+
+/// A page connected to the daemon's WebSocket directly.
+struct Page {
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    next_id: u64,
+    /// Notifications received while waiting for answers.
+    notes: Vec<Value>,
+}
+
+impl Page {
+    fn connect(port: u16, origin: &str) -> Page {
+        use tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://127.0.0.1:{port}/ws")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("Origin", origin.parse().unwrap());
+        let (ws, _) = tungstenite::connect(req).expect("the daemon accepts the page");
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(WAIT)).unwrap();
+        }
+        Page {
+            ws,
+            next_id: 1000,
+            notes: Vec::new(),
+        }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        self.ws
+            .send(tungstenite::Message::text(req.to_string()))
+            .unwrap();
+        loop {
+            match self.ws.read().expect("an answer from the daemon") {
+                tungstenite::Message::Text(t) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["id"] == json!(id) {
+                        return v;
+                    }
+                    self.notes.push(v);
+                }
+                tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    fn ok(&mut self, method: &str, params: Value) -> Value {
+        let r = self.call(method, params);
+        assert!(r.get("error").is_none(), "{method}: {r}");
+        r["result"].clone()
+    }
+}
 
 fn piv_pin() -> Value {
     json!({ "reader": PIV, "pin": "pin" })
@@ -275,7 +448,7 @@ fn origins_are_checked_against_the_allowlist() {
     assert_eq!(h.open(2, BANK)["type"], "opened");
     h.ok(2, "hello", json!({}));
     std::thread::sleep(Duration::from_millis(1100)); // a new mtime
-    std::fs::write(&h.origins, "allowed = []\n").unwrap();
+    std::fs::write(&h.home.origins, "allowed = []\n").unwrap();
     h.send_text(
         2,
         r#"{"jsonrpc":"2.0","id":5,"method":"hello","params":{}}"#,
@@ -392,5 +565,131 @@ fn batches_are_bounded_and_rate_limited_per_request() {
             .count();
     }
     assert!(limited >= 50, "only {limited} of 192 requests were limited");
+    assert!(h.finish().success());
+}
+
+#[test]
+fn the_host_starts_the_daemon_and_shares_its_cards_and_logins_with_pages() {
+    let home = Home::new();
+    assert!(!home.listening());
+    let mut h = Host::start_in(home);
+    // The first session starts the daemon (`cardgate demo`) on the
+    // configured port, and is relayed to it.
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    assert!(h.home.listening());
+    let mut page = Page::connect(h.home.port, BANK);
+
+    // One card: a wrong value through the host is seen by the page.
+    let mut login = piv_pin();
+    login["value"] = json!("999999");
+    let r = h.call(1, "login", login.clone());
+    assert_eq!(r["error"]["data"]["code"], "PIN_INCORRECT", "{r}");
+    assert_eq!(page.ok("getPinStatus", piv_pin())["remainingTries"], 2);
+
+    // The host's login is its session's: the page sees it masked.
+    login["value"] = json!("123456");
+    h.ok(1, "login", login.clone());
+    assert_eq!(h.ok(1, "getPinStatus", piv_pin())["validated"], true);
+    let s = page.ok("getPinStatus", piv_pin());
+    assert_eq!(s["validated"], false, "{s}");
+    assert_eq!(s["remainingTries"], 3, "{s}");
+
+    // The page's own login makes way: the host's session no longer has it.
+    page.ok("login", login);
+    assert_eq!(page.ok("getPinStatus", piv_pin())["validated"], true);
+    assert_eq!(h.ok(1, "getPinStatus", piv_pin())["validated"], false);
+
+    // The host ends cleanly; the daemon it started keeps running, as a
+    // socket-activated one would, until it is stopped (by pid).
+    assert!(h.finish().success());
+    assert!(h.home.listening());
+    assert_eq!(page.ok("hello", json!({}))["daemon"], "cardgate");
+    let daemons = h.home.processes();
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    h.home.stop_all();
+    assert!(!h.home.listening());
+}
+
+#[test]
+fn wrong_values_through_the_host_and_a_page_count_toward_one_lockout() {
+    // The lockout is kept in memory only (Home): only one daemon counts.
+    let mut h = Host::start();
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    let mut page = Page::connect(h.home.port, BANK);
+    let mut wrong = piv_pin();
+    wrong["value"] = json!("000000");
+    let r = h.call(1, "login", wrong.clone());
+    assert_eq!(r["error"]["data"]["code"], "PIN_INCORRECT", "{r}");
+    assert_eq!(r["error"]["data"]["attemptsBeforeLock"], 2, "{r}");
+    // The page's first wrong value is the site's second.
+    let r = page.call("login", wrong);
+    assert_eq!(r["error"]["data"]["code"], "PIN_INCORRECT", "{r}");
+    assert_eq!(r["error"]["data"]["attemptsBeforeLock"], 1, "{r}");
+    assert_eq!(r["error"]["data"]["lockout"], "ONE_MORE_LOCKS", "{r}");
+    // Another site, through the host, starts afresh.
+    std::fs::write(
+        &h.home.origins,
+        format!("allowed = [\"{BANK}\", \"https://shop.example\"]\n"),
+    )
+    .unwrap();
+    assert_eq!(h.open(2, "https://shop.example")["type"], "opened");
+    let wrong = json!({ "reader": "cardgate demo reader 1", "pin": "user", "value": "000000" });
+    let r = h.call(2, "login", wrong);
+    assert_eq!(r["error"]["data"]["attemptsBeforeLock"], 2, "{r}");
+    assert!(h.finish().success());
+}
+
+#[test]
+fn a_running_daemon_is_used_as_it_is() {
+    let home = Home::new();
+    // One simulated card only: a daemon the host started would have two.
+    let mut daemon = home
+        .command()
+        .args(["demo", "--card", "piv", "--port", &home.port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !home.listening() {
+        assert!(Instant::now() < deadline, "the daemon does not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut h = Host::start_in(home);
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    let readers = h.ok(1, "getReaders", json!({}));
+    assert_eq!(readers["readers"].as_array().unwrap().len(), 1, "{readers}");
+    assert!(h.finish().success());
+    let pids = h.home.processes();
+    assert_eq!(pids, vec![daemon.id()], "no other daemon was started");
+    h.home.stop_all();
+    let _ = daemon.wait();
+}
+
+#[test]
+fn a_daemon_that_cannot_be_reached_is_a_clear_refusal() {
+    // The daemon started on demand exits at once (wss:// without its
+    // certificate): the page is told, and the host goes on.
+    let mut h = Host::start_in(Home::with_config("[tls]\nenabled = true"));
+    let r = h.open(1, BANK);
+    assert_eq!(r["type"], "refused", "{r}");
+    assert_eq!(r["code"], "DAEMON_UNREACHABLE", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("exited"), "{r}");
+
+    // Something that is not the daemon on the port: no daemon is started,
+    // the session is refused.
+    let home = Home::new();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", home.port)).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
+    let mut h2 = Host::start_in(home);
+    let r = h2.open(1, BANK);
+    assert_eq!(r["type"], "refused", "{r}");
+    assert_eq!(r["code"], "DAEMON_UNREACHABLE", "{r}");
+    assert!(h2.finish().success());
     assert!(h.finish().success());
 }

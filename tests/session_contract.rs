@@ -1,17 +1,15 @@
 //! A client's contract, the same scenarios over both front ends: the
 //! daemon's WebSocket (the real daemon on port 0) and a session of the
 //! native-messaging host (its `serve` driven in-process over pipes, framed
-//! as a browser frames native messages), each with the simulated cards.
+//! as a browser frames native messages, relaying to a daemon on port 0),
+//! each with the simulated cards.
 //! Requests answered exactly once, batches, the rate per request, the
 //! notification of an operation before its answer, idle logins, malformed
 //! and oversize messages, and requests in flight when a session closes.
 
-use cardgate::pinentry::PinDialog;
-use cardgate::policy::PolicySet;
-use cardgate::security::origin::{OriginGate, OriginsFile};
-use cardgate::server::hub::Hub;
+use cardgate::native::Upstream;
+use cardgate::security::origin::OriginsFile;
 use cardgate::server::{Limits, Server, ServerConfig};
-use cardgate::service::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
@@ -109,6 +107,8 @@ impl Front for Ws {
 }
 
 struct Native {
+    /// The daemon the host relays to.
+    server: Server,
     input: Option<DuplexStream>,
     output: DuplexStream,
     host: tokio::task::JoinHandle<u8>,
@@ -138,29 +138,24 @@ impl Native {
 
 impl Front for Native {
     async fn start(sim: SimBackend, limits: Limits) -> Native {
-        let backend: Arc<dyn cardgate::transport::Backend> = Arc::new(sim);
-        let service = Service::with_policies(backend.clone(), Arc::new(PolicySet::builtin()));
-        let gate = OriginGate::new(
-            None,
-            OriginsFile {
+        let config = ServerConfig {
+            port: 0,
+            op_timeout: Duration::from_secs(10),
+            origins_file: None,
+            origins: OriginsFile {
                 allowed: vec![BANK.into()],
                 ..OriginsFile::default()
             },
-        );
-        let dialog = PinDialog::new(None, cardgate::pinentry::DEFAULT_TIMEOUT);
-        let hub = Hub::start(
-            backend,
-            service,
-            Duration::from_secs(10),
-            gate,
-            0,
             limits,
-            dialog,
-        );
+            ..ServerConfig::default()
+        };
+        let server = Server::start(Arc::new(sim), config).await.unwrap();
+        let upstream = Arc::new(Upstream::new(server.port(), None));
         let (input, host_in) = tokio::io::duplex(1 << 20);
         let (host_out, output) = tokio::io::duplex(1 << 20);
-        let host = tokio::spawn(cardgate::native::serve(hub, host_in, host_out));
+        let host = tokio::spawn(cardgate::native::serve(upstream, host_in, host_out));
         let mut n = Native {
+            server,
             input: Some(input),
             output,
             host,
@@ -196,6 +191,7 @@ impl Front for Native {
             .expect("the host ends at the end of its input")
             .unwrap();
         assert_eq!(code, 0);
+        self.server.shutdown().await;
     }
 }
 

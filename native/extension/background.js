@@ -1,8 +1,9 @@
 // cardgate extension, background: one native-messaging port to
 // `cardgate native-host`, shared by every page; each page's socket is a
 // session there, opened with the page's origin as the browser reports it
-// (port.sender), never as the page claims. The host checks that origin
-// against the user's allowlist (`cardgate origins allow`).
+// (port.sender), never as the page claims. The host relays each session to
+// the cardgate daemon with that origin, where the user's allowlist
+// (`cardgate origins allow`) is checked as for any page.
 "use strict";
 const HOST = "org.cardgate.native";
 let native = null;
@@ -52,7 +53,7 @@ chrome.runtime.onConnect.addListener((port) => {
     if (msg.type === "message") {
       host().postMessage({ type: "message", session: id, data: String(msg.data) });
     } else if (msg.type === "close") {
-      host().postMessage({ type: "close", session: id });
+      host().postMessage({ type: "close", session: id, code: Number(msg.code) || 1000 });
       routes.delete(id);
       mine.delete(msg.session);
     }

@@ -2,9 +2,10 @@
 //
 // Replaces `WebSocket` for the cardgate daemon's URL only
 // (ws[s]://127.0.0.1|localhost|[::1]:PORT/ws): such a socket is carried by
-// the extension to `cardgate native-host` over native messaging, so the
-// SCWS client (scws.js) works unchanged where the browser's policy blocks
-// loopback connections. Every other WebSocket is the browser's own.
+// the extension to `cardgate native-host` over native messaging, which
+// relays it to the daemon, so the SCWS client (scws.js) works unchanged
+// where the browser's policy blocks loopback connections. Every other
+// WebSocket is the browser's own.
 (() => {
   "use strict";
   const NativeWebSocket = window.WebSocket;
@@ -39,7 +40,7 @@
     }
     close(code = 1000, reason = "") {
       if (this.readyState >= CardgateSocket.CLOSING) return;
-      post({ type: "close", session: this._session });
+      post({ type: "close", session: this._session, code });
       this._end(code, reason, true);
     }
     _fire(event) {

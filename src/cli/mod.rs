@@ -250,7 +250,7 @@ pub fn main() -> ExitCode {
         Command::Config(c) => config_cmd::run(c, &config),
         Command::Service(c) => systemd::run(c),
         Command::Tls(c) => tls_cmd::run(c, &config),
-        Command::NativeHost(args) => crate::native::run(args, &config),
+        Command::NativeHost(args) => crate::native::run(args, &config, cli.config.as_deref()),
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
             ExitCode::from(run(
@@ -264,7 +264,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Simulated readers for `native-host --demo`: reader 0 a PIV card, reader 1 an OpenPGP card.
 /// The clap command tree (completions, man pages).
 pub fn command() -> clap::Command {
     Cli::command()

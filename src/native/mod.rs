@@ -5,40 +5,46 @@
 //! it over stdin/stdout: each message is a 4-byte length in native byte
 //! order followed by that many bytes of UTF-8 JSON. The extension keeps one
 //! port open and multiplexes the pages using it as *sessions*; each session
-//! carries the very JSON-RPC text a WebSocket would, served by the same
-//! session as the daemon's WebSocket connections
-//! ([`crate::server::serve_session`]: this module only frames it).
-//! The page's origin comes from the browser (the extension reads
-//! `sender.origin`, which a page cannot forge) and must be on the same
-//! allowlist as the WebSocket's (`cardgate origins allow`). Which extension
-//! may start the host is the browser's check, from the host manifest.
+//! carries the very JSON-RPC text a WebSocket would.
+//!
+//! The host is a relay, not a second owner of the cards: each session is a
+//! WebSocket to the running daemon (`ws://127.0.0.1:PORT/ws`, `port` from
+//! the configuration) with the page's origin as its `Origin` header, so the
+//! daemon's allowlist, consent, per-site lockout, login ownership and
+//! last-try guard apply exactly as for a page connecting directly. When
+//! nothing listens the host starts the daemon ([`upstream`]). The page's
+//! origin comes from the browser (the extension reads `sender.origin`,
+//! which a page cannot forge). Which extension may start the host is the
+//! browser's check, from the host manifest.
 //!
 //! Envelopes (docs/native-messaging.md):
 //! - extension → host: `{"type":"open","session":N,"origin":"https://…"}`,
 //!   `{"type":"message","session":N,"data":"<JSON-RPC text>"}`,
-//!   `{"type":"close","session":N}`;
+//!   `{"type":"close","session":N}` (optionally with a `code`);
 //! - host → extension: `{"type":"opened","session":N}`,
 //!   `{"type":"refused","session":N,"code":…,"message":…}`,
 //!   `{"type":"message","session":N,"data":"<JSON-RPC text>"}`,
 //!   `{"type":"closed","session":N,"code":1008,"reason":…}`,
 //!   `{"type":"error","code":…,"message":…}` (about the envelope itself).
 
+pub mod upstream;
+
 use crate::config::Config;
-use crate::security::origin::{Origin, OriginGate, Peer};
-use crate::server::hub::Hub;
-use crate::server::{
-    Caller, Frame, FrameError, Frames, Gone, MAX_MESSAGE, SEND_TIMEOUT, serve_session,
-};
-use crate::service::Service;
-use crate::transport::Backend;
+use crate::security::origin::Origin;
 use clap::Args;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+pub use upstream::{Starter, Upstream};
 
 /// The largest envelope accepted from the browser: a 64 KiB JSON-RPC
 /// message, escaped into a JSON string, fits. A bigger length means a
@@ -46,10 +52,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 pub const MAX_FRAME: u32 = 256 * 1024;
 /// Chrome refuses messages over 1 MiB from a host.
 pub const MAX_OUT_FRAME: usize = 1024 * 1024;
+/// How long a closing session waits for the daemon's close answer.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Args)]
 pub struct NativeHostArgs {
-    /// Simulated readers and cards (as `cardgate demo`) instead of PC/SC.
+    /// Relay to a daemon with simulated readers and cards: when none
+    /// listens, start `cardgate demo` (a PIV and an OpenPGP card) instead
+    /// of `cardgate serve`.
     #[arg(long)]
     demo: bool,
     /// What the browser passes: Chrome the extension's origin
@@ -59,13 +69,15 @@ pub struct NativeHostArgs {
     browser_args: Vec<String>,
 }
 
-pub fn run(args: NativeHostArgs, config: &Config) -> ExitCode {
-    let backend: Arc<dyn Backend> = if args.demo {
-        Arc::new(crate::daemon::demo_backend())
-    } else {
-        Arc::new(crate::transport::pcsc::PcscBackend::new())
-    };
+/// Runs the host; `config_file` is the `--config` it was given, passed on
+/// to a daemon it starts.
+pub fn run(
+    args: NativeHostArgs,
+    config: &Config,
+    config_file: Option<&std::path::Path>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -75,27 +87,23 @@ pub fn run(args: NativeHostArgs, config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(caller = ?args.browser_args, "native-messaging host started");
-    let gate = OriginGate::new(config.origins_file.clone(), config.origins.clone());
-    let policies = crate::daemon::policies(config);
-    let service = Service::with_policies(backend.clone(), policies);
-    let limits = config.limits.clone();
-    let op_timeout = config.op_timeout;
-    // The PIN dialog works as for the daemon; unknown origins are refused
-    // here whatever `origins.unknown` says (no consent prompt).
-    let dialog = crate::pinentry::PinDialog::new(
-        config.pin_dialog.program.clone(),
-        config.pin_dialog.timeout,
-    );
-    let code = runtime.block_on(async move {
-        let hub = Hub::start(backend, service, op_timeout, gate, 0, limits, dialog);
-        let code = serve(hub.clone(), tokio::io::stdin(), tokio::io::stdout()).await;
-        hub.stop_watching();
-        let h = hub.clone();
-        let _ = tokio::task::spawn_blocking(move || crate::server::logout_everything(&h)).await;
-        code
-    });
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    tracing::info!(caller = ?args.browser_args, port = config.port, "native-messaging host started");
+    let starter = match std::env::current_exe() {
+        Ok(exe) => Some(Starter {
+            exe,
+            global_args: config_file
+                .map(|f| vec!["--config".into(), f.as_os_str().to_owned()])
+                .unwrap_or_default(),
+            demo: args.demo,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find the cardgate executable; the daemon will not be started on demand");
+            None
+        }
+    };
+    let upstream = Arc::new(Upstream::new(config.port, starter));
+    let code = runtime.block_on(serve(upstream, tokio::io::stdin(), tokio::io::stdout()));
+    runtime.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
 }
 
@@ -149,14 +157,17 @@ fn error(code: &str, message: impl Into<String>) -> Value {
     json!({ "type": "error", "code": code, "message": message.into() })
 }
 
-/// A session as the reader loop knows it.
-struct SessionHandle {
-    tx: mpsc::UnboundedSender<String>,
+/// What the reader loop passes to a session.
+enum Inbound {
+    Text(String),
+    /// The page closed its socket, with this code.
+    Close(CloseCode),
 }
 
-/// Serves the framed stream until its end. Returns the exit status: 0 when
-/// the browser closed the port, 1 when the stream broke.
-pub async fn serve<R, W>(hub: Arc<Hub>, mut input: R, mut output: W) -> u8
+/// Serves the framed stream until its end, relaying each session to the
+/// daemon. Returns the exit status: 0 when the browser closed the port, 1
+/// when the stream broke.
+pub async fn serve<R, W>(upstream: Arc<Upstream>, mut input: R, mut output: W) -> u8
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -169,7 +180,7 @@ where
             }
         }
     });
-    let mut sessions: HashMap<u64, SessionHandle> = HashMap::new();
+    let mut sessions: HashMap<u64, mpsc::UnboundedSender<Inbound>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let code = loop {
         // Reap sessions that ended (a JoinSet keeps a finished task until
@@ -203,33 +214,26 @@ where
         let kind = env.get("type").and_then(Value::as_str);
         match (kind, session) {
             (Some("open"), Some(id)) => {
-                if sessions.contains_key(&id) {
+                if sessions.get(&id).is_some_and(|tx| !tx.is_closed()) {
                     let _ = frames.send(refused(id, "INVALID_ENVELOPE", "session already open"));
                     continue;
                 }
-                match open(&hub, &env) {
-                    Ok(caller) => {
+                let text = env.get("origin").and_then(Value::as_str).unwrap_or("");
+                match Origin::parse(text) {
+                    Ok(origin) => {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        sessions.insert(id, SessionHandle { tx });
-                        let _ = frames.send(json!({ "type": "opened", "session": id }));
-                        let session = SessionFrames {
+                        sessions.insert(id, tx);
+                        tasks.spawn(relay(
+                            upstream.clone(),
                             id,
+                            origin.to_string(),
                             rx,
-                            out: frames.clone(),
-                        };
-                        // No shutdown but the end of input: `close`, or
-                        // the reader loop's end, ends each session.
-                        tasks.spawn(serve_session(
-                            hub.clone(),
-                            session,
-                            caller,
-                            std::future::pending(),
-                            SEND_TIMEOUT,
+                            frames.clone(),
                         ));
                     }
-                    Err((code, message)) => {
-                        tracing::warn!(session = id, %message, "session refused");
-                        let _ = frames.send(refused(id, code, &message));
+                    Err(e) => {
+                        tracing::warn!(session = id, error = %e, "session refused");
+                        let _ = frames.send(refused(id, "ORIGIN_NOT_ALLOWED", &e.to_string()));
                     }
                 }
             }
@@ -243,15 +247,16 @@ where
                 };
                 let delivered = sessions
                     .get(&id)
-                    .is_some_and(|s| s.tx.send(data.to_string()).is_ok());
+                    .is_some_and(|tx| tx.send(Inbound::Text(data.to_string())).is_ok());
                 if !delivered {
                     sessions.remove(&id);
                     let _ = frames.send(closed(id, CloseCode::Normal, "no such session"));
                 }
             }
             (Some("close"), Some(id)) => {
-                // Dropping the sender ends the session (its logins end).
-                sessions.remove(&id);
+                if let Some(tx) = sessions.remove(&id) {
+                    let _ = tx.send(Inbound::Close(page_close_code(&env)));
+                }
             }
             _ => {
                 let _ = frames.send(error(
@@ -261,11 +266,118 @@ where
             }
         }
     };
+    // Dropping the senders closes every session's connection to the daemon
+    // (which ends their logins).
     sessions.clear();
     while tasks.join_next().await.is_some() {}
     drop(frames);
     let _ = writer.await;
     code
+}
+
+/// The code of a page's `close`: 1000, or one a page may choose
+/// (3000–4999, as `WebSocket.close` allows).
+fn page_close_code(env: &Value) -> CloseCode {
+    match env.get("code").and_then(Value::as_u64) {
+        Some(c @ 3000..=4999) => CloseCode::from(c as u16),
+        _ => CloseCode::Normal,
+    }
+}
+
+/// One session: a WebSocket to the daemon for the page's origin, text
+/// frames relayed both ways until either side closes.
+async fn relay(
+    upstream: Arc<Upstream>,
+    id: u64,
+    origin: String,
+    mut rx: mpsc::UnboundedReceiver<Inbound>,
+    out: mpsc::UnboundedSender<Value>,
+) {
+    let ws = match upstream.connect(&origin).await {
+        Ok(ws) => ws,
+        Err(r) => {
+            tracing::warn!(session = id, code = %r.code, message = %r.message, "session refused");
+            let _ = out.send(refused(id, &r.code, &r.message));
+            return;
+        }
+    };
+    let _ = out.send(json!({ "type": "opened", "session": id }));
+    let (mut sink, mut stream) = ws.split();
+    let page_closed = Arc::new(AtomicBool::new(false));
+    let (closing_tx, mut closing_rx) = tokio::sync::watch::channel(false);
+    // Page → daemon, in a task of its own so that neither direction waits
+    // for the other.
+    let up = {
+        let page_closed = page_closed.clone();
+        tokio::spawn(async move {
+            let code = loop {
+                match rx.recv().await {
+                    Some(Inbound::Text(t)) => {
+                        if sink.send(Message::text(t)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Inbound::Close(code)) => break code,
+                    // The browser closed the port (or the host ends).
+                    None => break CloseCode::Normal,
+                }
+            };
+            page_closed.store(true, Ordering::SeqCst);
+            let _ = closing_tx.send(true);
+            let frame = CloseFrame {
+                code,
+                reason: "".into(),
+            };
+            let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+        })
+    };
+    // Once the page has closed, the daemon's close answer is waited for a
+    // bounded time.
+    let grace = async move {
+        let _ = closing_rx.wait_for(|c| *c).await;
+        tokio::time::sleep(CLOSE_WAIT).await;
+    };
+    tokio::pin!(grace);
+    let ending = loop {
+        let next = tokio::select! {
+            m = stream.next() => m,
+            () = &mut grace => break None,
+        };
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                if page_closed.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let v = json!({ "type": "message", "session": id, "data": t.as_str() });
+                if out.send(v).is_err() {
+                    break None;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                break Some(match frame {
+                    Some(f) => (f.code, f.reason.to_string()),
+                    None => (CloseCode::Status, String::new()),
+                });
+            }
+            Some(Ok(_)) => {} // ping/pong: answered by the library
+            Some(Err(_)) | None => {
+                break Some((CloseCode::Abnormal, "the cardgate daemon went away".into()));
+            }
+        }
+    };
+    if let Some((code, reason)) = ending
+        && !page_closed.load(Ordering::SeqCst)
+    {
+        tracing::debug!(
+            session = id,
+            code = u16::from(code),
+            "the daemon closed the session"
+        );
+        let _ = out.send(closed(id, code, &reason));
+    }
+    // The daemon closed first: later messages of the page get "closed".
+    up.abort();
+    let _ = up.await;
 }
 
 fn refused(id: u64, code: &str, message: &str) -> Value {
@@ -274,63 +386,4 @@ fn refused(id: u64, code: &str, message: &str) -> Value {
 
 fn closed(id: u64, code: CloseCode, reason: &str) -> Value {
     json!({ "type": "closed", "session": id, "code": u16::from(code), "reason": reason })
-}
-
-/// Checks an `open`: the page's origin must be on the allowlist.
-fn open(hub: &Hub, env: &Value) -> Result<Caller, (&'static str, String)> {
-    let text = env.get("origin").and_then(Value::as_str).unwrap_or("");
-    let origin = Origin::parse(text).map_err(|e| ("ORIGIN_NOT_ALLOWED", e.to_string()))?;
-    let peer = Peer::Web(origin.clone());
-    if !hub.gate.still_allows(&peer) {
-        return Err((
-            "ORIGIN_NOT_ALLOWED",
-            format!("Origin {origin} is not on the allowlist (cardgate origins allow {origin})"),
-        ));
-    }
-    let conn = hub
-        .open_connection()
-        .ok_or(("TOO_MANY_CONNECTIONS", "too many open connections".into()))?;
-    Ok(Caller::new(conn, peer, false))
-}
-
-/// A session's frames: the JSON-RPC texts the reader loop routes to it
-/// in, its answers and notifications out as `message` envelopes on the
-/// host's output (the close as a `closed` one). The session itself is the
-/// daemon's ([`serve_session`]), as for a WebSocket connection.
-struct SessionFrames {
-    id: u64,
-    rx: mpsc::UnboundedReceiver<String>,
-    out: mpsc::UnboundedSender<Value>,
-}
-
-impl Frames for SessionFrames {
-    async fn next(&mut self) -> Option<Result<Frame, FrameError>> {
-        // `recv` is cancel-safe, and nothing after it waits.
-        let text = self.rx.recv().await?;
-        if text.len() > MAX_MESSAGE {
-            return Some(Err(FrameError::TooBig {
-                size: text.len(),
-                max_size: MAX_MESSAGE,
-            }));
-        }
-        Some(Ok(Frame::Text(text.into())))
-    }
-
-    async fn feed(&mut self, text: String) -> Result<(), Gone> {
-        // The host's output is an unbounded queue to its writer: this never
-        // waits, so the session's send timeout does not apply here yet.
-        let v = json!({ "type": "message", "session": self.id, "data": text });
-        self.out.send(v).map_err(|_| Gone)
-    }
-
-    async fn flush(&mut self) -> Result<(), Gone> {
-        // The host's writer writes and flushes each envelope.
-        Ok(())
-    }
-
-    async fn close(&mut self, close: Option<(CloseCode, &'static str)>) {
-        if let Some((code, reason)) = close {
-            let _ = self.out.send(closed(self.id, code, reason));
-        }
-    }
 }

@@ -23,11 +23,6 @@ pub use crate::settings::{
 };
 use crate::transport::Backend;
 use hub::Hub;
-// The parts of a session the native-messaging host shares.
-pub(crate) use dispatch::Caller;
-pub(crate) use session::{
-    Frame, FrameError, Frames, Gone, MAX_MESSAGE, SEND_TIMEOUT, serve as serve_session,
-};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;

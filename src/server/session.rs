@@ -1,6 +1,7 @@
 //! A client's session, whatever carries its messages: the daemon's
-//! WebSocket connections (`ws.rs`) and the native-messaging host's sessions
-//! (`crate::native`) are framing adapters ([`Frames`]) around [`serve`],
+//! WebSocket connections (`ws.rs`) are a framing adapter ([`Frames`])
+//! around [`serve`] (the native-messaging host, `crate::native`, relays its
+//! sessions to these WebSockets),
 //! which owns the contract: each request answered exactly once, the rate
 //! per request, idle logins, the origin's revocation while connected, the
 //! notifications an operation caused before its answer, the bounded and
