@@ -18,7 +18,6 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
 const ORIGIN: &str = "https://bank.example";
@@ -111,11 +110,7 @@ async fn connect(port: u16) -> Ws {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
-    tokio_tungstenite::client_async(req, stream)
+    tokio_tungstenite::client_async(ws_client::page_request(port, ORIGIN), stream)
         .await
         .unwrap()
         .0
@@ -227,13 +222,7 @@ async fn memory_stays_bounded_under_non_reading_clients() {
         "RSS after close {rss_after} KiB"
     );
     // Still serving normally.
-    let mut again = ws_client::Client::from_stream({
-        let mut req = format!("ws://127.0.0.1:{port}/ws")
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
-        tokio_tungstenite::connect_async(req).await.unwrap().0
-    });
+    let mut again = ws_client::Client::page(port, ORIGIN).await;
     let status = again
         .ok(
             "getPinStatus",

@@ -2,14 +2,14 @@
 //! level: every operation runs with tracing at TRACE into a buffer, which is
 //! then searched for the values (as text, hex and base64).
 
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use base64::Engine as _;
-use cardgate::server::Server;
-use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
-use cardgate::vcard::sim::SimBackend;
+use daemon::SimDaemon;
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -64,13 +64,11 @@ async fn no_secret_in_any_log_line() {
         "profile = \"openpgp\"\npw1 = \"s3cr3t-pw1\"\npw3 = \"adm1n-pw3x\"\nreset_code = \"r3set-c0de\"\n",
     )
     .unwrap();
-    let sim = SimBackend::new();
-    sim.add_reader("PIV");
-    sim.add_reader("PGP");
-    sim.insert_card("PIV", VirtualCard::new(piv)).unwrap();
-    sim.insert_card("PGP", VirtualCard::new(pgp)).unwrap();
-    let config = ws_client::local_tool_config();
-    let server = Server::start(Arc::new(sim), config).await.unwrap();
+    let (server, _sim) = SimDaemon::local_tool()
+        .card("PIV", piv)
+        .card("PGP", pgp)
+        .start()
+        .await;
     let mut c = Client::connect(server.port()).await;
     let t = |r: &str, p: &str| json!({ "reader": r, "pin": p });
     let with = |mut v: serde_json::Value, k: &str, val: serde_json::Value| {
@@ -301,13 +299,7 @@ impl Drop for Daemon {
 /// Every kind of PIN operation, with the values as JSON strings and as
 /// base64 CredentialValues, and malformed requests carrying them.
 async fn pin_operations(port: u16) {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let mut c = Client::from_stream(ws);
+    let mut c = Client::page(port, ORIGIN).await;
     let b64 = |s: &str| json!({ "type": "pin", "data": base64::engine::general_purpose::STANDARD.encode(s) });
     let piv = |v: serde_json::Value| {
         let mut p = json!({ "reader": PIV, "pin": "pin" });
