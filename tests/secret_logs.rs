@@ -4,12 +4,15 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/home.rs"]
+mod home;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use base64::Engine as _;
 use cardgate::vcard::config::CardConfig;
 use daemon::SimDaemon;
+use home::Home;
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -151,7 +154,6 @@ async fn no_secret_in_any_log_line() {
 // `log_level` in config.toml — the WebSocket library's frame logging never
 // reaches stderr (it prints whole frames, PINs included).
 
-const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
 const ORIGIN: &str = "https://bank.example";
 const PIV: &str = "cardgate demo reader 0";
 const PGP: &str = "cardgate demo reader 1";
@@ -179,35 +181,17 @@ struct Daemon {
     port: u16,
     /// Taken by [`Daemon::stop`].
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
-    _home: tempfile::TempDir,
+    _home: Home,
 }
 
 fn start_daemon(log: &LogSetting) -> Daemon {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let home = tempfile::tempdir().unwrap();
-    let config = home.path().join("config/cardgate");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("origins.toml"),
-        format!("allowed = [\"{ORIGIN}\"]\n"),
-    )
-    .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("CARDGATE_SYSTEM_CONFIG", home.path().join("none.toml"))
-        .env("NO_COLOR", "1")
-        .env_remove("CARDGATE_CONFIG")
-        .env_remove("CARDGATE_LOG")
-        .env_remove("CARDGATE_POLICY_PATH")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
+    use std::process::Stdio;
+    let home = Home::new();
+    home.allow_origin(ORIGIN);
+    let mut cmd = home.cardgate();
+    cmd.env("NO_COLOR", "1")
         .args(["demo", "--port", "0", "--card", "piv", "--card", "openpgp"])
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     match log {
@@ -218,11 +202,7 @@ fn start_daemon(log: &LogSetting) -> Daemon {
             cmd.arg("-vv");
         }
         LogSetting::ConfigFile(spec) => {
-            std::fs::write(
-                config.join("config.toml"),
-                format!("log_level = \"{spec}\"\n"),
-            )
-            .unwrap();
+            home.write(&home.user_config(), &format!("log_level = \"{spec}\"\n"));
         }
     }
     let mut child = cmd.spawn().unwrap();
