@@ -2,42 +2,22 @@
 //! sites locked after too many wrong PINs, read from the lockout file the
 //! daemon keeps, and the user's unlock written back to it.
 
+#[path = "common/home.rs"]
+mod home;
+
+use home::Home;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-struct Home {
-    dir: tempfile::TempDir,
-}
-
 impl Home {
-    fn new() -> Home {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
     /// Where the daemon keeps the lockout state by default.
     fn lockout_file(&self) -> PathBuf {
         self.path("data/cardgate/lockout.toml")
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_cardgate"))
-            .args(args)
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_DATA_HOME", self.path("data"))
-            .env("CARDGATE_SYSTEM_CONFIG", self.path("etc/config.toml"))
-            .env_remove("CARDGATE_CONFIG")
-            .env_remove("CARDGATE_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.cardgate().args(args).output().unwrap()
     }
 }
 

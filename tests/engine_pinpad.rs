@@ -4,15 +4,15 @@
 //! does and hands it to the virtual card. Both profiles, every reader
 //! status word, and the tries the card counts.
 
+#[path = "common/rig.rs"]
+mod rig;
+
 use cardgate::error::Error;
 use cardgate::pin::{Engine, Entered, Entry, NoSite, PinOp, Provenance, SoPath};
-use cardgate::secret::Secret;
-use cardgate::service::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
-use cardgate::vcard::sim::SimBackend;
 use cardgate::vcard::sim::pinpad::{PinpadInput, SimPinpad};
-use std::sync::Arc;
+use rig::{Rig, s};
 
 /// The operations with every value typed on the pinpad.
 trait OnThePinpad {
@@ -52,17 +52,8 @@ impl OnThePinpad for Engine {
 const PAD: &str = "Pinpad Reader 0";
 const PLAIN: &str = "Plain Reader 1";
 
-struct Rig {
-    sim: SimBackend,
-    service: Service,
-}
-
 fn rig_with(config: CardConfig, pinpad: SimPinpad) -> Rig {
-    let sim = SimBackend::new();
-    sim.add_pinpad_reader(PAD, pinpad);
-    sim.insert_card(PAD, VirtualCard::new(config)).unwrap();
-    let service = Service::new(Arc::new(sim.clone()));
-    Rig { sim, service }
+    Rig::pinpad(PAD, config, pinpad)
 }
 
 fn rig(config: CardConfig) -> Rig {
@@ -73,19 +64,17 @@ fn typed(v: &str) -> PinpadInput {
     PinpadInput::digits(v)
 }
 
-fn s(v: &str) -> Secret {
-    Secret::from(v)
+/// The rig's operations with every value typed on the pinpad.
+trait AtThePinpad {
+    /// The user will do `inputs` at the keypad.
+    fn user(&self, inputs: impl IntoIterator<Item = PinpadInput>);
+    fn login(&self, pin: &'static str) -> Result<(), Error>;
+    fn change(&self, pin: &'static str) -> Result<(), Error>;
+    /// The user used every scripted input.
+    fn all_typed(&self);
 }
 
-impl Rig {
-    fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
-    ) -> Result<R, Error> {
-        self.service.with_engine(PAD, f)
-    }
-
-    /// The user will do `inputs` at the keypad.
+impl AtThePinpad for Rig {
     fn user(&self, inputs: impl IntoIterator<Item = PinpadInput>) {
         self.sim.pinpad_input(PAD, inputs).unwrap();
     }
@@ -98,19 +87,6 @@ impl Rig {
         self.run(move |e| e.change_pinpad(pin))
     }
 
-    fn tries(&self, pin: &'static str) -> Option<u8> {
-        self.run(move |e| e.status(pin)).unwrap().remaining_tries
-    }
-
-    fn validated(&self, pin: &'static str) -> bool {
-        self.run(move |e| e.status(pin)).unwrap().validated
-    }
-
-    fn card_tries(&self) -> u8 {
-        self.sim.with_card(PAD, |c| c.user_pin_tries()).unwrap()
-    }
-
-    /// The user used every scripted input.
     fn all_typed(&self) {
         assert_eq!(self.sim.pinpad_pending(PAD), 0, "inputs left unused");
     }

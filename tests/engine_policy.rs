@@ -2,14 +2,17 @@
 //! getConstraints / checkConstraints, and `change` / `init` refusing a
 //! value that breaks the policy before any APDU, with no try spent.
 
+#[path = "common/rig.rs"]
+mod rig;
+
 use cardgate::error::Error;
-use cardgate::pin::{Engine, SoPath};
+use cardgate::pin::SoPath;
 use cardgate::policy::{Constraint, PolicySet};
-use cardgate::secret::Secret;
 use cardgate::service::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use rig::{Rig, s};
 use std::sync::Arc;
 
 const READER: &str = "Sim Reader 0";
@@ -44,17 +47,8 @@ constraints = [
 ]
 "#;
 
-struct Rig {
-    sim: SimBackend,
-    service: Service,
-}
-
 fn rig(config: CardConfig, policies: PolicySet) -> Rig {
-    let sim = SimBackend::new();
-    sim.add_reader(READER);
-    sim.insert_card(READER, VirtualCard::new(config)).unwrap();
-    let service = Service::with_policies(Arc::new(sim.clone()), Arc::new(policies));
-    Rig { sim, service }
+    Rig::with_policies(READER, config, policies)
 }
 
 fn strict() -> PolicySet {
@@ -64,28 +58,11 @@ fn strict() -> PolicySet {
     set
 }
 
-fn s(v: &str) -> Secret {
-    Secret::from(v)
-}
-
-impl Rig {
-    fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
-    ) -> Result<R, Error> {
-        self.service.with_engine(READER, f)
-    }
-
-    /// The user PIN counter as the card itself holds it.
-    fn card_tries(&self) -> u8 {
-        self.sim.with_card(READER, |c| c.user_pin_tries()).unwrap()
-    }
-
-    fn violation(&self, r: Result<(), Error>) -> Vec<Constraint> {
-        match r {
-            Err(Error::ConstraintViolation { failed }) => failed,
-            other => panic!("expected CONSTRAINT_VIOLATION, got {other:?}"),
-        }
+/// The error's failed constraints, of a change or init the policy refused.
+fn violation(r: Result<(), Error>) -> Vec<Constraint> {
+    match r {
+        Err(Error::ConstraintViolation { failed }) => failed,
+        other => panic!("expected CONSTRAINT_VIOLATION, got {other:?}"),
     }
 }
 
@@ -149,7 +126,7 @@ fn a_violating_change_is_refused_before_any_apdu() {
     let r = rig(CardConfig::piv(), strict());
     // Wrong old PIN *and* a bad new one: if anything reached the card, a
     // try would be spent.
-    let failed = r.violation(r.run(|e| e.change("pin", &s("999999"), &s("111234"))));
+    let failed = violation(r.run(|e| e.change("pin", &s("999999"), &s("111234"))));
     assert_eq!(
         failed,
         [
@@ -158,7 +135,7 @@ fn a_violating_change_is_refused_before_any_apdu() {
         ]
     );
     assert_eq!(r.card_tries(), 3);
-    let failed = r.violation(r.run(|e| e.change("pin", &s("123456"), &s("123456"))));
+    let failed = violation(r.run(|e| e.change("pin", &s("123456"), &s("123456"))));
     assert_eq!(
         failed,
         [
@@ -166,7 +143,7 @@ fn a_violating_change_is_refused_before_any_apdu() {
             Constraint::NewOldDifferent
         ]
     );
-    let failed = r.violation(r.run(|e| e.change("pin", &s("123456"), &s("12a"))));
+    let failed = violation(r.run(|e| e.change("pin", &s("123456"), &s("12a"))));
     assert_eq!(failed.len(), 2, "{failed:?}");
     assert_eq!(r.card_tries(), 3);
     // The error data lists the failed constraints, never the PIN.
@@ -199,7 +176,7 @@ fn a_violating_init_is_refused_and_keeps_the_puk() {
     );
     r.run(|e| e.login("pin", &s("12345678"), true)).unwrap();
     // newOldDifferent holds in init (old unknown); the sequence does not.
-    let failed = r.violation(r.run(|e| e.init("pin", &s("123456"))));
+    let failed = violation(r.run(|e| e.init("pin", &s("123456"))));
     assert_eq!(failed, [Constraint::MaxIncDecSequence { count: 3 }]);
     assert_eq!(r.card_tries(), 0, "still blocked, nothing sent");
     // The PUK is still held: init with a good value works without a new SO login.
@@ -214,7 +191,7 @@ fn openpgp_change_and_reset_code_init_are_checked() {
         ..CardConfig::openpgp()
     };
     let r = rig(config, strict());
-    let failed = r.violation(r.run(|e| e.change("user", &s("123456"), &s("1234567"))));
+    let failed = violation(r.run(|e| e.change("user", &s("123456"), &s("1234567"))));
     let types: Vec<_> = failed.iter().map(Constraint::type_name).collect();
     assert_eq!(
         types,
@@ -228,7 +205,7 @@ fn openpgp_change_and_reset_code_init_are_checked() {
     );
     assert_eq!(r.card_tries(), 3);
     // Too similar: 123456 → 123456Aa! is distance 3 of 9 (33 %).
-    let failed = r.violation(r.run(|e| e.change("user", &s("123456"), &s("123456Aa!"))));
+    let failed = violation(r.run(|e| e.change("user", &s("123456"), &s("123456Aa!"))));
     assert_eq!(failed, [Constraint::NewOldDissimilar { threshold: 50 }]);
     r.run(|e| e.change("user", &s("123456"), &s("Tr0ub4dor&3")))
         .unwrap();

@@ -1,53 +1,22 @@
 //! The PIN engine on the in-process simulated backend (no pcscd): every
 //! operation, both profiles, every quirk of the virtual card.
 
+#[path = "common/rig.rs"]
+mod rig;
+
 use cardgate::error::Error;
-use cardgate::pin::{Engine, PinStatus, SoPath};
-use cardgate::secret::Secret;
+use cardgate::pin::SoPath;
 use cardgate::service::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::{CardConfig, Quirk};
 use cardgate::vcard::sim::SimBackend;
+use rig::{FromThePage, Rig, s};
 use std::sync::Arc;
 
 const READER: &str = "Sim Reader 0";
 
-struct Rig {
-    sim: SimBackend,
-    service: Service,
-}
-
 fn rig(config: CardConfig) -> Rig {
-    let sim = SimBackend::new();
-    sim.add_reader(READER);
-    sim.insert_card(READER, VirtualCard::new(config)).unwrap();
-    let service = Service::new(Arc::new(sim.clone()));
-    Rig { sim, service }
-}
-
-fn s(v: &str) -> Secret {
-    Secret::from(v)
-}
-
-impl Rig {
-    fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
-    ) -> Result<R, Error> {
-        self.service.with_engine(READER, f)
-    }
-
-    fn status(&self, pin: &'static str) -> PinStatus {
-        self.run(move |e| e.status(pin)).unwrap()
-    }
-
-    fn login(&self, pin: &'static str, value: &'static str) -> Result<(), Error> {
-        self.run(move |e| e.login(pin, &s(value), false))
-    }
-
-    fn tries(&self, pin: &'static str) -> Option<u8> {
-        self.status(pin).remaining_tries
-    }
+    Rig::new(READER, config)
 }
 
 // ---- PIV ------------------------------------------------------------------

@@ -2,16 +2,16 @@
 //! panics or hangs, answers every request that has an id with a result or a
 //! structured error, and never blocks the card (the last-try guard).
 
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::server::{Limits, Server, ServerConfig};
-use cardgate::vcard::VirtualCard;
+use cardgate::server::Limits;
 use cardgate::vcard::config::CardConfig;
-use cardgate::vcard::sim::SimBackend;
+use daemon::SimDaemon;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
 use ws_client::Client;
 
@@ -103,23 +103,20 @@ fn random_frame(rng: &mut Rng, id: u64) -> (String, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_frames_get_structured_answers() {
-    let sim = SimBackend::new();
-    sim.add_reader("Sim PIV");
     // Plenty of tries, so a lucky right PIN or wrong PINs cannot block it.
     let card = CardConfig {
         max_tries: 15,
         ..CardConfig::piv()
     };
-    sim.insert_card("Sim PIV", VirtualCard::new(card)).unwrap();
-    let config = ServerConfig {
-        limits: Limits {
+    let (server, sim) = SimDaemon::local_tool()
+        .card("Sim PIV", card)
+        .limits(Limits {
             rate_per_second: 100_000,
             rate_burst: 100_000,
             ..Limits::default()
-        },
-        ..ws_client::local_tool_config()
-    };
-    let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
+        })
+        .start()
+        .await;
     let mut c = Client::connect(server.port()).await;
     let mut rng = Rng(0x5eed_cafe_f00d_d00d);
     for id in 1..=600u64 {

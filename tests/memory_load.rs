@@ -9,18 +9,19 @@
 //! kernel's socket buffers of 300 clients would take gigabytes.) Measured
 //! numbers and the bound: docs/performance.md.
 
+#[path = "common/home.rs"]
+mod home;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use futures_util::{SinkExt, StreamExt};
+use home::Home;
 use serde_json::{Value, json};
 use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
 const ORIGIN: &str = "https://bank.example";
 const CLIENTS: usize = 300;
 /// The bound on the daemon's peak RSS (VmHWM), in KiB: about 2.5× the peak
@@ -42,7 +43,7 @@ fn memory(pid: u32) -> (u64, u64) {
 struct Daemon {
     child: Child,
     port: u16,
-    _home: tempfile::TempDir,
+    _home: Home,
 }
 
 impl Drop for Daemon {
@@ -54,26 +55,11 @@ impl Drop for Daemon {
 }
 
 fn start() -> Daemon {
-    let home = tempfile::tempdir().unwrap();
-    let config = home.path().join("config/cardgate");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("origins.toml"),
-        format!("allowed = [\"{ORIGIN}\"]\n"),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("CARDGATE_SYSTEM_CONFIG", home.path().join("none.toml"))
-        .env_remove("CARDGATE_CONFIG")
-        .env_remove("CARDGATE_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
+    let home = Home::new();
+    home.allow_origin(ORIGIN);
+    let mut child = home
+        .cardgate()
         .args(["demo", "--port", "0"])
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -111,11 +97,7 @@ async fn connect(port: u16) -> Ws {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
-    tokio_tungstenite::client_async(req, stream)
+    tokio_tungstenite::client_async(ws_client::page_request(port, ORIGIN), stream)
         .await
         .unwrap()
         .0
@@ -227,13 +209,7 @@ async fn memory_stays_bounded_under_non_reading_clients() {
         "RSS after close {rss_after} KiB"
     );
     // Still serving normally.
-    let mut again = ws_client::Client::from_stream({
-        let mut req = format!("ws://127.0.0.1:{port}/ws")
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
-        tokio_tungstenite::connect_async(req).await.unwrap().0
-    });
+    let mut again = ws_client::Client::page(port, ORIGIN).await;
     let status = again
         .ok(
             "getPinStatus",

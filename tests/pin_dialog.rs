@@ -5,23 +5,22 @@
 
 #[path = "common/card.rs"]
 mod card;
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/fake_pinentry.rs"]
 mod fake_pinentry;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::pinentry::PinDialog;
 use cardgate::security::origin::OriginsFile;
-use cardgate::server::{ConsentMode, Limits, Server, ServerConfig};
-use cardgate::vcard::VirtualCard;
+use cardgate::server::{ConsentMode, Limits, Server};
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use daemon::SimDaemon;
 use fake_pinentry::{Behaviour, FakePinentry};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use ws_client::Client;
 
 const R: &str = "Sim PIV";
@@ -33,43 +32,32 @@ async fn daemon(
     origins_file: Option<&Path>,
     consent: ConsentMode,
 ) -> (Server, SimBackend) {
-    let sim = SimBackend::new();
-    sim.add_reader(R);
-    sim.insert_card(R, VirtualCard::new(CardConfig::piv()))
-        .unwrap();
-    let config = ServerConfig {
-        port: 0,
-        origins_file: origins_file.map(Path::to_path_buf),
-        origins: OriginsFile {
-            allowed: if consent == ConsentMode::Prompt {
-                vec![]
-            } else {
-                vec![SITE.into()]
-            },
-            ..OriginsFile::default()
-        },
-        limits: Limits {
+    let allowed: &[&str] = if consent == ConsentMode::Prompt {
+        &[]
+    } else {
+        &[SITE]
+    };
+    SimDaemon::new()
+        .card(R, CardConfig::piv())
+        .origins_file(origins_file)
+        .origins(allowed)
+        .limits(Limits {
             consent,
             ..Limits::default()
-        },
-        pin_dialog: PinDialog::new(Some(program.to_path_buf()), timeout),
-        ..ServerConfig::default()
-    };
-    (
-        Server::start(Arc::new(sim.clone()), config).await.unwrap(),
-        sim,
-    )
+        })
+        .pin_dialog(Some(program), timeout)
+        .start()
+        .await
+}
+
+/// The daemon with `program` as its PIN dialog (5 s to answer), the site
+/// allowed and no consent prompt.
+async fn daemon_with_dialog(program: &Path) -> (Server, SimBackend) {
+    daemon(program, Duration::from_secs(5), None, ConsentMode::Refuse).await
 }
 
 async fn client(port: u16, origin: &str) -> Result<Client, String> {
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", origin.parse().unwrap());
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(Client::from_stream(ws)),
-        Err(e) => Err(e.to_string()),
-    }
+    Client::connect_page(port, origin).await
 }
 
 fn t(extra: Value) -> Value {
@@ -95,13 +83,7 @@ async fn login_through_the_dialog_never_shows_the_page_the_pin() {
         "pinentry-wrong-then-right",
         Behaviour::Pins(&["000000"]),
     );
-    let (server, sim) = daemon(
-        &dialog.program,
-        Duration::from_secs(5),
-        None,
-        ConsentMode::Refuse,
-    )
-    .await;
+    let (server, sim) = daemon_with_dialog(&dialog.program).await;
     let mut page = client(server.port(), SITE).await.unwrap();
     let mut seen = Vec::new();
 
@@ -158,13 +140,7 @@ async fn login_through_the_dialog_never_shows_the_page_the_pin() {
 async fn the_dialog_may_spend_the_last_try_a_page_may_not() {
     let dir = tempfile::tempdir().unwrap();
     let dialog = FakePinentry::new(dir.path(), "pinentry", Behaviour::Pins(&["123456"]));
-    let (server, _sim) = daemon(
-        &dialog.program,
-        Duration::from_secs(5),
-        None,
-        ConsentMode::Refuse,
-    )
-    .await;
+    let (server, _sim) = daemon_with_dialog(&dialog.program).await;
     let mut page = client(server.port(), SITE).await.unwrap();
     page.err("login", t(json!({ "value": "000000" }))).await;
     page.err("login", t(json!({ "value": "000000" }))).await;
@@ -189,13 +165,7 @@ async fn change_and_unblock_through_the_dialog() {
         "pinentry",
         Behaviour::Pins(&["123456", "246801"]),
     );
-    let (server, _sim) = daemon(
-        &dialog.program,
-        Duration::from_secs(5),
-        None,
-        ConsentMode::Refuse,
-    )
-    .await;
+    let (server, _sim) = daemon_with_dialog(&dialog.program).await;
     let mut page = client(server.port(), SITE).await.unwrap();
     let mut seen = vec![
         page.ok("change", t(json!({ "oldValue": false, "newValue": false })))
@@ -240,13 +210,7 @@ async fn change_and_unblock_through_the_dialog() {
 async fn cancel_timeout_and_missing_dialog() {
     let dir = tempfile::tempdir().unwrap();
     let cancel = FakePinentry::new(dir.path(), "cancel", Behaviour::Cancel);
-    let (server, sim) = daemon(
-        &cancel.program,
-        Duration::from_secs(5),
-        None,
-        ConsentMode::Refuse,
-    )
-    .await;
+    let (server, sim) = daemon_with_dialog(&cancel.program).await;
     let mut page = client(server.port(), SITE).await.unwrap();
     assert_eq!(
         page.err("login", t(json!({ "value": false }))).await["code"],
@@ -298,13 +262,7 @@ async fn cancel_timeout_and_missing_dialog() {
 async fn request_credential_gives_a_one_time_handle() {
     let dir = tempfile::tempdir().unwrap();
     let dialog = FakePinentry::new(dir.path(), "pinentry", Behaviour::Pins(&["123456"]));
-    let (server, _sim) = daemon(
-        &dialog.program,
-        Duration::from_secs(5),
-        None,
-        ConsentMode::Refuse,
-    )
-    .await;
+    let (server, _sim) = daemon_with_dialog(&dialog.program).await;
     let mut page = client(server.port(), SITE).await.unwrap();
     let req = json!({ "pinLabel": "Card PIN", "triesLeft": 3, "error": "try again", "reader": R, "cardLabel": "My card" });
     let cred = page.ok("requestCredential", req).await;
@@ -443,13 +401,7 @@ async fn shutdown_answers_a_login_still_in_the_dialog_then_logs_out() {
     for after_page_load in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let dialog = FakePinentry::new(dir.path(), "slow", Behaviour::SlowPins(&["123456"]));
-        let (server, sim) = daemon(
-            &dialog.program,
-            Duration::from_secs(5),
-            None,
-            ConsentMode::Refuse,
-        )
-        .await;
+        let (server, sim) = daemon_with_dialog(&dialog.program).await;
         let mut page = if after_page_load {
             client_after_page_load(server.port(), SITE).await
         } else {

@@ -2,14 +2,17 @@
 //! level: every operation runs with tracing at TRACE into a buffer, which is
 //! then searched for the values (as text, hex and base64).
 
+#[path = "common/daemon.rs"]
+mod daemon;
+#[path = "common/home.rs"]
+mod home;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use base64::Engine as _;
-use cardgate::server::Server;
-use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
-use cardgate::vcard::sim::SimBackend;
+use daemon::SimDaemon;
+use home::Home;
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -64,13 +67,11 @@ async fn no_secret_in_any_log_line() {
         "profile = \"openpgp\"\npw1 = \"s3cr3t-pw1\"\npw3 = \"adm1n-pw3x\"\nreset_code = \"r3set-c0de\"\n",
     )
     .unwrap();
-    let sim = SimBackend::new();
-    sim.add_reader("PIV");
-    sim.add_reader("PGP");
-    sim.insert_card("PIV", VirtualCard::new(piv)).unwrap();
-    sim.insert_card("PGP", VirtualCard::new(pgp)).unwrap();
-    let config = ws_client::local_tool_config();
-    let server = Server::start(Arc::new(sim), config).await.unwrap();
+    let (server, _sim) = SimDaemon::local_tool()
+        .card("PIV", piv)
+        .card("PGP", pgp)
+        .start()
+        .await;
     let mut c = Client::connect(server.port()).await;
     let t = |r: &str, p: &str| json!({ "reader": r, "pin": p });
     let with = |mut v: serde_json::Value, k: &str, val: serde_json::Value| {
@@ -153,7 +154,6 @@ async fn no_secret_in_any_log_line() {
 // `log_level` in config.toml — the WebSocket library's frame logging never
 // reaches stderr (it prints whole frames, PINs included).
 
-const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
 const ORIGIN: &str = "https://bank.example";
 const PIV: &str = "cardgate demo reader 0";
 const PGP: &str = "cardgate demo reader 1";
@@ -181,35 +181,17 @@ struct Daemon {
     port: u16,
     /// Taken by [`Daemon::stop`].
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
-    _home: tempfile::TempDir,
+    _home: Home,
 }
 
 fn start_daemon(log: &LogSetting) -> Daemon {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let home = tempfile::tempdir().unwrap();
-    let config = home.path().join("config/cardgate");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("origins.toml"),
-        format!("allowed = [\"{ORIGIN}\"]\n"),
-    )
-    .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("CARDGATE_SYSTEM_CONFIG", home.path().join("none.toml"))
-        .env("NO_COLOR", "1")
-        .env_remove("CARDGATE_CONFIG")
-        .env_remove("CARDGATE_LOG")
-        .env_remove("CARDGATE_POLICY_PATH")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
+    use std::process::Stdio;
+    let home = Home::new();
+    home.allow_origin(ORIGIN);
+    let mut cmd = home.cardgate();
+    cmd.env("NO_COLOR", "1")
         .args(["demo", "--port", "0", "--card", "piv", "--card", "openpgp"])
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     match log {
@@ -220,11 +202,7 @@ fn start_daemon(log: &LogSetting) -> Daemon {
             cmd.arg("-vv");
         }
         LogSetting::ConfigFile(spec) => {
-            std::fs::write(
-                config.join("config.toml"),
-                format!("log_level = \"{spec}\"\n"),
-            )
-            .unwrap();
+            home.write(&home.user_config(), &format!("log_level = \"{spec}\"\n"));
         }
     }
     let mut child = cmd.spawn().unwrap();
@@ -301,13 +279,7 @@ impl Drop for Daemon {
 /// Every kind of PIN operation, with the values as JSON strings and as
 /// base64 CredentialValues, and malformed requests carrying them.
 async fn pin_operations(port: u16) {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let mut c = Client::from_stream(ws);
+    let mut c = Client::page(port, ORIGIN).await;
     let b64 = |s: &str| json!({ "type": "pin", "data": base64::engine::general_purpose::STANDARD.encode(s) });
     let piv = |v: serde_json::Value| {
         let mut p = json!({ "reader": PIV, "pin": "pin" });

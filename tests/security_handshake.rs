@@ -1,35 +1,32 @@
 //! Who may talk to the daemon: the Host/Origin handshake matrix, origins
 //! managed at run time, and a revoked origin losing its open connection.
 
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Server, ServerConfig};
-use cardgate::vcard::VirtualCard;
+use cardgate::server::Server;
 use cardgate::vcard::config::CardConfig;
-use cardgate::vcard::sim::SimBackend;
+use daemon::SimDaemon;
 use futures_util::StreamExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 async fn daemon(origins_file: &Path, extra: OriginsFile) -> Server {
-    let sim = SimBackend::new();
-    sim.add_reader("Sim PIV");
-    sim.insert_card("Sim PIV", VirtualCard::new(CardConfig::piv()))
-        .unwrap();
-    let config = ServerConfig {
-        port: 0,
-        op_timeout: Duration::from_secs(10),
-        origins_file: Some(origins_file.to_path_buf()),
-        origins: extra,
-        ..ServerConfig::default()
-    };
-    Server::start(Arc::new(sim), config).await.unwrap()
+    SimDaemon::new()
+        .card("Sim PIV", CardConfig::piv())
+        .origins_file(Some(origins_file))
+        .config(|c| {
+            c.op_timeout = Duration::from_secs(10);
+            c.origins = extra;
+        })
+        .start()
+        .await
+        .0
 }
 
 /// Sends a raw handshake; returns the status code and the whole response head+body.
@@ -203,14 +200,7 @@ async fn null_and_missing_origins_only_when_allowed() {
 
 /// Opens a WebSocket with an Origin header.
 async fn connect_as(port: u16, origin: &str) -> Result<ws_client::Client, String> {
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", origin.parse().unwrap());
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(ws_client::Client::from_stream(ws)),
-        Err(e) => Err(e.to_string()),
-    }
+    ws_client::Client::connect_page(port, origin).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,13 +371,11 @@ async fn eventually_idle(server: &Server) -> bool {
 /// A daemon whose connections have `handshake` from connect to the end of
 /// their first request head.
 async fn quick_daemon(handshake: Duration) -> Server {
-    let config = ServerConfig {
-        handshake_timeout: handshake,
-        ..ws_client::local_tool_config()
-    };
-    Server::start(Arc::new(SimBackend::new()), config)
+    SimDaemon::local_tool()
+        .config(|c| c.handshake_timeout = handshake)
+        .start()
         .await
-        .unwrap()
+        .0
 }
 
 /// How long after `start` the daemon closed `s` (reads until the end).

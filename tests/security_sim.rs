@@ -4,52 +4,51 @@
 
 #[path = "common/card.rs"]
 mod card;
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use cardgate::security::lockout::LockoutConfig;
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Limits, Server, ServerConfig};
-use cardgate::vcard::VirtualCard;
+use cardgate::server::{Limits, Server};
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use daemon::SimDaemon;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use ws_client::Client;
 
 const R: &str = "Sim PIV";
 
 async fn daemon(card: CardConfig, limits: Limits) -> (Server, SimBackend) {
-    let sim = SimBackend::new();
-    sim.add_reader(R);
-    sim.insert_card(R, VirtualCard::new(card)).unwrap();
-    let config = ServerConfig {
-        port: 0,
-        origins_file: None,
-        origins: OriginsFile {
-            allowed: vec!["https://a.example".into(), "https://b.example".into()],
-            ..OriginsFile::default()
-        },
-        limits,
-        ..ServerConfig::default()
+    SimDaemon::new()
+        .card(R, card)
+        .origins(&["https://a.example", "https://b.example"])
+        .limits(limits)
+        .start()
+        .await
+}
+
+/// The daemon on a PIV card with ten tries that locks an origin out for
+/// `lock` after three wrong values.
+async fn locking_daemon(lock: Duration) -> (Server, SimBackend) {
+    let card = CardConfig {
+        max_tries: 10,
+        ..CardConfig::piv()
     };
-    (
-        Server::start(Arc::new(sim.clone()), config).await.unwrap(),
-        sim,
-    )
+    let limits = Limits {
+        lockout: LockoutConfig {
+            max_failures: 3,
+            lock,
+            ..LockoutConfig::default()
+        },
+        ..Limits::default()
+    };
+    daemon(card, limits).await
 }
 
 async fn client(port: u16, origin: &str) -> Client {
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", origin.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("connect");
-    Client::from_stream(ws)
+    Client::page(port, origin).await
 }
 
 fn login(value: &str) -> Value {
@@ -180,19 +179,7 @@ async fn a_page_never_spends_the_last_try() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_pins_lock_the_origin_for_a_while() {
-    let card = CardConfig {
-        max_tries: 10,
-        ..CardConfig::piv()
-    };
-    let limits = Limits {
-        lockout: LockoutConfig {
-            max_failures: 3,
-            lock: Duration::from_secs(2),
-            ..LockoutConfig::default()
-        },
-        ..Limits::default()
-    };
-    let (server, sim) = daemon(card, limits).await;
+    let (server, sim) = locking_daemon(Duration::from_secs(2)).await;
     let mut a = client(server.port(), "https://a.example").await;
     let mut a2 = client(server.port(), "https://a.example").await;
     let mut b = client(server.port(), "https://b.example").await;
@@ -249,13 +236,8 @@ async fn request_rate_and_connection_count_are_limited() {
     }
     assert!(limited >= 10, "only {limited} of 20 requests were limited");
     let _b = client(server.port(), "https://a.example").await;
-    let mut req = format!("ws://127.0.0.1:{}/ws", server.port())
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("Origin", "https://a.example".parse().unwrap());
-    let third = tokio_tungstenite::connect_async(req).await;
-    assert!(third.is_err_and(|e| e.to_string().contains("503")));
+    let third = Client::connect_page(server.port(), "https://a.example").await;
+    assert!(third.is_err_and(|e| e.contains("503")));
     server.shutdown().await;
 }
 
@@ -291,19 +273,7 @@ async fn a_held_code_does_not_reset_the_wrong_pin_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_gets_no_more_wrong_values_to_the_card_than_the_lock_allows() {
-    let card = CardConfig {
-        max_tries: 10,
-        ..CardConfig::piv()
-    };
-    let limits = Limits {
-        lockout: LockoutConfig {
-            max_failures: 3,
-            lock: Duration::from_secs(1),
-            ..LockoutConfig::default()
-        },
-        ..Limits::default()
-    };
-    let (server, sim) = daemon(card, limits).await;
+    let (server, sim) = locking_daemon(Duration::from_secs(1)).await;
     let mut a = client(server.port(), "https://a.example").await;
     let tries = sim.with_card(R, |c| c.user_pin_tries()).unwrap();
     // Eight wrong values and then the right one, in one batch: the lockout

@@ -1,16 +1,17 @@
 //! `Token.protectedAuthPath` over the protocol: true for a card in a
 //! pinpad reader (PC/SC part 10 VERIFY_PIN_DIRECT), false otherwise.
 
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use cardgate::server::Server;
-use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
 use cardgate::vcard::sim::pinpad::SimPinpad;
+use daemon::SimDaemon;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use ws_client::Client;
 
 const PAD_PIV: &str = "Sim Pinpad PIV";
@@ -18,19 +19,12 @@ const PAD_PGP: &str = "Sim Pinpad OpenPGP";
 const PLAIN: &str = "Sim PIV";
 
 async fn daemon() -> (Server, SimBackend) {
-    let sim = SimBackend::new();
-    sim.add_pinpad_reader(PAD_PIV, SimPinpad::full());
-    sim.add_pinpad_reader(PAD_PGP, SimPinpad::verify_only());
-    sim.add_reader(PLAIN);
-    sim.insert_card(PAD_PIV, VirtualCard::new(CardConfig::piv()))
-        .unwrap();
-    sim.insert_card(PAD_PGP, VirtualCard::new(CardConfig::openpgp()))
-        .unwrap();
-    sim.insert_card(PLAIN, VirtualCard::new(CardConfig::piv()))
-        .unwrap();
-    let config = ws_client::local_tool_config();
-    let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
-    (server, sim)
+    SimDaemon::local_tool()
+        .pinpad_card(PAD_PIV, SimPinpad::full(), CardConfig::piv())
+        .pinpad_card(PAD_PGP, SimPinpad::verify_only(), CardConfig::openpgp())
+        .card(PLAIN, CardConfig::piv())
+        .start()
+        .await
 }
 
 fn token<'a>(readers: &'a Value, name: &str) -> &'a Value {

@@ -3,13 +3,15 @@
 
 #[path = "common/card.rs"]
 mod card;
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
 use cardgate::server::Server;
-use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use daemon::SimDaemon;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -22,16 +24,11 @@ const PIV: &str = "Sim PIV";
 const PGP: &str = "Sim OpenPGP";
 
 async fn daemon() -> (Server, SimBackend) {
-    let sim = SimBackend::new();
-    sim.add_reader(PIV);
-    sim.add_reader(PGP);
-    sim.insert_card(PIV, VirtualCard::new(CardConfig::piv()))
-        .unwrap();
-    sim.insert_card(PGP, VirtualCard::new(CardConfig::openpgp()))
-        .unwrap();
-    let config = ws_client::local_tool_config();
-    let server = Server::start(Arc::new(sim.clone()), config).await.unwrap();
-    (server, sim)
+    SimDaemon::local_tool()
+        .card(PIV, CardConfig::piv())
+        .card(PGP, CardConfig::openpgp())
+        .start()
+        .await
 }
 
 /// A daemon and a client that has logged in to the PIV card.
@@ -720,15 +717,11 @@ async fn shutdown_is_not_held_off_by_a_client_that_keeps_sending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_is_closed() {
     let send_timeout = Duration::from_millis(500);
-    let config = cardgate::server::ServerConfig {
-        send_timeout,
-        ..ws_client::local_tool_config()
-    };
-    let sim = SimBackend::new();
-    sim.add_reader(PIV);
-    sim.insert_card(PIV, VirtualCard::new(CardConfig::piv()))
-        .unwrap();
-    let server = Server::start(Arc::new(sim), config).await.unwrap();
+    let (server, _sim) = SimDaemon::local_tool()
+        .card(PIV, CardConfig::piv())
+        .config(|c| c.send_timeout = send_timeout)
+        .start()
+        .await;
     let port = server.port();
     // A small receive window: the client's side fills soon.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

@@ -6,6 +6,10 @@
 //!
 //! Every process started here is stopped by its pid before the test ends.
 
+#[path = "common/home.rs"]
+mod home;
+
+use home::{BIN, Home};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
@@ -13,59 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
-
-/// A home of its own: config, data and system files in a temporary directory.
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new() -> Home {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn user_config(&self) -> PathBuf {
-        self.path("config/cardgate/config.toml")
-    }
-
-    fn system_config(&self) -> PathBuf {
-        self.path("etc/config.toml")
-    }
-
-    fn write(&self, path: &Path, text: &str) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_DATA_HOME", self.path("data"))
-            .env("CARDGATE_SYSTEM_CONFIG", self.system_config())
-            .env_remove("CARDGATE_CONFIG")
-            .env_remove("CARDGATE_LOG")
-            .env_remove("CARDGATE_POLICY_PATH")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn cardgate(&self) -> Command {
-        self.cmd(BIN)
-    }
-}
 
 fn run(mut c: Command) -> (ExitStatus, String, String) {
     let out = c.output().unwrap();

@@ -20,26 +20,29 @@
 //!   credential, and at rest every connection sees the card's own counter;
 //! - at most one connection sees a login on a card.
 
+#[path = "common/card.rs"]
+mod card;
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/fake_pinentry.rs"]
 mod fake_pinentry;
+#[path = "common/ws_client.rs"]
+mod ws_client;
 
-use cardgate::pinentry::PinDialog;
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Limits, Server, ServerConfig};
-use cardgate::vcard::VirtualCard;
+use card::{presented, tries as card_tries};
+use cardgate::server::{Limits, Server};
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
 use cardgate::vcard::sim::pinpad::{PinpadInput, SimPinpad};
+use daemon::SimDaemon;
 use fake_pinentry::{Behaviour, FakePinentry};
 use futures_util::{SinkExt, StreamExt};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const PIV: &str = "Sim PIV";
 const PGP: &str = "Sim OpenPGP";
@@ -305,47 +308,30 @@ fn handle_requests(rc_id: u64, op_id: u64, h: HandleStep) -> (Value, Value) {
 }
 
 async fn daemon(dialog: &Path, piv_tries: u8) -> (Server, SimBackend) {
-    let sim = SimBackend::new();
-    sim.add_pinpad_reader(PIV, SimPinpad::full());
     let piv = CardConfig {
         max_tries: piv_tries,
         ..CardConfig::piv()
     };
-    sim.insert_card(PIV, VirtualCard::new(piv)).unwrap();
-    sim.add_reader(PGP);
-    sim.insert_card(PGP, VirtualCard::new(CardConfig::openpgp()))
-        .unwrap();
-    let config = ServerConfig {
-        port: 0,
-        origins_file: None,
-        origins: OriginsFile {
-            allowed: vec![SITE_A.into(), SITE_B.into()],
-            ..OriginsFile::default()
-        },
-        limits: Limits {
+    SimDaemon::new()
+        .pinpad_card(PIV, SimPinpad::full(), piv)
+        .card(PGP, CardConfig::openpgp())
+        .origins(&[SITE_A, SITE_B])
+        .limits(Limits {
             // Requests are not what is limited here.
             rate_per_second: 10_000,
             rate_burst: 10_000,
             ..Limits::default()
-        },
-        pin_dialog: PinDialog::new(Some(dialog.to_path_buf()), Duration::from_secs(5)),
-        ..ServerConfig::default()
-    };
-    (
-        Server::start(Arc::new(sim.clone()), config).await.unwrap(),
-        sim,
-    )
+        })
+        .pin_dialog(Some(dialog), Duration::from_secs(5))
+        .start()
+        .await
 }
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(port: u16, site: &str) -> Ws {
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", site.parse().unwrap());
-    tokio_tungstenite::connect_async(req).await.unwrap().0
+    ws_client::Client::page(port, site).await.ws
 }
 
 /// What a connection sends, in order.
@@ -427,38 +413,6 @@ async fn call(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
             return v;
         }
     }
-}
-
-/// The values a reference data object compared: (value, before, after).
-fn presented(sim: &SimBackend, reader: &str, name: &str) -> Vec<(String, u8, u8)> {
-    sim.with_card(reader, |c| c.presented(name))
-        .unwrap()
-        .into_iter()
-        .map(|p| {
-            let bytes: Vec<u8> = p
-                .value
-                .expose()
-                .iter()
-                .copied()
-                .filter(|b| *b != 0xFF)
-                .collect();
-            (
-                String::from_utf8_lossy(&bytes).into_owned(),
-                p.tries_before,
-                p.tries_after,
-            )
-        })
-        .collect()
-}
-
-fn card_tries(sim: &SimBackend, reader: &str, name: &str) -> u8 {
-    let text = sim.with_card(reader, |c| c.counters()).unwrap();
-    text.lines()
-        .find_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next() == Some(name)).then(|| f.next().unwrap().parse().unwrap())
-        })
-        .unwrap()
 }
 
 async fn check_case(frames: Vec<(usize, Frame)>, piv_tries: u8) {

@@ -5,23 +5,25 @@
 //! answer can be used. The card's own log of every value it compared
 //! ([`cardgate::vcard::Presentation`]) is the witness.
 
+#[path = "common/card.rs"]
+mod card;
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/fake_pinentry.rs"]
 mod fake_pinentry;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::pinentry::PinDialog;
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Limits, Server, ServerConfig};
-use cardgate::vcard::VirtualCard;
+use card::tries;
+use cardgate::server::{Limits, Server};
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use daemon::SimDaemon;
 use fake_pinentry::{Behaviour, FakePinentry};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use ws_client::Client;
 
 const PIV: &str = "Sim PIV";
@@ -39,39 +41,22 @@ async fn daemon_with(
     piv: CardConfig,
     limits: Limits,
 ) -> (Server, SimBackend) {
-    let sim = SimBackend::new();
-    sim.add_reader(PIV);
-    sim.insert_card(PIV, VirtualCard::new(piv)).unwrap();
-    sim.add_reader(PGP);
     let pgp = CardConfig {
         reset_code: Some("87654321".into()),
         ..CardConfig::openpgp()
     };
-    sim.insert_card(PGP, VirtualCard::new(pgp)).unwrap();
-    let config = ServerConfig {
-        port: 0,
-        origins_file: None,
-        origins: OriginsFile {
-            allowed: vec![SITE.into(), "https://other.example".into()],
-            ..OriginsFile::default()
-        },
-        limits,
-        pin_dialog: PinDialog::new(dialog.map(Path::to_path_buf), Duration::from_secs(5)),
-        ..ServerConfig::default()
-    };
-    (
-        Server::start(Arc::new(sim.clone()), config).await.unwrap(),
-        sim,
-    )
+    SimDaemon::new()
+        .card(PIV, piv)
+        .card(PGP, pgp)
+        .origins(&[SITE, "https://other.example"])
+        .limits(limits)
+        .pin_dialog(dialog, Duration::from_secs(5))
+        .start()
+        .await
 }
 
 async fn client(port: u16, origin: &str) -> Client {
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Origin", origin.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    Client::from_stream(ws)
+    Client::page(port, origin).await
 }
 
 fn on(reader: &str, pin: &str, extra: Value) -> Value {
@@ -85,31 +70,10 @@ fn on(reader: &str, pin: &str, extra: Value) -> Value {
 /// The values a reference data object compared, as text, with its counter
 /// before each.
 fn presented(sim: &SimBackend, reader: &str, name: &str) -> Vec<(String, u8)> {
-    sim.with_card(reader, |c| c.presented(name))
-        .unwrap()
+    card::presented(sim, reader, name)
         .into_iter()
-        .map(|p| {
-            let text: Vec<u8> = p
-                .value
-                .expose()
-                .iter()
-                .copied()
-                .filter(|b| *b != 0xFF)
-                .collect();
-            (String::from_utf8_lossy(&text).into_owned(), p.tries_before)
-        })
+        .map(|(value, before, _)| (value, before))
         .collect()
-}
-
-fn tries(sim: &SimBackend, reader: &str, name: &str) -> u8 {
-    let counters = sim.with_card(reader, |c| c.counters()).unwrap();
-    counters
-        .lines()
-        .find_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next() == Some(name)).then(|| f.next().unwrap().parse().unwrap())
-        })
-        .unwrap()
 }
 
 /// Another application spends one try of the OpenPGP reset code

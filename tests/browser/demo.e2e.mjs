@@ -18,37 +18,14 @@
 // Assertions read the page's DOM (stable data-* attributes of demo.html).
 // PIN values are never printed.
 
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { launchChromium, need, step } from "./common.mjs";
 
 const URL_BASE = need("CARDGATE_URL");
 const READER = need("CARDGATE_READER");
 const SHOTS = need("SCREENSHOT_DIR");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const STEP_TIMEOUT = 20_000;
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) fail(`environment variable ${name} is not set (run through cargo test --test pcsc browser)`);
-  return v;
-}
-
-function fail(message) {
-  console.error(`FAIL: ${message}`);
-  process.exit(1);
-}
-
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (e) {
-  fail(`playwright-core is not installed: run \`npm ci --prefix tests/browser\` (${e.message})`);
-}
-if (!existsSync(CHROMIUM)) {
-  fail(`no Chromium at ${CHROMIUM}: install Debian's package (\`apt-get install -y chromium\`) or set CHROMIUM`);
-}
 
 // ------------------------------------------------------------ the Rust side
 
@@ -71,26 +48,9 @@ async function ask(request) {
   if (line !== "ok") throw new Error(`${request} failed on the Rust side: ${line}`);
 }
 
-function step(text) {
-  console.log(`step: ${text}`);
-}
-
 // ------------------------------------------------------------ the browser
 
-mkdirSync(SHOTS, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), "cardgate-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+const { context, close } = await launchChromium(SHOTS, {
   viewport: { width: 1280, height: 1000 },
 });
 const page = context.pages()[0] ?? (await context.newPage());
@@ -353,8 +313,7 @@ try {
   await screenshot("failure").catch(() => {});
   code = 1;
 } finally {
-  await context.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
+  await close();
   stdin.close();
 }
 process.exit(code);

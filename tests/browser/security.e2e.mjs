@@ -10,40 +10,15 @@
 // SITE_B_PORT, SCREENSHOT_DIR, CHROMIUM.
 
 import { createServer } from "node:http";
-import { mkdtempSync, mkdirSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { launchChromium, need, step } from "./common.mjs";
 
 const DAEMON = need("CARDGATE_URL");
 const READER = need("CARDGATE_READER");
 const SITE_A = Number(need("SITE_A_PORT"));
 const SITE_B = Number(need("SITE_B_PORT"));
 const SHOTS = need("SCREENSHOT_DIR");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const DIALOG_PIN = "123456"; // what the scripted pinentry types
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) fail(`environment variable ${name} is not set (run through cargo test --test pcsc browser)`);
-  return v;
-}
-
-function fail(message) {
-  console.error(`FAIL: ${message}`);
-  process.exit(1);
-}
-
-function step(text) {
-  console.log(`step: ${text}`);
-}
-
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (e) {
-  fail(`playwright-core is not installed: run \`npm ci --prefix tests/browser\` (${e.message})`);
-}
-if (!existsSync(CHROMIUM)) fail(`no Chromium at ${CHROMIUM}`);
 
 // ------------------------------------------------------------ the two sites
 
@@ -76,19 +51,8 @@ const servers = [SITE_A, SITE_B].map((port) =>
 
 // ------------------------------------------------------------ the browser
 
-mkdirSync(SHOTS, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), "cardgate-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
+const { context, close } = await launchChromium(SHOTS, {
   args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
     "--host-resolver-rules=MAP site-a.test 127.0.0.1, MAP site-b.test 127.0.0.1, MAP evil.test 127.0.0.1",
   ],
 });
@@ -213,7 +177,7 @@ try {
   console.error(`FAIL: ${e.stack || e}`);
   status = 1;
 } finally {
-  await context.close().catch(() => {});
+  await close();
   for (const s of servers) s.close();
 }
 process.exit(status);

@@ -9,6 +9,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -28,6 +30,16 @@ pub fn local_tool_config() -> ServerConfig {
     }
 }
 
+/// The WebSocket handshake request of a page at `origin` to the daemon on
+/// `port` (its `Origin` header set).
+pub fn page_request(port: u16, origin: &str) -> Request {
+    let mut req = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("Origin", origin.parse().unwrap());
+    req
+}
+
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
@@ -40,6 +52,22 @@ impl Client {
         let (ws, _) = connect_async(format!("ws://127.0.0.1:{port}/ws"))
             .await
             .expect("websocket connect");
+        Client::from_stream(ws)
+    }
+
+    /// A page at `origin` connects; the daemon may refuse it (the error as text).
+    pub async fn connect_page(port: u16, origin: &str) -> Result<Client, String> {
+        match connect_async(page_request(port, origin)).await {
+            Ok((ws, _)) => Ok(Client::from_stream(ws)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A page at `origin` connects, and the daemon lets it.
+    pub async fn page(port: u16, origin: &str) -> Client {
+        let (ws, _) = connect_async(page_request(port, origin))
+            .await
+            .expect("connect");
         Client::from_stream(ws)
     }
 

@@ -1,9 +1,10 @@
 //! Reusable harness for tests on the real pcscd + vpcd: pcscd control,
-//! virtual card processes, event helpers.
+//! virtual card processes, event helpers, the CLI.
 //!
 //! Everything started here is stopped by pid when its guard drops.
 #![allow(dead_code)] // not every test binary uses every helper
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -170,6 +171,34 @@ impl Drop for Pcscd {
 /// The `cardgate` binary under test.
 pub fn cardgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_cardgate")
+}
+
+/// Runs the CLI with `env` set and `stdin` fed; returns (exit status,
+/// stdout). A panic on its stderr fails the test.
+pub fn cli(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Result<(i32, String), Failed> {
+    let mut child = Command::new(cardgate_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().unwrap().write_all(stdin.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    check(
+        !stderr.contains("panicked"),
+        format!("the CLI panicked: {stderr}"),
+    )?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+/// The CLI's output as JSON.
+pub fn json(s: &str) -> Result<serde_json::Value, Failed> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON ({e}): {s}").into())
 }
 
 /// A `cardgate vcard` process in a vpcd slot; killed (by pid) and reaped on

@@ -1,8 +1,6 @@
 //! The PIN engine and the CLI on real pcscd + vpcd + our virtual card
 //! process: every operation of the issue, end to end.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use cardgate::error::Error;
@@ -12,7 +10,6 @@ use cardgate::service::Service;
 use cardgate::transport::Backend;
 use cardgate::transport::pcsc::PcscBackend;
 use libtest_mimic::{Failed, Trial};
-use serde_json::Value;
 
 use crate::harness::*;
 
@@ -278,31 +275,15 @@ fn card_killed_mid_session_then_reinserted() -> Result<(), Failed> {
     Ok(())
 }
 
-/// Runs the CLI with `stdin` fed; returns (exit status, stdout).
-fn cli(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Result<(i32, String), Failed> {
-    let mut child = Command::new(cardgate_bin())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().unwrap().write_all(stdin.as_bytes())?;
-    let out = child.wait_with_output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    check(
-        !stderr.contains("panicked"),
-        format!("the CLI panicked: {stderr}"),
-    )?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    ))
-}
-
-fn json(s: &str) -> Result<Value, Failed> {
-    serde_json::from_str(s).map_err(|e| format!("not JSON ({e}): {s}").into())
-}
+/// `pin verify` of the card in slot 0, the PIN on stdin, JSON out.
+const VERIFY: [&str; 6] = [
+    "pin",
+    "verify",
+    "--reader",
+    READER_0,
+    "--pin-stdin",
+    "--json",
+];
 
 fn cli_status_verify_exit_codes() -> Result<(), Failed> {
     let _vc = card("piv", PORT_0, &[])?;
@@ -315,14 +296,7 @@ fn cli_status_verify_exit_codes() -> Result<(), Failed> {
         Some(3),
         "remainingTries",
     )?;
-    let verify = [
-        "pin",
-        "verify",
-        "--reader",
-        READER_0,
-        "--pin-stdin",
-        "--json",
-    ];
+    let verify = VERIFY;
     let (code, out) = cli(&verify, "000000\n", &[])?;
     eq(code, 3, "wrong PIN exit")?;
     let v = json(&out)?;
@@ -400,14 +374,7 @@ fn cli_change_on_a_card_that_hides_the_count() -> Result<(), Failed> {
             "failed_change_keeps_verification",
         ],
     )?;
-    let verify = [
-        "pin",
-        "verify",
-        "--reader",
-        READER_0,
-        "--pin-stdin",
-        "--json",
-    ];
+    let verify = VERIFY;
     let (code, _) = cli(&verify, "123456\n", &[])?;
     eq(code, 0, "right PIN")?;
     let change = [

@@ -2,23 +2,16 @@
 //! that breaks the policy never reaches the card, so the card's remaining
 //! tries stay as they were — through the engine and through the CLI.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use cardgate::error::Error;
 use cardgate::policy::{Constraint, PolicySet};
 use cardgate::secret::Secret;
 use cardgate::service::Service;
-use cardgate::transport::Backend;
 use cardgate::transport::pcsc::PcscBackend;
 use libtest_mimic::{Failed, Trial};
-use serde_json::Value;
 
-use crate::harness::*;
-
-const CARD_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::harness::{self, *};
 
 /// Every test of this module, by name.
 pub fn tests() -> Vec<Trial> {
@@ -58,23 +51,6 @@ constraints = [
 ]
 "#;
 
-fn wait_card(reader: &str, present: bool) -> Result<(), Failed> {
-    let backend = PcscBackend::new();
-    poll(CARD_TIMEOUT, || {
-        let readers = backend.list_readers().ok()?;
-        let r = readers.iter().find(|r| r.name == reader)?;
-        (r.atr.is_some() == present).then_some(())
-    })
-    .ok_or_else(|| format!("card in {reader:?} did not become present={present}").into())
-}
-
-fn card(profile: &str, port: u16) -> Result<VirtualCardProcess, Failed> {
-    wait_card(reader_for_port(port), false)?;
-    let vc = VirtualCardProcess::spawn(profile, port, &[])?;
-    wait_card(vc.reader(), true)?;
-    Ok(vc)
-}
-
 /// The user PIN's remaining tries, read by a fresh connection (a new
 /// service) so nothing the engine under test remembers can hide a spent try.
 fn fresh_tries(reader: &'static str, pin: &'static str) -> Result<Option<u8>, Failed> {
@@ -93,7 +69,7 @@ fn violation(r: Result<(), Error>, what: &str) -> Result<Vec<Constraint>, Failed
 }
 
 fn policy_violating_change_spends_no_try() -> Result<(), Failed> {
-    let _vc = card("piv", PORT_1)?;
+    let _vc = card("piv", PORT_1, &[])?;
     let mut set = PolicySet::builtin();
     set.insert_str("strict-piv", STRICT_PIV, 1)
         .map_err(|e| e.to_string())?;
@@ -148,29 +124,9 @@ fn policy_violating_change_spends_no_try() -> Result<(), Failed> {
     eq(fresh_tries(READER_1, "pin")?, Some(3), "tries at the end")
 }
 
+/// The CLI with the policies of `policy_dir`.
 fn cli(args: &[&str], stdin: &str, policy_dir: &str) -> Result<(i32, String), Failed> {
-    let mut child = Command::new(cardgate_bin())
-        .args(args)
-        .env("CARDGATE_POLICY_PATH", policy_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().unwrap().write_all(stdin.as_bytes())?;
-    let out = child.wait_with_output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    check(
-        !stderr.contains("panicked"),
-        format!("the CLI panicked: {stderr}"),
-    )?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    ))
-}
-
-fn json(s: &str) -> Result<Value, Failed> {
-    serde_json::from_str(s).map_err(|e| format!("not JSON ({e}): {s}").into())
+    harness::cli(args, stdin, &[("CARDGATE_POLICY_PATH", policy_dir)])
 }
 
 fn user_tries(dir: &str) -> Result<Option<u64>, Failed> {
@@ -186,7 +142,7 @@ fn user_tries(dir: &str) -> Result<Option<u64>, Failed> {
 }
 
 fn policy_cli_change_refused_before_the_card() -> Result<(), Failed> {
-    let _vc = card("openpgp", PORT_0)?;
+    let _vc = card("openpgp", PORT_0, &[])?;
     let tmp = tempfile::tempdir()?;
     std::fs::write(tmp.path().join("strict-openpgp.toml"), STRICT_OPENPGP)?;
     let dir = tmp.path().to_str().ok_or("temp path is not UTF-8")?;

@@ -21,7 +21,6 @@ use cardgate::transport::Backend;
 use cardgate::transport::pcsc::PcscBackend;
 use libtest_mimic::{Failed, Trial};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::fake_pinentry::{Behaviour, FakePinentry};
 use crate::harness::*;
@@ -152,9 +151,8 @@ where
 
 /// A connection of the page at `SITE`.
 async fn page(port: u16) -> Result<Client, Failed> {
-    let mut req = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
-    req.headers_mut().insert("Origin", SITE.parse()?);
-    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let (ws, _) =
+        tokio_tungstenite::connect_async(crate::ws_client::page_request(port, SITE)).await?;
     Ok(Client::from_stream(ws))
 }
 
