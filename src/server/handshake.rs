@@ -6,9 +6,9 @@
 //! the HTTP server, which gives the full answer. Only a request that the
 //! HTTP route would accept as it is may take this way.
 //!
-//! Why: with 1,000 clients connecting at once the HTTP/1 connection and its
-//! upgrade (a task of its own, a boxed stream read through two wrappers)
-//! were about a fifth of the daemon's instructions per connection.
+//! Why: the HTTP/1 connection and its upgrade (a task of its own, a boxed
+//! stream read through two wrappers) were a large share of the work of a
+//! WebSocket connection (docs/performance.md, change 12).
 
 use super::dispatch::Caller;
 use super::hub::Hub;

@@ -82,8 +82,7 @@ pub async fn accept_loop(
             a = listener.accept() => a,
             _ = shutdown.changed() => break,
             // Reap finished connections as they end: a JoinSet keeps every
-            // finished task (its whole allocation) until it is joined, which
-            // grew the daemon by ~5 KB per connection ever served.
+            // finished task (its whole allocation) until it is joined.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let (stream, peer) = match accepted {

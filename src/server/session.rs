@@ -76,8 +76,8 @@ pub(crate) trait Frames: Send {
 }
 
 /// A session's requests being answered. They are polled by the session's
-/// own task, not spawned: a task per request cost more than a status read
-/// itself with 1,000 clients asking at once, and the card work is queued
+/// own task, not spawned (a task per request cost more than the status
+/// read it serves; docs/performance.md, change 10), and the card work is queued
 /// before the future is first polled, so order is unchanged. Each yields
 /// the text to send back (`None`: a notification, no answer).
 type InFlight = FuturesUnordered<BoxFuture<'static, Option<String>>>;

@@ -16,11 +16,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 
 /// The read buffer each connection starts with. Requests are small; a
-/// bigger message (up to [`MAX_MESSAGE`]) grows it as needed. The library
-/// zero-fills the free part of this buffer (up to its size) before every
-/// read: at 4 KiB that was a fifth of the daemon's instructions with 1,000
-/// clients; its default (128 KiB) also cost 128 KiB of RSS per open
-/// connection (1,000 clients took the daemon from 7 to 84 MB).
+/// bigger message (up to [`MAX_MESSAGE`]) grows it as needed. Small on
+/// purpose: the library zero-fills the free part of this buffer before
+/// every read, and each open connection holds it (docs/performance.md,
+/// change 11).
 const READ_BUFFER: usize = 1024;
 
 /// Output gathered before it is written to the socket.
