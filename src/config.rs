@@ -2,9 +2,10 @@
 //! (`~/.config/cardgate/config.toml` on Linux) over a system-wide one
 //! (`/etc/cardgate/config.toml`), each key taken from the first of: a
 //! command-line flag, an environment variable, the user file, the system
-//! file, the built-in default. Every key and its default is documented in
-//! `docs/configuration.md`; `cardgate config show` prints the effective
-//! values and where each came from.
+//! file, the built-in default. Each key is declared once, in
+//! [`Config::load_from`]; every key and its default is documented in
+//! `docs/configuration.md` (a test checks the two agree), and `cardgate
+//! config show` prints the effective values and where each came from.
 //!
 //! A file that cannot be used is an error naming the file and line — never
 //! a silent default.
@@ -853,6 +854,42 @@ mod tests {
             assert_eq!(e.file, p, "{text}");
             assert_eq!(e.line, Some(line), "{text}: {e}");
             assert!(e.message.contains(needle), "{text}: {e}");
+        }
+    }
+
+    /// The rows of the keys table in docs/configuration.md: each key and
+    /// its documented default, in the table's order.
+    fn documented_keys() -> Vec<(String, String)> {
+        let doc = include_str!("../docs/configuration.md");
+        let keys = doc.split("\n## Keys\n").nth(1).expect("a Keys section");
+        let table = keys
+            .lines()
+            .skip_while(|l| !l.starts_with("| key |"))
+            .skip(2) // the header and its separator
+            .take_while(|l| l.starts_with('|'));
+        table
+            .map(|row| {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                let unquote = |c: &str| c.trim_matches(['|', ' ', '`']).to_string();
+                (unquote(cells[0]), unquote(cells[1]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docs_list_every_key_and_no_other() {
+        let c = Config::load_from(None, None, &Overrides::default()).unwrap();
+        let loaded: Vec<&str> = c.settings.iter().map(|s| s.key).collect();
+        let documented = documented_keys();
+        let names: Vec<&str> = documented.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, loaded, "docs/configuration.md's keys table");
+        // Defaults that do not depend on the user's directories are
+        // written as config show prints them.
+        for (key, doc_default) in &documented {
+            let s = c.settings.iter().find(|s| s.key == key).unwrap();
+            if s.source == Source::Default && !doc_default.contains('/') {
+                assert_eq!(*doc_default, s.value.to_string(), "default of {key}");
+            }
         }
     }
 
