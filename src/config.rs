@@ -254,6 +254,10 @@ impl<'de> Deserialize<'de> for OriginText {
     }
 }
 
+/// The file's keys and their types. Each field is a key: `pick!` in
+/// [`Config::load_from`] gives it its flag, environment variable, default and
+/// display (a field nobody picks is an unused-field warning), and
+/// `docs/configuration.md` documents it (a test checks).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -429,7 +433,7 @@ impl Config {
         let layers: Vec<&(Source, FileConfig)> = usr.iter().chain(sys.iter()).collect();
         let mut settings = Vec::new();
 
-        // Each key once: its place in the file (the `File*` structs below, a
+        // Each key once: its place in the file (the `File*` structs above, a
         // field path such as `limits.rate_burst`, which is also its name), the
         // flag and environment variable that can set it, how the file's value
         // becomes the setting's, its default, and how `config show` prints
