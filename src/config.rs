@@ -2,9 +2,10 @@
 //! (`~/.config/cardgate/config.toml` on Linux) over a system-wide one
 //! (`/etc/cardgate/config.toml`), each key taken from the first of: a
 //! command-line flag, an environment variable, the user file, the system
-//! file, the built-in default. Every key and its default is documented in
-//! `docs/configuration.md`; `cardgate config show` prints the effective
-//! values and where each came from.
+//! file, the built-in default. Each key is declared once, in
+//! [`Config::load_from`]; every key and its default is documented in
+//! `docs/configuration.md` (a test checks the two agree), and `cardgate
+//! config show` prints the effective values and where each came from.
 //!
 //! A file that cannot be used is an error naming the file and line — never
 //! a silent default.
@@ -131,10 +132,19 @@ pub struct Config {
     pub limits: Limits,
     pub tls: TlsSettings,
     pub pin_dialog: PinDialogSettings,
-    /// Where each key (dotted name) came from, in display order.
-    pub sources: Vec<(&'static str, Source)>,
+    /// Every key as loaded, in display order.
+    pub settings: Vec<Setting>,
     /// The files consulted and whether they exist.
     pub files: Vec<(Source, bool)>,
+}
+
+/// One key as loaded: its dotted name, its effective value as
+/// `config show` prints it, and where that value came from.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub key: &'static str,
+    pub value: toml::Value,
+    pub source: Source,
 }
 
 /// A configuration file that cannot be used.
@@ -244,6 +254,10 @@ impl<'de> Deserialize<'de> for OriginText {
     }
 }
 
+/// The file's keys and their types. Each field is a key: `pick!` in
+/// [`Config::load_from`] gives it its flag, environment variable, default and
+/// display (a field nobody picks is an unused-field warning), and
+/// `docs/configuration.md` documents it (a test checks).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -417,15 +431,36 @@ impl Config {
         };
         // Highest precedence first.
         let layers: Vec<&(Source, FileConfig)> = usr.iter().chain(sys.iter()).collect();
-        let mut sources = Vec::new();
+        let mut settings = Vec::new();
 
-        // The first layer that sets a key wins.
+        // Each key once: its place in the file (the `File*` structs above, a
+        // field path such as `limits.rate_burst`, which is also its name), the
+        // flag and environment variable that can set it, how the file's value
+        // becomes the setting's, its default, and how `config show` prints
+        // it. The first of flag, environment, user file, system file, default
+        // that gives a value wins. The order here is `config show`'s order.
         macro_rules! pick {
-            ($key:literal, $flag:expr, $env:expr, |$f:ident| $get:expr, $default:expr) => {{
+            ($field:ident, $($rest:tt)*) => {
+                pick!(@key stringify!($field), |f| f.$field.as_ref(), $($rest)*)
+            };
+            ($section:ident . $field:ident, $($rest:tt)*) => {
+                pick!(
+                    @key concat!(stringify!($section), ".", stringify!($field)),
+                    |f| f.$section.$field.as_ref(),
+                    $($rest)*
+                )
+            };
+            (@key $key:expr, |$f:ident| $in_file:expr,
+                flag: $flag:expr,
+                env: $env:expr,
+                file: |$v:ident| $from_file:expr,
+                default: $default:expr,
+                show: |$s:ident| $show:expr $(,)?
+            ) => {{
                 let from_layers = || {
-                    layers
-                        .iter()
-                        .find_map(|(src, $f)| $get.map(|v| (v, src.clone())))
+                    layers.iter().find_map(|(src, $f)| {
+                        $in_file.map(|$v| ($from_file, src.clone()))
+                    })
                 };
                 let (value, source) = if let Some(v) = $flag {
                     (v, Source::Flag(concat!("--", $key)))
@@ -436,25 +471,45 @@ impl Config {
                 } else {
                     ($default, Source::Default)
                 };
-                sources.push(($key, source));
+                let shown = {
+                    let $s = &value;
+                    $show
+                };
+                settings.push(Setting {
+                    key: $key,
+                    value: shown,
+                    source,
+                });
                 value
             }};
         }
 
-        let port = pick!("port", flags.port, None, |f| f.port, DEFAULT_PORT);
-        let op_timeout = pick!(
-            "op_timeout",
-            flags.op_timeout.map(|s| s.max(1)),
-            None,
-            |f| f.op_timeout.map(|s| s.0),
-            DEFAULT_OP_TIMEOUT.as_secs()
+        use toml::Value as V;
+        let show_path = |p: &Path| V::String(p.display().to_string());
+        let show_optional_path =
+            |p: &Option<PathBuf>| p.as_deref().map_or(V::String(String::new()), show_path);
+        let show_secs = |s: &u64| V::Integer(*s as i64);
+
+        let port = pick!(port,
+            flag: flags.port,
+            env: None,
+            file: |v| *v,
+            default: DEFAULT_PORT,
+            show: |v| V::Integer((*v).into()),
         );
-        let idle_exit = pick!(
-            "idle_exit",
-            flags.idle_exit,
-            None,
-            |f| f.idle_exit.map(|s| s.0),
-            DEFAULT_IDLE_EXIT.as_secs()
+        let op_timeout = pick!(op_timeout,
+            flag: flags.op_timeout.map(|s| s.max(1)),
+            env: None,
+            file: |v| v.0,
+            default: DEFAULT_OP_TIMEOUT.as_secs(),
+            show: |v| show_secs(v),
+        );
+        let idle_exit = pick!(idle_exit,
+            flag: flags.idle_exit,
+            env: None,
+            file: |v| v.0,
+            default: DEFAULT_IDLE_EXIT.as_secs(),
+            show: |v| show_secs(v),
         );
         let log_env = match std::env::var(LOG_ENV) {
             Ok(v) if !v.is_empty() => {
@@ -468,12 +523,12 @@ impl Config {
             }
             _ => None,
         };
-        let log_level = pick!(
-            "log_level",
-            flags.log_level.clone(),
-            log_env,
-            |f| f.log_level.as_ref().map(|l| l.0.clone()),
-            "warn".to_string()
+        let log_level = pick!(log_level,
+            flag: flags.log_level.clone(),
+            env: log_env,
+            file: |v| v.0.clone(),
+            default: "warn".to_string(),
+            show: |v| V::String(v.clone()),
         );
         let policy_env = std::env::var_os(crate::policy::PATH_ENV).map(|list| {
             (
@@ -485,156 +540,163 @@ impl Config {
                 crate::policy::PATH_ENV,
             )
         });
-        let policy_dirs = pick!(
-            "policy_dirs",
-            None,
-            policy_env,
-            |f| f
-                .policy_dirs
-                .as_ref()
-                .map(|d| Some(d.iter().map(|p| expand(p)).collect())),
-            None
+        let policy_dirs = pick!(policy_dirs,
+            flag: None,
+            env: policy_env,
+            file: |v| Some(v.iter().map(|p| expand(p)).collect()),
+            default: None,
+            show: |v| match v {
+                Some(d) => V::Array(d.iter().map(|p| show_path(p)).collect()),
+                None => V::Array(
+                    crate::policy::PolicySources::standard_dirs()
+                        .dirs
+                        .iter()
+                        .map(|d| show_path(&d.path))
+                        .collect(),
+                ),
+            },
         );
 
         let default_origins = project_dirs().map(|d| d.config_dir().join("origins.toml"));
-        let origins_file = pick!(
-            "origins.file",
-            flags.origins_file.clone().map(Some),
-            None,
-            |f| f.origins.file.as_ref().map(|p| {
-                // An empty path: no allowlist file at all.
-                (!p.as_os_str().is_empty()).then(|| expand(p))
-            }),
-            default_origins
+        let origins_file = pick!(origins.file,
+            flag: flags.origins_file.clone().map(Some),
+            env: None,
+            // An empty path: no allowlist file at all.
+            file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
+            default: default_origins,
+            show: |v| show_optional_path(v),
         );
-        let allowed = pick!(
-            "origins.allowed",
-            None,
-            None,
-            |f| f
-                .origins
-                .allowed
-                .as_ref()
-                .map(|v| v.iter().map(|o| o.0.clone()).collect::<Vec<_>>()),
-            Vec::new()
+        let allowed = pick!(origins.allowed,
+            flag: None,
+            env: None,
+            file: |v| v.iter().map(|o| o.0.clone()).collect::<Vec<_>>(),
+            default: Vec::new(),
+            show: |v| V::Array(v.iter().cloned().map(V::String).collect()),
         );
-        let allow_null_origin = pick!(
-            "origins.allow_null_origin",
-            None,
-            None,
-            |f| f.origins.allow_null_origin,
-            false
+        let allow_null_origin = pick!(origins.allow_null_origin,
+            flag: None,
+            env: None,
+            file: |v| *v,
+            default: false,
+            show: |v| V::Boolean(*v),
         );
-        let allow_missing_origin = pick!(
-            "origins.allow_missing_origin",
-            None,
-            None,
-            |f| f.origins.allow_missing_origin,
-            false
+        let allow_missing_origin = pick!(origins.allow_missing_origin,
+            flag: None,
+            env: None,
+            file: |v| *v,
+            default: false,
+            show: |v| V::Boolean(*v),
         );
-
-        let consent = pick!(
-            "origins.unknown",
-            flags.unknown_origins,
-            None,
-            |f| f.origins.unknown.map(|c| c.0),
-            ConsentMode::Refuse
+        let consent = pick!(origins.unknown,
+            flag: flags.unknown_origins,
+            env: None,
+            file: |v| v.0,
+            default: ConsentMode::Refuse,
+            show: |v| V::String(
+                match v {
+                    ConsentMode::Refuse => "refuse",
+                    ConsentMode::Prompt => "prompt",
+                }
+                .into(),
+            ),
         );
 
         let dl = Limits::default();
-        let login_idle = pick!(
-            "limits.login_idle",
-            None,
-            None,
-            |f| f.limits.login_idle.map(|s| s.0),
-            dl.login_idle.as_secs()
+        let login_idle = pick!(limits.login_idle,
+            flag: None,
+            env: None,
+            file: |v| v.0,
+            default: dl.login_idle.as_secs(),
+            show: |v| show_secs(v),
         );
-        let max_failures = pick!(
-            "limits.max_failures",
-            None,
-            None,
-            |f| f.limits.max_failures,
-            dl.lockout.max_failures
+        let max_failures = pick!(limits.max_failures,
+            flag: None,
+            env: None,
+            file: |v| *v,
+            default: dl.lockout.max_failures,
+            show: |v| V::Integer((*v).into()),
         );
-        let lockout = pick!(
-            "limits.lockout",
-            None,
-            None,
-            |f| f.limits.lockout.map(|s| s.0),
-            dl.lockout.lock.as_secs()
+        let lockout = pick!(limits.lockout,
+            flag: None,
+            env: None,
+            file: |v| v.0,
+            default: dl.lockout.lock.as_secs(),
+            show: |v| show_secs(v),
         );
-        let lock_until_unlocked = pick!(
-            "limits.lock_until_unlocked",
-            None,
-            None,
-            |f| f.limits.lock_until_unlocked,
-            dl.lockout.lock_until_unlocked
+        let lock_until_unlocked = pick!(limits.lock_until_unlocked,
+            flag: None,
+            env: None,
+            file: |v| *v,
+            default: dl.lockout.lock_until_unlocked,
+            show: |v| V::Boolean(*v),
         );
-        let lockout_file = pick!(
-            "limits.lockout_file",
-            None,
-            None,
-            |f| f.limits.lockout_file.as_ref().map(|p| {
-                // An empty path: kept in memory only (lost at exit).
-                (!p.as_os_str().is_empty()).then(|| expand(p))
-            }),
-            default_lockout_file()
+        let lockout_file = pick!(limits.lockout_file,
+            flag: None,
+            env: None,
+            // An empty path: kept in memory only (lost at exit).
+            file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
+            default: default_lockout_file(),
+            show: |v| show_optional_path(v),
         );
-        let rate_per_second = pick!(
-            "limits.rate_per_second",
-            None,
-            None,
-            |f| f.limits.rate_per_second.map(|n| n.0),
-            dl.rate_per_second
+        let rate_per_second = pick!(limits.rate_per_second,
+            flag: None,
+            env: None,
+            file: |v| v.0,
+            default: dl.rate_per_second,
+            show: |v| V::Integer((*v).into()),
         );
-        let rate_burst = pick!(
-            "limits.rate_burst",
-            None,
-            None,
-            |f| f.limits.rate_burst.map(|n| n.0),
-            dl.rate_burst
+        let rate_burst = pick!(limits.rate_burst,
+            flag: None,
+            env: None,
+            file: |v| v.0,
+            default: dl.rate_burst,
+            show: |v| V::Integer((*v).into()),
         );
-        let max_connections = pick!(
-            "limits.max_connections",
-            None,
-            None,
-            |f| f.limits.max_connections.map(|n| n.0 as usize),
-            dl.max_connections
-        );
-
-        let pin_program = pick!(
-            "pin_dialog.program",
-            flags.pinentry.clone().map(Some),
-            None,
-            |f| f.pin_dialog.program.as_ref().map(|p| {
-                // An empty path: find one.
-                (!p.as_os_str().is_empty()).then(|| expand(p))
-            }),
-            None
-        );
-        let pin_timeout = pick!(
-            "pin_dialog.timeout",
-            flags.pin_timeout.map(|s| s.max(1)),
-            None,
-            |f| f.pin_dialog.timeout.map(|s| s.0),
-            crate::pinentry::DEFAULT_TIMEOUT.as_secs()
+        let max_connections = pick!(limits.max_connections,
+            flag: None,
+            env: None,
+            file: |v| v.0 as usize,
+            default: dl.max_connections,
+            show: |v| V::Integer(*v as i64),
         );
 
         let tls_dir = data_dir().map(|d| d.join("tls")).unwrap_or_default();
-        let tls_enabled = pick!("tls.enabled", None, None, |f| f.tls.enabled, false);
-        let cert = pick!(
-            "tls.cert",
-            None,
-            None,
-            |f| f.tls.cert.as_ref().map(|p| expand(p)),
-            tls_dir.join("cert.pem")
+        let tls_enabled = pick!(tls.enabled,
+            flag: None,
+            env: None,
+            file: |v| *v,
+            default: false,
+            show: |v| V::Boolean(*v),
         );
-        let key = pick!(
-            "tls.key",
-            None,
-            None,
-            |f| f.tls.key.as_ref().map(|p| expand(p)),
-            tls_dir.join("key.pem")
+        let cert = pick!(tls.cert,
+            flag: None,
+            env: None,
+            file: |v| expand(v),
+            default: tls_dir.join("cert.pem"),
+            show: |v| show_path(v),
+        );
+        let key = pick!(tls.key,
+            flag: None,
+            env: None,
+            file: |v| expand(v),
+            default: tls_dir.join("key.pem"),
+            show: |v| show_path(v),
+        );
+
+        let pin_program = pick!(pin_dialog.program,
+            flag: flags.pinentry.clone().map(Some),
+            env: None,
+            // An empty path: find one.
+            file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
+            default: None,
+            show: |v| show_optional_path(v),
+        );
+        let pin_timeout = pick!(pin_dialog.timeout,
+            flag: flags.pin_timeout.map(|s| s.max(1)),
+            env: None,
+            file: |v| v.0,
+            default: crate::pinentry::DEFAULT_TIMEOUT.as_secs(),
+            show: |v| show_secs(v),
         );
 
         Ok(Config {
@@ -672,14 +734,17 @@ impl Config {
                 program: pin_program,
                 timeout: Duration::from_secs(pin_timeout),
             },
-            sources,
+            settings,
             files,
         })
     }
 
     /// Where a key's value came from.
     pub fn source(&self, key: &str) -> Option<&Source> {
-        self.sources.iter().find(|(k, _)| *k == key).map(|(_, s)| s)
+        self.settings
+            .iter()
+            .find(|s| s.key == key)
+            .map(|s| &s.source)
     }
 
     /// The policy directories to load, lowest precedence first.
@@ -702,95 +767,10 @@ impl Config {
 
     /// Each key's effective value as TOML, in display order.
     pub fn values(&self) -> Vec<(&'static str, toml::Value)> {
-        use toml::Value as V;
-        let path = |p: &Path| V::String(p.display().to_string());
-        let secs = |d: Duration| V::Integer(d.as_secs() as i64);
-        let strings = |v: &[String]| V::Array(v.iter().cloned().map(V::String).collect());
-        let mut out = vec![
-            ("port", V::Integer(self.port.into())),
-            ("op_timeout", secs(self.op_timeout)),
-            ("idle_exit", secs(self.idle_exit)),
-            ("log_level", V::String(self.log_level.clone())),
-        ];
-        let dirs = match &self.policy_dirs {
-            Some(d) => V::Array(d.iter().map(|p| path(p)).collect()),
-            None => V::Array(
-                crate::policy::PolicySources::standard_dirs()
-                    .dirs
-                    .iter()
-                    .map(|d| path(&d.path))
-                    .collect(),
-            ),
-        };
-        out.push(("policy_dirs", dirs));
-        out.extend([
-            (
-                "origins.file",
-                self.origins_file
-                    .as_deref()
-                    .map_or(V::String(String::new()), path),
-            ),
-            ("origins.allowed", strings(&self.origins.allowed)),
-            (
-                "origins.allow_null_origin",
-                V::Boolean(self.origins.allow_null_origin),
-            ),
-            (
-                "origins.allow_missing_origin",
-                V::Boolean(self.origins.allow_missing_origin),
-            ),
-            (
-                "origins.unknown",
-                V::String(
-                    match self.limits.consent {
-                        ConsentMode::Refuse => "refuse",
-                        ConsentMode::Prompt => "prompt",
-                    }
-                    .into(),
-                ),
-            ),
-            ("limits.login_idle", secs(self.limits.login_idle)),
-            (
-                "limits.max_failures",
-                V::Integer(self.limits.lockout.max_failures.into()),
-            ),
-            ("limits.lockout", secs(self.limits.lockout.lock)),
-            (
-                "limits.lock_until_unlocked",
-                V::Boolean(self.limits.lockout.lock_until_unlocked),
-            ),
-            (
-                "limits.lockout_file",
-                self.limits
-                    .lockout_file
-                    .as_deref()
-                    .map_or(V::String(String::new()), path),
-            ),
-            (
-                "limits.rate_per_second",
-                V::Integer(self.limits.rate_per_second.into()),
-            ),
-            (
-                "limits.rate_burst",
-                V::Integer(self.limits.rate_burst.into()),
-            ),
-            (
-                "limits.max_connections",
-                V::Integer(self.limits.max_connections as i64),
-            ),
-            ("tls.enabled", V::Boolean(self.tls.enabled)),
-            ("tls.cert", path(&self.tls.cert)),
-            ("tls.key", path(&self.tls.key)),
-            (
-                "pin_dialog.program",
-                self.pin_dialog
-                    .program
-                    .as_deref()
-                    .map_or(V::String(String::new()), path),
-            ),
-            ("pin_dialog.timeout", secs(self.pin_dialog.timeout)),
-        ]);
-        out
+        self.settings
+            .iter()
+            .map(|s| (s.key, s.value.clone()))
+            .collect()
     }
 }
 
@@ -881,6 +861,42 @@ mod tests {
         }
     }
 
+    /// The rows of the keys table in docs/configuration.md: each key and
+    /// its documented default, in the table's order.
+    fn documented_keys() -> Vec<(String, String)> {
+        let doc = include_str!("../docs/configuration.md");
+        let keys = doc.split("\n## Keys\n").nth(1).expect("a Keys section");
+        let table = keys
+            .lines()
+            .skip_while(|l| !l.starts_with("| key |"))
+            .skip(2) // the header and its separator
+            .take_while(|l| l.starts_with('|'));
+        table
+            .map(|row| {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                let unquote = |c: &str| c.trim_matches(['|', ' ', '`']).to_string();
+                (unquote(cells[0]), unquote(cells[1]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docs_list_every_key_and_no_other() {
+        let c = Config::load_from(None, None, &Overrides::default()).unwrap();
+        let loaded: Vec<&str> = c.settings.iter().map(|s| s.key).collect();
+        let documented = documented_keys();
+        let names: Vec<&str> = documented.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, loaded, "docs/configuration.md's keys table");
+        // Defaults that do not depend on the user's directories are
+        // written as config show prints them.
+        for (key, doc_default) in &documented {
+            let s = c.settings.iter().find(|s| s.key == key).unwrap();
+            if s.source == Source::Default && !doc_default.contains('/') {
+                assert_eq!(*doc_default, s.value.to_string(), "default of {key}");
+            }
+        }
+    }
+
     #[test]
     fn missing_files_are_defaults() {
         let dir = tempfile::tempdir().unwrap();
@@ -891,9 +907,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.port, DEFAULT_PORT);
-        assert!(c.sources.iter().all(|(k, s)| *s == Source::Default
-            || (*k == "log_level" && matches!(s, Source::Env(_)))
-            || (*k == "policy_dirs" && matches!(s, Source::Env(_)))));
+        assert!(c.settings.iter().all(|s| s.source == Source::Default
+            || (s.key == "log_level" && matches!(s.source, Source::Env(_)))
+            || (s.key == "policy_dirs" && matches!(s.source, Source::Env(_)))));
         assert_eq!(c.files.len(), 2);
         assert!(c.files.iter().all(|(_, exists)| !exists));
     }
