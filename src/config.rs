@@ -450,8 +450,10 @@ impl Config {
                     $($rest)*
                 )
             };
+            (@flag $key:expr) => { concat!("--", $key) };
+            (@flag $key:expr, $name:literal) => { $name };
             (@key $key:expr, |$f:ident| $in_file:expr,
-                flag: $flag:expr,
+                flag: $flag:expr $(=> $flag_name:literal)?,
                 env: $env:expr,
                 file: |$v:ident| $from_file:expr,
                 default: $default:expr,
@@ -463,7 +465,7 @@ impl Config {
                     })
                 };
                 let (value, source) = if let Some(v) = $flag {
-                    (v, Source::Flag(concat!("--", $key)))
+                    (v, Source::Flag(pick!(@flag $key $(, $flag_name)?)))
                 } else if let Some((v, var)) = $env {
                     (v, Source::Env(var))
                 } else if let Some((v, src)) = from_layers() {
@@ -498,14 +500,14 @@ impl Config {
             show: |v| V::Integer((*v).into()),
         );
         let op_timeout = pick!(op_timeout,
-            flag: flags.op_timeout.map(|s| s.max(1)),
+            flag: flags.op_timeout.map(|s| s.max(1)) => "--op-timeout",
             env: None,
             file: |v| v.0,
             default: DEFAULT_OP_TIMEOUT.as_secs(),
             show: |v| show_secs(v),
         );
         let idle_exit = pick!(idle_exit,
-            flag: flags.idle_exit,
+            flag: flags.idle_exit => "--idle-exit",
             env: None,
             file: |v| v.0,
             default: DEFAULT_IDLE_EXIT.as_secs(),
@@ -524,7 +526,7 @@ impl Config {
             _ => None,
         };
         let log_level = pick!(log_level,
-            flag: flags.log_level.clone(),
+            flag: flags.log_level.clone() => "-v",
             env: log_env,
             file: |v| v.0.clone(),
             default: "warn".to_string(),
@@ -559,7 +561,7 @@ impl Config {
 
         let default_origins = project_dirs().map(|d| d.config_dir().join("origins.toml"));
         let origins_file = pick!(origins.file,
-            flag: flags.origins_file.clone().map(Some),
+            flag: flags.origins_file.clone().map(Some) => "--origins-file",
             env: None,
             // An empty path: no allowlist file at all.
             file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
@@ -588,7 +590,7 @@ impl Config {
             show: |v| V::Boolean(*v),
         );
         let consent = pick!(origins.unknown,
-            flag: flags.unknown_origins,
+            flag: flags.unknown_origins => "--unknown-origins",
             env: None,
             file: |v| v.0,
             default: ConsentMode::Refuse,
@@ -684,7 +686,7 @@ impl Config {
         );
 
         let pin_program = pick!(pin_dialog.program,
-            flag: flags.pinentry.clone().map(Some),
+            flag: flags.pinentry.clone().map(Some) => "--pinentry",
             env: None,
             // An empty path: find one.
             file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
@@ -692,7 +694,7 @@ impl Config {
             show: |v| show_optional_path(v),
         );
         let pin_timeout = pick!(pin_dialog.timeout,
-            flag: flags.pin_timeout.map(|s| s.max(1)),
+            flag: flags.pin_timeout.map(|s| s.max(1)) => "--pin-timeout",
             env: None,
             file: |v| v.0,
             default: crate::pinentry::DEFAULT_TIMEOUT.as_secs(),
@@ -819,11 +821,24 @@ mod tests {
         assert!(c.tls.enabled);
         let flags = Overrides {
             port: Some(3333),
+            op_timeout: Some(9),
+            origins_file: Some("/o.toml".into()),
+            pinentry: Some("/bin/pinentry".into()),
+            log_level: Some("debug".into()),
             ..Overrides::default()
         };
         let c = Config::load_from(Some(&sys), Some(&usr), &flags).unwrap();
         assert_eq!(c.port, 3333);
-        assert_eq!(c.source("port"), Some(&Source::Flag("--port")));
+        // Each flag is named as it is typed.
+        for (key, flag) in [
+            ("port", "--port"),
+            ("op_timeout", "--op-timeout"),
+            ("origins.file", "--origins-file"),
+            ("pin_dialog.program", "--pinentry"),
+            ("log_level", "-v"),
+        ] {
+            assert_eq!(c.source(key), Some(&Source::Flag(flag)), "{key}");
+        }
     }
 
     #[test]
