@@ -95,16 +95,19 @@ impl CardSession {
     /// (`control` unsupported or failing, e.g. vpcd) has none; only a
     /// card that went away is an error.
     pub fn pinpad(&mut self) -> Result<&Pinpad, Error> {
-        if self.pinpad.is_none() {
-            let detected = self.detect_pinpad()?;
-            tracing::debug!(
-                verify = detected.can_verify(),
-                modify = detected.can_modify(),
-                "reader PIN entry features"
-            );
-            self.pinpad = Some(detected);
-        }
-        Ok(self.pinpad.as_ref().expect("pinpad was just detected"))
+        let pinpad = match self.pinpad.take() {
+            Some(known) => known,
+            None => {
+                let detected = self.detect_pinpad()?;
+                tracing::debug!(
+                    verify = detected.can_verify(),
+                    modify = detected.can_modify(),
+                    "reader PIN entry features"
+                );
+                detected
+            }
+        };
+        Ok(self.pinpad.insert(pinpad))
     }
 
     fn detect_pinpad(&mut self) -> Result<Pinpad, Error> {

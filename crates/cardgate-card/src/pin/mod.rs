@@ -218,6 +218,10 @@ impl Engine {
     /// The effective policy of a PIN object.
     pub fn pin_policy(&self, pin_id: &str) -> Result<&PinPolicy, Error> {
         let pin = self.pin(pin_id)?;
+        // Cannot fail: `PolicySet::resolve` yields a policy for every PIN
+        // object of the token (at session open and on reload), and
+        // `self.pin` found this one in that token.
+        #[allow(clippy::expect_used)]
         Ok(self
             .policy
             .pin(pin.id)
