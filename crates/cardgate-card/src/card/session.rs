@@ -11,6 +11,7 @@ use crate::transport::{self, Transport, TransportError};
 /// application transparently after another application reset the card.
 pub struct CardSession {
     transport: Box<dyn Transport>,
+    /// The application found on the card and its PIN objects.
     pub token: Token,
     atr: Vec<u8>,
     /// Set when the card was reset under us (every verified state is gone);
@@ -55,6 +56,7 @@ impl CardSession {
         })
     }
 
+    /// The card's answer to reset, as read at connect.
     pub fn atr(&self) -> &[u8] {
         &self.atr
     }

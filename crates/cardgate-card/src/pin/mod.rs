@@ -154,10 +154,12 @@ impl Engine {
         self.held_lifetime = lifetime;
     }
 
+    /// The application on the card and its PIN objects.
     pub fn token(&self) -> &Token {
         &self.session.token
     }
 
+    /// The card's answer to reset.
     pub fn atr(&self) -> &[u8] {
         self.session.atr()
     }
