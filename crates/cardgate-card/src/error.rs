@@ -10,69 +10,138 @@ use serde_json::{Value, json};
 /// Messages never contain PIN values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
+    /// The card compared the PIN and found it wrong (`63Cx`, `6983`,
+    /// `6300`): one try was spent.
     #[error("wrong PIN{}", tries_suffix(*remaining_tries))]
-    PinIncorrect { remaining_tries: Option<u8> },
+    PinIncorrect {
+        /// The card's count after this try; `None` when the card did not
+        /// tell and it could not be read, never a guess.
+        remaining_tries: Option<u8>,
+    },
+    /// The PIN's counter was read at 0 before the operation: nothing was
+    /// sent.
     #[error("the PIN is blocked")]
     PinBlocked,
+    /// The value's length is outside what the card accepts (`6700`,
+    /// `6A80`, pinpad `6403`); checked before any APDU where it can be.
     #[error("the PIN must have {min} to {max} characters")]
-    PinLengthInvalid { min: usize, max: usize },
+    PinLengthInvalid {
+        /// Fewest bytes the card accepts.
+        min: usize,
+        /// Most bytes the card accepts.
+        max: usize,
+    },
+    /// The value has characters the card does not accept (PIV PINs are
+    /// digits only, SP 800-73-4 Part 2 §2.4.3); no try spent.
     #[error("the PIN may only contain the digits 0-9")]
     PinFormatInvalid,
     /// The new value breaks the PIN policy; checked before any APDU.
     #[error("the new PIN does not meet the PIN policy: {}", describe(failed))]
-    ConstraintViolation { failed: Vec<Constraint> },
+    ConstraintViolation {
+        /// The constraints the value fails, in policy order.
+        failed: Vec<Constraint>,
+    },
+    /// The security officer credential (PIV PUK, OpenPGP admin PIN or
+    /// reset code) was wrong: one of its tries was spent.
     #[error("wrong security officer PIN (PUK, admin PIN or reset code){}", tries_suffix(*remaining_tries))]
-    SoPinIncorrect { remaining_tries: Option<u8> },
+    SoPinIncorrect {
+        /// The SO credential's count after this try, as for
+        /// [`Error::PinIncorrect`].
+        remaining_tries: Option<u8>,
+    },
+    /// The SO credential is blocked or not set, as read before: nothing
+    /// was sent.
     #[error("the security officer PIN (PUK, admin PIN or reset code) is blocked or not set")]
     SoPinBlocked,
+    /// The card has no value set for this PIN yet (`6984`).
     #[error("the PIN is not initialized")]
     PinNotInitialized,
+    /// The PIN is right but must be changed before use (`6985` to
+    /// VERIFY); no try spent.
     #[error("the PIN must be changed before it can be used")]
     PinToBeChanged,
+    /// `init` needs a security officer login first, or the held one
+    /// expired (`6982`).
     #[error("the security officer PIN must be verified first")]
     SoLoginRequired,
+    /// No PIN object with this id on the card.
     #[error("no PIN object {0:?} on this card")]
     PinNotFound(String),
+    /// The card was removed, or its connection lost, during or since the
+    /// last operation.
     #[error("the card was removed")]
     CardRemoved,
+    /// The reader holds no card.
     #[error("there is no card in the reader")]
     CardAbsent,
+    /// No reader by this name.
     #[error("reader {0:?} not found")]
     ReaderNotFound(String),
+    /// The PC/SC service (pcscd) is not running.
     #[error("the PC/SC service (pcscd) is not running")]
     NoPcscService,
+    /// Another application holds the card exclusively.
     #[error("the card is in use by another application")]
     CardBusy,
+    /// No known application (PIV, OpenPGP) answered on this card.
     #[error("this card is not supported (ATR {atr})")]
-    CardNotSupported { atr: String },
+    CardNotSupported {
+        /// The card's ATR, in hex.
+        atr: String,
+    },
+    /// The card, reader or PIN object cannot do the named operation
+    /// (`6A88`, `6A86`, `6D00`).
     #[error("{0} is not supported by this card")]
     OperationNotSupported(String),
+    /// The card answered a status word cardgate does not interpret.
     #[error("the card answered {sw}")]
-    CardError { sw: StatusWord },
+    CardError {
+        /// The status word as the card answered it.
+        sw: StatusWord,
+    },
+    /// The reader or PC/SC failed in another way.
     #[error("reader error: {0}")]
     ReaderError(String),
     /// A value a site chose was not sent: the credential has one try left,
     /// or the card does not say how many (`remaining_tries` absent).
     #[error("{}", last_try_message(*remaining_tries))]
-    LastTryProtected { remaining_tries: Option<u8> },
+    LastTryProtected {
+        /// `Some(1)`, or `None` when the card does not show the count.
+        remaining_tries: Option<u8>,
+    },
     /// The new PIN and its confirmation differ (pinpad 6402). Nothing
     /// reached the card.
     #[error("the new PIN and its confirmation differ")]
     PinMismatch,
+    /// Code `TEMPORARILY_LOCKED`: too many consecutive wrong values from
+    /// this site, which is locked for a while; nothing was sent.
     #[error("too many wrong PINs from this site; try again in {retry_after} s")]
-    TemporarilyLocked { retry_after: u64 },
+    TemporarilyLocked {
+        /// Seconds until the site may send a value again.
+        retry_after: u64,
+    },
     /// Code `TEMPORARILY_LOCKED`: the site's values still being checked
     /// by the cards could lock it; nothing was sent.
     #[error(
         "other PIN values from this site are still being checked, and one more wrong value would lock it; try again in {retry_after} s"
     )]
-    LockoutInFlight { retry_after: u64 },
+    LockoutInFlight {
+        /// Seconds to wait before sending another value.
+        retry_after: u64,
+    },
+    /// The site sent too many wrong values after a temporary lock: it is
+    /// locked until the user unlocks it; nothing was sent.
     #[error(
         "too many wrong PINs from this site: it is locked until you unlock it with `cardgate origins unlock {origin}`"
     )]
-    SiteLocked { origin: String },
+    SiteLocked {
+        /// The locked site's origin, as `cardgate origins unlock` takes it.
+        origin: String,
+    },
+    /// The connection sends requests too fast; the request was not run.
     #[error("too many requests; slow down")]
     RateLimited,
+    /// The PIN dialog was asked for but no pinentry program can be run.
     #[error("the PIN dialog cannot be shown: {0}")]
     PinDialogUnavailable(String),
     /// The user cancelled PIN entry (the PIN dialog, or pinpad 6401).
@@ -83,6 +152,8 @@ pub enum Error {
     /// dialog's timeout, or pinpad 6400). Nothing reached the card.
     #[error("PIN entry timed out")]
     PinEntryTimeout,
+    /// A `requestCredential` handle that is unknown, already used,
+    /// expired or from another connection.
     #[error("this credential handle is unknown, used or expired; call requestCredential again")]
     CredentialHandleInvalid,
 }
@@ -151,6 +222,8 @@ impl Error {
         }
     }
 
+    /// The try count this error reports, if any: the count after a wrong
+    /// value, 0 for a blocked credential.
     pub fn remaining_tries(&self) -> Option<u8> {
         match self {
             Error::PinIncorrect { remaining_tries } | Error::SoPinIncorrect { remaining_tries } => {

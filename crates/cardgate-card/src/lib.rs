@@ -20,6 +20,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms, unused_qualifications)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+// Tests may unwrap: a panic there is a failed test, not a crash.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod apdu;
 pub mod card;

@@ -9,6 +9,7 @@ use zeroize::{Zeroize, Zeroizing};
 pub struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {
+    /// Takes ownership of the bytes (moved, not copied).
     pub fn new(bytes: Vec<u8>) -> Self {
         Secret(Zeroizing::new(bytes))
     }
@@ -23,10 +24,12 @@ impl Secret {
         &self.0
     }
 
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// No bytes at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -36,6 +39,7 @@ impl Secret {
         std::str::from_utf8(&self.0).ok().map(|s| s.chars().count())
     }
 
+    /// Every byte is an ASCII digit 0-9 (true for an empty value).
     pub fn is_ascii_digits(&self) -> bool {
         self.0.iter().all(u8::is_ascii_digit)
     }

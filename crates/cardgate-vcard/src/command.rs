@@ -20,7 +20,7 @@ pub(crate) struct Apdu {
 pub(crate) struct Malformed;
 
 impl Apdu {
-    pub fn parse(raw: &[u8]) -> Result<Apdu, Malformed> {
+    pub(crate) fn parse(raw: &[u8]) -> Result<Apdu, Malformed> {
         let (header, body) = match raw.split_first_chunk::<4>() {
             Some(split) => split,
             None => return Err(Malformed),

@@ -94,15 +94,22 @@ pub const MAX_MAX_TRIES: u8 = 15;
 /// PIV factory defaults (SP 800-73-4 leaves them to the issuer; these are the
 /// de-facto ones).
 pub const PIV_DEFAULT_PIN: &str = "123456";
+/// PIV factory-default PUK, likewise de facto.
 pub const PIV_DEFAULT_PUK: &str = "12345678";
-/// OpenPGP card 3.4 §4.3 factory defaults.
+/// OpenPGP card 3.4 §4.3 factory default of PW1, the user PIN.
 pub const OPENPGP_DEFAULT_PW1: &str = "123456";
+/// OpenPGP card 3.4 §4.3 factory default of PW3, the admin PIN.
 pub const OPENPGP_DEFAULT_PW3: &str = "12345678";
 
-/// OpenPGP password lengths in bytes (3.4 §4.3; max announced in DO C4).
+/// OpenPGP minimum length of PW1 in bytes (OpenPGP card 3.4 §4.3).
 pub const OPENPGP_PW1_MIN: usize = 6;
+/// OpenPGP minimum length of PW3 in bytes (OpenPGP card 3.4 §4.3).
 pub const OPENPGP_PW3_MIN: usize = 8;
+/// OpenPGP minimum length of the resetting code in bytes (OpenPGP card
+/// 3.4 §4.3).
 pub const OPENPGP_RC_MIN: usize = 8;
+/// OpenPGP maximum length of every password in bytes, as announced in DO
+/// C4 (OpenPGP card 3.4 §4.4.1).
 pub const OPENPGP_PW_MAX: usize = 127;
 
 /// Default OpenPGP serial number (in the AID, manufacturer FFFF = test card).
@@ -112,6 +119,7 @@ pub const DEFAULT_SERIAL: u32 = 0x0000_0001;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CardConfig {
+    /// The card application: PIV or OpenPGP.
     pub profile: Profile,
     /// Number of tries of every retry counter (user PIN, PUK / PW3, reset code).
     #[serde(default = "default_max_tries")]
@@ -128,6 +136,7 @@ pub struct CardConfig {
     /// The user PIN starts blocked (retry counter 0).
     #[serde(default)]
     pub start_blocked: bool,
+    /// Behaviours of real cards to imitate (see [`Quirk`]).
     #[serde(default)]
     pub quirks: Vec<Quirk>,
     /// OpenPGP only: the serial number in the AID.
@@ -161,13 +170,19 @@ fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CardConfigError {
+    /// The configuration file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file's path.
         path: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The document is not valid TOML or does not fit [`CardConfig`].
     #[error("invalid card configuration: {0}")]
     Toml(String),
+    /// The values are inconsistent or out of range (e.g. a PIV PIN that
+    /// is not 6 to 8 digits).
     #[error("invalid card configuration: {0}")]
     Invalid(String),
 }
@@ -213,6 +228,7 @@ impl CardConfig {
         self
     }
 
+    /// The card imitates this quirk.
     pub fn has_quirk(&self, quirk: Quirk) -> bool {
         self.quirks.contains(&quirk)
     }

@@ -46,6 +46,10 @@
 //! nothing here logs a PIN value.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms, unused_qualifications)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+// Tests may unwrap: a panic there is a failed test, not a crash.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
 mod command;
@@ -72,18 +76,18 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    pub fn sw(sw: StatusWord) -> Self {
+    pub(crate) fn sw(sw: StatusWord) -> Self {
         Reply {
             data: Vec::new(),
             sw,
         }
     }
 
-    pub fn ok() -> Self {
+    pub(crate) fn ok() -> Self {
         Reply::sw(StatusWord::Ok)
     }
 
-    pub fn data(data: Vec<u8>) -> Self {
+    pub(crate) fn data(data: Vec<u8>) -> Self {
         Reply {
             data,
             sw: StatusWord::Ok,
@@ -148,6 +152,7 @@ impl VirtualCard {
         }
     }
 
+    /// The card application it carries.
     pub fn profile(&self) -> Profile {
         self.profile
     }
@@ -178,7 +183,7 @@ impl VirtualCard {
 
     /// Every value the reference data object `name` (as in
     /// [`VirtualCard::counters`]) compared, oldest first.
-    pub fn presented(&mut self, name: &str) -> Vec<pin::Presentation> {
+    pub fn presented(&mut self, name: &str) -> Vec<Presentation> {
         let mut out = Vec::new();
         self.for_each_counter(|n, r| {
             if n == name {
@@ -378,8 +383,8 @@ pub(crate) fn tlv(out: &mut Vec<u8>, tag: &[u8], value: &[u8]) {
 }
 
 /// Copies reference data out of a command into a zeroizing secret.
-pub(crate) fn secret_bytes(bytes: &[u8]) -> crate::secret::Secret {
-    crate::secret::Secret::new(bytes.to_vec())
+pub(crate) fn secret_bytes(bytes: &[u8]) -> secret::Secret {
+    secret::Secret::new(bytes.to_vec())
 }
 
 #[cfg(test)]

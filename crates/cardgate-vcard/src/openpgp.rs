@@ -82,7 +82,7 @@ pub(crate) struct OpenPgp {
 }
 
 impl OpenPgp {
-    pub fn new(config: &CardConfig) -> Self {
+    pub(crate) fn new(config: &CardConfig) -> Self {
         let max = config.max_tries.clamp(1, MAX_MAX_TRIES);
         let pw1 = config
             .pw1
@@ -117,12 +117,12 @@ impl OpenPgp {
     }
 
     /// The user PIN's retry counter (for tests that look inside the card).
-    pub fn user_tries(&self) -> u8 {
+    pub(crate) fn user_tries(&self) -> u8 {
         self.pw1.tries()
     }
 
     /// The retry counters by name (see [`super::VirtualCard::counters`]).
-    pub fn counters_mut(&mut self) -> [(&'static str, &mut RefData); 3] {
+    pub(crate) fn counters_mut(&mut self) -> [(&'static str, &mut RefData); 3] {
         [
             ("pw1", &mut self.pw1),
             ("pw3", &mut self.pw3),
@@ -130,7 +130,7 @@ impl OpenPgp {
         ]
     }
 
-    pub fn knows(ins: u8) -> bool {
+    pub(crate) fn knows(ins: u8) -> bool {
         matches!(
             ins,
             INS_VERIFY
@@ -142,7 +142,7 @@ impl OpenPgp {
         ) || INS_UNIMPLEMENTED.contains(&ins)
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.verified_81 = false;
         self.verified_82 = false;
         self.verified_83 = false;
@@ -150,11 +150,11 @@ impl OpenPgp {
 
     /// SELECT (3.4 §7.2.1): the application id D2 76 00 01 24 01, or a
     /// longer prefix of the full AID. No FCI is returned.
-    pub fn select(&self, aid: &[u8]) -> Option<Reply> {
+    pub(crate) fn select(&self, aid: &[u8]) -> Option<Reply> {
         (aid.len() >= OPENPGP_AID.len() && self.aid.starts_with(aid)).then(Reply::ok)
     }
 
-    pub fn process(&mut self, cmd: &Apdu) -> Reply {
+    pub(crate) fn process(&mut self, cmd: &Apdu) -> Reply {
         match cmd.ins {
             INS_VERIFY => self.verify(cmd),
             INS_CHANGE_REFERENCE_DATA => self.change_reference_data(cmd),

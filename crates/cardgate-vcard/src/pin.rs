@@ -25,8 +25,11 @@ pub(crate) struct RefData {
 pub struct Presentation {
     /// The value as it arrived (a PIV block keeps its FF padding).
     pub value: Secret,
+    /// The retry counter when the value arrived.
     pub tries_before: u8,
+    /// The retry counter after the comparison.
     pub tries_after: u8,
+    /// The value equalled the reference data.
     pub matched: bool,
 }
 
@@ -44,7 +47,7 @@ pub(crate) enum Check {
 }
 
 impl RefData {
-    pub fn new(value: Option<Secret>, max: u8) -> Self {
+    pub(crate) fn new(value: Option<Secret>, max: u8) -> Self {
         let tries = if value.is_some() { max } else { 0 };
         RefData {
             value,
@@ -55,41 +58,41 @@ impl RefData {
         }
     }
 
-    pub fn tries(&self) -> u8 {
+    pub(crate) fn tries(&self) -> u8 {
         self.tries
     }
 
     /// The retry counter and the tries spent so far.
-    pub fn counter(&self) -> (u8, u64) {
+    pub(crate) fn counter(&self) -> (u8, u64) {
         (self.tries, self.spent)
     }
 
     /// Restores a counter saved by [`RefData::counter`] (a card's counters
     /// live in its non-volatile memory: they outlive the process).
-    pub fn restore_counter(&mut self, tries: u8, spent: u64) {
+    pub(crate) fn restore_counter(&mut self, tries: u8, spent: u64) {
         self.tries = tries.min(self.max);
         self.spent = spent;
     }
 
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.value.is_some()
     }
 
-    pub fn is_blocked(&self) -> bool {
+    pub(crate) fn is_blocked(&self) -> bool {
         self.tries == 0
     }
 
     /// Length of the stored value (0 when not set).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.value.as_ref().map_or(0, Secret::len)
     }
 
-    pub fn block(&mut self) {
+    pub(crate) fn block(&mut self) {
         self.tries = 0;
     }
 
     /// Presents `candidate`: a match resets the counter, a mismatch spends a try.
-    pub fn check(&mut self, candidate: &[u8]) -> Check {
+    pub(crate) fn check(&mut self, candidate: &[u8]) -> Check {
         let Some(value) = &self.value else {
             return Check::NotSet;
         };
@@ -116,12 +119,12 @@ impl RefData {
     }
 
     /// Every value compared so far, oldest first.
-    pub fn presented(&self) -> &[Presentation] {
+    pub(crate) fn presented(&self) -> &[Presentation] {
         &self.presented
     }
 
     /// Spends a try without comparing anything (an empty VERIFY on a quirky card).
-    pub fn spend(&mut self) -> Check {
+    pub(crate) fn spend(&mut self) -> Check {
         if self.value.is_none() {
             return Check::NotSet;
         }
@@ -134,7 +137,7 @@ impl RefData {
     }
 
     /// Sets a new value (or clears it) and resets the counter.
-    pub fn set(&mut self, value: Option<Secret>) {
+    pub(crate) fn set(&mut self, value: Option<Secret>) {
         self.tries = if value.is_some() { self.max } else { 0 };
         self.value = value;
     }
@@ -161,7 +164,7 @@ pub(crate) struct Conventions {
 }
 
 impl Conventions {
-    pub fn new(config: &CardConfig, last_try_blocked: bool) -> Self {
+    pub(crate) fn new(config: &CardConfig, last_try_blocked: bool) -> Self {
         Conventions {
             blocked_63c0: config.has_quirk(Quirk::BlockedSw63c0),
             empty_verify_spends_try: config.has_quirk(Quirk::EmptyVerifySpendsTry),
@@ -173,7 +176,7 @@ impl Conventions {
     }
 
     /// "Authentication method blocked".
-    pub fn blocked(&self) -> StatusWord {
+    pub(crate) fn blocked(&self) -> StatusWord {
         if self.blocked_63c0 {
             StatusWord::TriesRemaining(0)
         } else {
@@ -182,7 +185,7 @@ impl Conventions {
     }
 
     /// The answer to a failed verification with `left` tries remaining.
-    pub fn wrong(&self, left: u8) -> StatusWord {
+    pub(crate) fn wrong(&self, left: u8) -> StatusWord {
         if left == 0 && self.last_try_blocked {
             self.blocked()
         } else {
@@ -191,7 +194,7 @@ impl Conventions {
     }
 
     /// The answer to a wrong old value in CHANGE REFERENCE DATA.
-    pub fn wrong_old(&self, left: u8) -> StatusWord {
+    pub(crate) fn wrong_old(&self, left: u8) -> StatusWord {
         if self.change_wrong_old_6300 {
             StatusWord::VerifyFailedNoInfo
         } else {
@@ -200,7 +203,7 @@ impl Conventions {
     }
 
     /// Status query of a reference that is not verified.
-    pub fn status(&self, r: &RefData) -> StatusWord {
+    pub(crate) fn status(&self, r: &RefData) -> StatusWord {
         if r.is_blocked() {
             self.blocked()
         } else {

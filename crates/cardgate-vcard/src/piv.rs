@@ -36,7 +36,7 @@ pub(crate) struct Piv {
 }
 
 impl Piv {
-    pub fn new(config: &CardConfig) -> Self {
+    pub(crate) fn new(config: &CardConfig) -> Self {
         let max = config.max_tries.clamp(1, MAX_MAX_TRIES);
         let pin = config
             .pin
@@ -61,29 +61,29 @@ impl Piv {
     }
 
     /// The user PIN's retry counter (for tests that look inside the card).
-    pub fn user_tries(&self) -> u8 {
+    pub(crate) fn user_tries(&self) -> u8 {
         self.pin.tries()
     }
 
     /// The retry counters by name (see [`super::VirtualCard::counters`]).
-    pub fn counters_mut(&mut self) -> [(&'static str, &mut RefData); 2] {
+    pub(crate) fn counters_mut(&mut self) -> [(&'static str, &mut RefData); 2] {
         [("pin", &mut self.pin), ("puk", &mut self.puk)]
     }
 
-    pub fn knows(ins: u8) -> bool {
+    pub(crate) fn knows(ins: u8) -> bool {
         matches!(
             ins,
             INS_VERIFY | INS_CHANGE_REFERENCE_DATA | INS_RESET_RETRY_COUNTER | INS_GET_DATA
         ) || INS_UNIMPLEMENTED.contains(&ins)
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.pin_verified = false;
     }
 
     /// SELECT: the full AID or a right-truncated one down to the RID
     /// (SP 800-73-4 Part 2 §3.1.1). Answers the Application Property Template.
-    pub fn select(&self, aid: &[u8]) -> Option<Reply> {
+    pub(crate) fn select(&self, aid: &[u8]) -> Option<Reply> {
         if aid.len() < PIV_AID.len() || !FULL_AID.starts_with(aid) {
             return None;
         }
@@ -100,7 +100,7 @@ impl Piv {
         Some(Reply::data(out))
     }
 
-    pub fn process(&mut self, cmd: &Apdu) -> Reply {
+    pub(crate) fn process(&mut self, cmd: &Apdu) -> Reply {
         match cmd.ins {
             INS_VERIFY => self.verify(cmd),
             INS_CHANGE_REFERENCE_DATA => self.change_reference_data(cmd),

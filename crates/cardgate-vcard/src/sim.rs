@@ -63,10 +63,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SimBackend {
+    /// A simulation with no reader and no card.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Plugs in a reader, empty and without a pinpad; nothing happens if
+    /// a reader of that name is there already.
     pub fn add_reader(&self, name: &str) {
         let mut st = lock(&self.state);
         if st.slots.iter().any(|s| s.name == name) {
@@ -126,6 +129,7 @@ impl SimBackend {
             .map_or_else(Vec::new, |p| p.requests.clone())
     }
 
+    /// Takes the reader away, with the card in it if there is one.
     pub fn remove_reader(&self, name: &str) {
         self.remove_card(name);
         let mut st = lock(&self.state);

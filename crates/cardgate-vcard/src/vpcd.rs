@@ -70,13 +70,21 @@ impl Default for Options {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// Connected to `addr` ("host:port"): the card is inserted.
-    Connected { addr: &'a str },
+    Connected {
+        /// vpcd's address, "host:port".
+        addr: &'a str,
+    },
     /// The connection ended (the card is removed); `error` says why when
     /// it was not a clean close by vpcd or a stop request.
-    Disconnected { error: Option<&'a io::Error> },
+    Disconnected {
+        /// The failure that ended it, if any.
+        error: Option<&'a io::Error>,
+    },
     /// A connection attempt failed; the next one follows after `retry_in`.
     ConnectFailed {
+        /// Why the attempt failed.
         error: &'a io::Error,
+        /// The wait before the next attempt.
         retry_in: Duration,
     },
 }

@@ -16,15 +16,21 @@ pub const PIV_AID: [u8; 5] = [0xA0, 0x00, 0x00, 0x03, 0x08];
 /// OpenPGP application identifier prefix (OpenPGP 3.4 §4.2.1): RID + PIX application id.
 pub const OPENPGP_AID: [u8; 6] = [0xD2, 0x76, 0x00, 0x01, 0x24, 0x01];
 
-/// PIV key references (SP 800-73-4 Part 1 §3.1, Table 4).
+/// PIV key reference of the PIV Card Application PIN (SP 800-73-4 Part 1
+/// §3.1, Table 4).
 pub const PIV_PIN_REF: u8 = 0x80;
+/// PIV key reference of the PIN Unblocking Key, PUK (same table).
 pub const PIV_PUK_REF: u8 = 0x81;
 /// Length every PIV PIN/PUK is sent with (SP 800-73-4 Part 2 §2.4.3).
 pub const PIV_PIN_BLOCK_LEN: usize = 8;
 
-/// OpenPGP password references (OpenPGP 3.4 §7.2.2).
+/// OpenPGP password reference of PW1 for PSO:CDS, signing (OpenPGP 3.4
+/// §7.2.2).
 pub const OPENPGP_PW1_SIGN: u8 = 0x81;
+/// OpenPGP password reference of PW1 for the other commands (decipher,
+/// authenticate) (OpenPGP 3.4 §7.2.2).
 pub const OPENPGP_PW1_OTHER: u8 = 0x82;
+/// OpenPGP password reference of PW3, the admin PIN (OpenPGP 3.4 §7.2.2).
 pub const OPENPGP_PW3: u8 = 0x83;
 /// OpenPGP data object "PW status bytes" (OpenPGP 3.4 §4.4.1, tag C4).
 pub const OPENPGP_DO_PW_STATUS: u16 = 0x00C4;

@@ -14,10 +14,15 @@ use zeroize::Zeroizing;
 /// often carries a PIN.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
+    /// Class byte (ISO 7816-4 §5.4.1): logical channel and chaining bits.
     pub cla: u8,
+    /// Instruction byte (ISO 7816-4 §5.4.2).
     pub ins: u8,
+    /// First parameter byte.
     pub p1: u8,
+    /// Second parameter byte.
     pub p2: u8,
+    /// The data field (Lc is its length); empty for none.
     pub data: Zeroizing<Vec<u8>>,
     /// Expected response length; `Some(0)` is never used, `None` means no Le.
     /// 256 (short) and 65536 (extended) are the "maximum" values.
@@ -43,13 +48,16 @@ impl std::fmt::Debug for Command {
 /// Why a command could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
+    /// The data field is longer than an extended Lc can say.
     #[error("command data of {0} bytes is longer than 65535")]
     DataTooLong(usize),
+    /// The expected length is 0 or above the extended maximum.
     #[error("expected length {0} is outside 1..=65536")]
     BadLe(usize),
 }
 
 impl Command {
+    /// A command with no data field and no Le (ISO 7816-4 §5.1 case 1).
     pub fn new(cla: u8, ins: u8, p1: u8, p2: u8) -> Self {
         Command {
             cla,
@@ -61,11 +69,13 @@ impl Command {
         }
     }
 
+    /// Sets the data field; the bytes move into zeroizing memory.
     pub fn with_data(mut self, data: Vec<u8>) -> Self {
         self.data = Zeroizing::new(data);
         self
     }
 
+    /// Sets the expected response length (see [`Command::le`]).
     pub fn with_le(mut self, le: usize) -> Self {
         self.le = Some(le);
         self
@@ -117,7 +127,9 @@ impl Command {
 /// A response APDU: data followed by the two status bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The response data field, without SW1-SW2.
     pub data: Vec<u8>,
+    /// SW1-SW2 (ISO 7816-4 §5.6).
     pub sw: StatusWord,
 }
 
@@ -133,6 +145,7 @@ impl std::fmt::Debug for Response {
 pub struct TruncatedResponse(pub usize);
 
 impl Response {
+    /// Splits a response as the card sent it into data and status word.
     pub fn parse(raw: &[u8]) -> Result<Self, TruncatedResponse> {
         if raw.len() < 2 {
             return Err(TruncatedResponse(raw.len()));
@@ -144,6 +157,7 @@ impl Response {
         })
     }
 
+    /// The card answered 9000, normal processing.
     pub fn is_ok(&self) -> bool {
         self.sw == StatusWord::Ok
     }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+/// A status word SW1-SW2, with the values the engine acts on named and
+/// every other value kept as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatusWord {
     /// 9000
@@ -41,6 +43,7 @@ pub enum StatusWord {
 }
 
 impl StatusWord {
+    /// Names a status word given as SW1 << 8 | SW2.
     pub fn from_u16(sw: u16) -> Self {
         use StatusWord::*;
         match sw {
@@ -66,6 +69,7 @@ impl StatusWord {
         }
     }
 
+    /// The status word as SW1 << 8 | SW2.
     pub fn to_u16(self) -> u16 {
         use StatusWord::*;
         match self {
@@ -89,6 +93,7 @@ impl StatusWord {
         }
     }
 
+    /// The status word as the two bytes SW1, SW2.
     pub fn to_bytes(self) -> [u8; 2] {
         self.to_u16().to_be_bytes()
     }

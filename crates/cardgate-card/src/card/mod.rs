@@ -18,11 +18,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProfileKind {
+    /// PIV (NIST SP 800-73-4).
     Piv,
+    /// OpenPGP card (OpenPGP card 3.4).
     OpenPgp,
 }
 
 impl ProfileKind {
+    /// The profile's name as policy files and logs spell it.
     pub fn name(self) -> &'static str {
         match self {
             ProfileKind::Piv => "piv",
@@ -46,9 +49,11 @@ pub enum Encoding {
 pub struct PinFormat {
     /// Minimum length in bytes of the encoded value (before padding).
     pub min_len: usize,
+    /// Maximum length in bytes of the encoded value (before padding).
     pub max_len: usize,
     /// Only ASCII digits 0–9 are accepted.
     pub numeric: bool,
+    /// How the value goes into the APDU.
     #[serde(skip)]
     pub encoding: Encoding,
 }
@@ -60,7 +65,10 @@ pub enum StatusSource {
     /// VERIFY with no data: 9000 = verified, 63Cx = x tries left, 6983 = blocked.
     EmptyVerify,
     /// OpenPGP "PW status bytes" DO C4, tries at this byte index.
-    OpenPgpPwStatus { tries_index: usize },
+    OpenPgpPwStatus {
+        /// One of the `C4_TRIES_*` indexes of [`openpgp`].
+        tries_index: usize,
+    },
     /// The card offers no way: the counter is known only from failures.
     Unavailable,
 }
@@ -68,13 +76,16 @@ pub enum StatusSource {
 /// One secret the card checks: a PIN, a PUK, an admin PIN or a reset code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
+    /// Its name for display: "PIN", "PUK", "Admin PIN", ….
     pub label: String,
     /// Key reference used in P2 of VERIFY.
     pub reference: u8,
     /// Key reference used in P2 of CHANGE REFERENCE DATA and RESET RETRY
     /// COUNTER (differs from `reference` for OpenPGP PW1: 82 vs 81).
     pub change_reference: u8,
+    /// The card's limits on its value.
     pub format: PinFormat,
+    /// Where its try counter can be read without spending a try.
     pub status: StatusSource,
     /// Can be presented alone with VERIFY (a PIV PUK cannot).
     pub verifiable: bool,
@@ -100,6 +111,7 @@ pub enum SoMethod {
 }
 
 impl SoMethod {
+    /// The SO credential of either method.
     pub fn credential(&self) -> &Credential {
         match self {
             SoMethod::CodeWithNewPin(c) | SoMethod::VerifyThenReset(c) => c,
@@ -112,6 +124,7 @@ impl SoMethod {
 pub struct PinObject {
     /// Stable identifier within the token: "pin", "puk", "user", "admin".
     pub id: &'static str,
+    /// The secret the card checks for it.
     pub credential: Credential,
     /// The SO path used by `login(value, so=true)` + `init`.
     pub so: Option<SoMethod>,
@@ -122,15 +135,21 @@ pub struct PinObject {
 /// An application recognised on a card.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
+    /// Which application it is.
     pub profile: ProfileKind,
+    /// Its name for display ("PIV card", "OpenPGP card SERIAL").
     pub label: String,
     /// The AID to select again after a reset.
     pub aid: Vec<u8>,
+    /// The card's serial number in hex, when the application gives one
+    /// (the OpenPGP AID, OpenPGP 3.4 §4.2.1).
     pub serial: Option<String>,
+    /// Its PIN objects, the default user PIN first.
     pub pins: Vec<PinObject>,
 }
 
 impl Token {
+    /// The PIN object with this id.
     pub fn pin(&self, id: &str) -> Option<&PinObject> {
         self.pins.iter().find(|p| p.id == id)
     }
@@ -141,6 +160,7 @@ impl Token {
     }
 }
 
+/// Bytes as uppercase hex without spaces, as ATRs and AIDs are shown.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }

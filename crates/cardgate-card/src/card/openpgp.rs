@@ -10,16 +10,20 @@ use crate::apdu::commands::{
 };
 use crate::transport::{self, Transport, TransportError};
 
-/// Minimum lengths (OpenPGP 3.4 §4.3): PW1 6, PW3 8, RC 8.
+/// Minimum length of PW1, the user PIN (OpenPGP 3.4 §4.3).
 pub const PW1_MIN: usize = 6;
+/// Minimum length of PW3, the admin PIN (OpenPGP 3.4 §4.3).
 pub const PW3_MIN: usize = 8;
+/// Minimum length of the resetting code (OpenPGP 3.4 §4.3).
 pub const RC_MIN: usize = 8;
 /// Used when DO C4 gives no maximum.
 const DEFAULT_MAX: usize = 127;
 
-/// Byte indexes of the try counters in DO C4 (OpenPGP 3.4 §4.4.1).
+/// Byte index of PW1's try counter in DO C4 (OpenPGP 3.4 §4.4.1).
 pub const C4_TRIES_PW1: usize = 4;
+/// Byte index of the resetting code's try counter in DO C4.
 pub const C4_TRIES_RC: usize = 5;
+/// Byte index of PW3's try counter in DO C4.
 pub const C4_TRIES_PW3: usize = 6;
 
 /// "PW status bytes", DO C4 (OpenPGP 3.4 §4.4.1).
@@ -27,13 +31,19 @@ pub const C4_TRIES_PW3: usize = 6;
 pub struct PwStatus {
     /// 00: PW1 (81) is valid for one signature only.
     pub pw1_single_signature: bool,
+    /// Maximum length of PW1 (byte 1, bits 1-7; 0 read as 127).
     pub max_pw1: usize,
+    /// Maximum length of the resetting code (byte 2, likewise).
     pub max_rc: usize,
+    /// Maximum length of PW3 (byte 3, likewise).
     pub max_pw3: usize,
+    /// Tries left for PW1, the resetting code and PW3 (bytes 4-6).
     pub tries: [u8; 3],
 }
 
 impl PwStatus {
+    /// Reads the 7 bytes of DO C4, bare or inside their tag; `None` when
+    /// they are not 7 bytes.
     pub fn parse(data: &[u8]) -> Option<PwStatus> {
         // Some cards wrap the value in its tag.
         let v = match data {

@@ -22,7 +22,9 @@ use crate::transport::part10::{
 /// What a reader offers for PIN entry, found once per connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pinpad {
+    /// The part 10 features and their control codes (§2.3).
     pub features: Features,
+    /// What the reader says about its display and PIN sizes.
     pub properties: PinProperties,
 }
 
@@ -57,8 +59,12 @@ impl Default for PinpadOptions {
 /// "wrong length" refers to.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Request {
+    /// `PIN_VERIFY_STRUCTURE` or `PIN_MODIFY_STRUCTURE` (part 10 §2.5.2,
+    /// §2.5.3).
     pub structure: Vec<u8>,
+    /// Fewest PIN characters the reader will take.
     pub min_len: usize,
+    /// Most PIN characters the reader will take.
     pub max_len: usize,
 }
 

@@ -23,6 +23,8 @@ pub const PUK_FORMAT: PinFormat = PinFormat {
     encoding: Encoding::PivPadded,
 };
 
+/// The PIV Card Application PIN (key reference 80, SP 800-73-4 Part 1
+/// §3.1): 6 to 8 digits, padded to 8 bytes.
 pub fn pin_credential() -> Credential {
     Credential {
         label: "PIN".into(),
@@ -37,6 +39,8 @@ pub fn pin_credential() -> Credential {
     }
 }
 
+/// The PIV PUK (key reference 81): it unblocks the PIN and is checked by
+/// changing it to itself (SP 800-73-4 Part 2 §3.2.2, §3.2.3).
 pub fn puk_credential() -> Credential {
     Credential {
         label: "PUK".into(),

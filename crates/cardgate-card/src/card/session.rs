@@ -11,6 +11,7 @@ use crate::transport::{self, Transport, TransportError};
 /// application transparently after another application reset the card.
 pub struct CardSession {
     transport: Box<dyn Transport>,
+    /// The application found on the card and its PIN objects.
     pub token: Token,
     atr: Vec<u8>,
     /// Set when the card was reset under us (every verified state is gone);
@@ -55,6 +56,7 @@ impl CardSession {
         })
     }
 
+    /// The card's answer to reset, as read at connect.
     pub fn atr(&self) -> &[u8] {
         &self.atr
     }
@@ -95,16 +97,19 @@ impl CardSession {
     /// (`control` unsupported or failing, e.g. vpcd) has none; only a
     /// card that went away is an error.
     pub fn pinpad(&mut self) -> Result<&Pinpad, Error> {
-        if self.pinpad.is_none() {
-            let detected = self.detect_pinpad()?;
-            tracing::debug!(
-                verify = detected.can_verify(),
-                modify = detected.can_modify(),
-                "reader PIN entry features"
-            );
-            self.pinpad = Some(detected);
-        }
-        Ok(self.pinpad.as_ref().expect("pinpad was just detected"))
+        let pinpad = match self.pinpad.take() {
+            Some(known) => known,
+            None => {
+                let detected = self.detect_pinpad()?;
+                tracing::debug!(
+                    verify = detected.can_verify(),
+                    modify = detected.can_modify(),
+                    "reader PIN entry features"
+                );
+                detected
+            }
+        };
+        Ok(self.pinpad.insert(pinpad))
     }
 
     fn detect_pinpad(&mut self) -> Result<Pinpad, Error> {

@@ -42,11 +42,14 @@ impl Provenance {
 /// A value and where it comes from.
 #[derive(Debug, Clone)]
 pub struct Entered {
+    /// The value itself, in zeroizing memory.
     pub value: Secret,
+    /// Who chose it; judged when it is about to be sent.
     pub from: Provenance,
 }
 
 impl Entered {
+    /// A value with its provenance.
     pub fn new(value: Secret, from: Provenance) -> Self {
         Entered { value, from }
     }
@@ -60,11 +63,16 @@ impl Entered {
 /// One credential of an operation: a value, or an entry on the pinpad.
 #[derive(Debug, Clone)]
 pub enum Entry {
+    /// A value typed somewhere cardgate sees it.
     Typed(Entered),
+    /// Typed on the reader's keypad when the command is sent (PC/SC part
+    /// 10); cardgate never sees the value.
     Pinpad,
 }
 
 impl Entry {
+    /// Where the credential comes from ([`Provenance::Pinpad`] for a
+    /// pinpad entry).
     pub fn provenance(&self) -> Provenance {
         match self {
             Entry::Typed(v) => v.from,
@@ -90,7 +98,12 @@ pub enum PinOp {
     /// `login(value, true)`: the security officer's credential.
     SoLogin(SoPath, Entry),
     /// `change(old, new)`: both typed, or both on the pinpad.
-    Change { old: Entry, new: Entry },
+    Change {
+        /// The current value.
+        old: Entry,
+        /// The value it becomes.
+        new: Entry,
+    },
     /// `init(new)`: after a SO login.
     Init(Entry),
 }
@@ -99,7 +112,9 @@ pub enum PinOp {
 /// may do while a site is locked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
+    /// Login with the PIN object's own value.
     Login,
+    /// Change of the PIN object's value.
     Change,
     /// Security-officer login or the unblock (`init`) that follows it.
     Unblock,

@@ -154,10 +154,12 @@ impl Engine {
         self.held_lifetime = lifetime;
     }
 
+    /// The application on the card and its PIN objects.
     pub fn token(&self) -> &Token {
         &self.session.token
     }
 
+    /// The card's answer to reset.
     pub fn atr(&self) -> &[u8] {
         self.session.atr()
     }
@@ -218,6 +220,10 @@ impl Engine {
     /// The effective policy of a PIN object.
     pub fn pin_policy(&self, pin_id: &str) -> Result<&PinPolicy, Error> {
         let pin = self.pin(pin_id)?;
+        // Cannot fail: `PolicySet::resolve` yields a policy for every PIN
+        // object of the token (at session open and on reload), and
+        // `self.pin` found this one in that token.
+        #[allow(clippy::expect_used)]
         Ok(self
             .policy
             .pin(pin.id)

@@ -393,7 +393,9 @@ pub enum Asking {
 /// What a PIN dialog shows, from the card.
 #[derive(Debug, Clone)]
 pub struct DialogFacts {
+    /// The token's label, naming the card.
     pub card: String,
+    /// The label of the credential asked for (PIN, PUK, admin PIN, …).
     pub label: String,
     /// The tries left of the credential asked for, when the card says.
     pub tries: Option<u8>,

@@ -8,10 +8,15 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PinStatus {
+    /// The PIN object's id on the token (`pin`, `user`, …).
     pub id: String,
+    /// The credential's label, for display.
     pub label: String,
+    /// The PIN has a value (the card did not answer 6984).
     pub initialized: bool,
+    /// The PIN must be changed before use (the card answered 6985).
     pub to_be_changed: bool,
+    /// The try counter is at 0.
     pub blocked: bool,
     /// An unsuccessful attempt has been made: the counter is below its maximum.
     pub try_count_low: bool,
@@ -20,13 +25,20 @@ pub struct PinStatus {
     /// Absent when the card does not tell.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_tries: Option<u8>,
+    /// The larger of the profile's default try count and the most tries
+    /// this card has shown.
     pub max_tries: u8,
+    /// The PIN is verified on the card, as far as the engine has seen
+    /// (never while blocked).
     pub validated: bool,
     /// The security officer is logged in for `init` (PUK or reset code held,
     /// or admin PIN verified).
     pub so_validated: bool,
+    /// Fewest bytes the card accepts.
     pub min_length: usize,
+    /// Most bytes the card accepts.
     pub max_length: usize,
+    /// Digits 0-9 only.
     pub numeric: bool,
 }
 

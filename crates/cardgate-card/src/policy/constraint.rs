@@ -18,30 +18,62 @@ use zeroize::Zeroizing;
 pub enum Constraint {
     /// At least `min_length` characters.
     #[serde(rename_all = "camelCase")]
-    MinLength { min_length: u32 },
+    MinLength {
+        /// Fewest characters.
+        min_length: u32,
+    },
     /// Exactly `length` characters.
-    ExactLength { length: u32 },
+    ExactLength {
+        /// The only length allowed.
+        length: u32,
+    },
     /// Between `min_length` and `max_length` characters, inclusive.
     #[serde(rename_all = "camelCase")]
-    MinMaxLength { min_length: u32, max_length: u32 },
+    MinMaxLength {
+        /// Fewest characters.
+        min_length: u32,
+        /// Most characters.
+        max_length: u32,
+    },
     /// Only the ASCII digits 0–9.
     Numeric,
     /// At least `count` ASCII digits 0–9.
-    MinDigits { count: u32 },
+    MinDigits {
+        /// Fewest digits.
+        count: u32,
+    },
     /// At least `count` uppercase letters (Unicode `Uppercase`).
-    MinUpperCase { count: u32 },
+    MinUpperCase {
+        /// Fewest uppercase letters.
+        count: u32,
+    },
     /// At least `count` special characters (neither letters nor digits).
-    MinSpecial { count: u32 },
+    MinSpecial {
+        /// Fewest special characters.
+        count: u32,
+    },
     /// At least `count` lowercase letters (Unicode `Lowercase`).
-    MinLowerCase { count: u32 },
+    MinLowerCase {
+        /// Fewest lowercase letters.
+        count: u32,
+    },
     /// The new PIN differs from the old one (satisfied when the old one is empty).
     NewOldDifferent,
     /// Edit distance × 100 ≥ `threshold` × the longer length (satisfied when the old one is empty).
-    NewOldDissimilar { threshold: u32 },
+    NewOldDissimilar {
+        /// Smallest edit distance, in percent of the longer value's length.
+        threshold: u32,
+    },
     /// No run of `count` identical characters.
-    MaxIdenticalSequence { count: u32 },
+    MaxIdenticalSequence {
+        /// Length of the shortest run that is refused.
+        count: u32,
+    },
     /// No run of `count` characters each one above (or each one below) the previous.
-    MaxIncDecSequence { count: u32 },
+    MaxIncDecSequence {
+        /// Length of the shortest run that is refused.
+        count: u32,
+    },
 }
 
 /// The characters of a PIN, in zeroizing memory.
@@ -61,10 +93,12 @@ impl Chars {
         Chars(v)
     }
 
+    /// Number of characters.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// No characters at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -79,10 +113,12 @@ pub fn is_digit(c: char) -> bool {
     c.is_ascii_digit()
 }
 
+/// Uppercase: the Unicode `Uppercase` property, as `minUpperCase` counts.
 pub fn is_upper(c: char) -> bool {
     c.is_uppercase()
 }
 
+/// Lowercase: the Unicode `Lowercase` property, as `minLowerCase` counts.
 pub fn is_lower(c: char) -> bool {
     c.is_lowercase()
 }

@@ -18,6 +18,7 @@ pub struct PolicyError {
     pub file: String,
     /// 1-based line of the problem, when it has one.
     pub line: Option<usize>,
+    /// What is wrong, for a person to read.
     pub message: String,
 }
 
@@ -25,7 +26,9 @@ pub struct PolicyError {
 /// the card itself reports (e.g. the maximum length in OpenPGP DO C4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {
+    /// A length in characters.
     Value(u32),
+    /// The card's own limit for the PIN object.
     Card,
 }
 
@@ -92,39 +95,62 @@ impl<'de> Deserialize<'de> for Bound {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum ConstraintSpec {
+    /// [`Constraint::MinLength`].
     #[serde(rename_all = "camelCase")]
     MinLength {
+        /// Fewest characters, or the card's minimum.
         min_length: Bound,
     },
+    /// [`Constraint::ExactLength`].
     ExactLength {
+        /// The only length allowed.
         length: u32,
     },
+    /// [`Constraint::MinMaxLength`].
     #[serde(rename_all = "camelCase")]
     MinMaxLength {
+        /// Fewest characters, or the card's minimum.
         min_length: Bound,
+        /// Most characters, or the card's maximum.
         max_length: Bound,
     },
+    /// [`Constraint::Numeric`].
     Numeric,
+    /// [`Constraint::MinDigits`].
     MinDigits {
+        /// Fewest digits.
         count: u32,
     },
+    /// [`Constraint::MinUpperCase`].
     MinUpperCase {
+        /// Fewest uppercase letters.
         count: u32,
     },
+    /// [`Constraint::MinSpecial`].
     MinSpecial {
+        /// Fewest special characters.
         count: u32,
     },
+    /// [`Constraint::MinLowerCase`].
     MinLowerCase {
+        /// Fewest lowercase letters.
         count: u32,
     },
+    /// [`Constraint::NewOldDifferent`].
     NewOldDifferent,
+    /// [`Constraint::NewOldDissimilar`].
     NewOldDissimilar {
+        /// Smallest edit distance, in percent of the longer value's length.
         threshold: u32,
     },
+    /// [`Constraint::MaxIdenticalSequence`].
     MaxIdenticalSequence {
+        /// Length of the shortest run that is refused.
         count: u32,
     },
+    /// [`Constraint::MaxIncDecSequence`].
     MaxIncDecSequence {
+        /// Length of the shortest run that is refused.
         count: u32,
     },
 }
@@ -228,6 +254,7 @@ struct RawPin {
 /// Which cards a policy is for. Every criterion given must match.
 #[derive(Debug, Clone)]
 pub struct Matcher {
+    /// The card application.
     pub profile: Option<ProfileKind>,
     /// Matched against the ATR as uppercase hex without spaces, ignoring case.
     pub atr: Option<Regex>,
@@ -239,14 +266,19 @@ pub struct Matcher {
 
 /// What a [`Matcher`] looks at.
 pub struct CardFacts<'a> {
+    /// The application recognised on the card.
     pub profile: ProfileKind,
     /// Uppercase hex, no spaces.
     pub atr: &'a str,
+    /// The AID cardgate selected.
     pub aid: &'a [u8],
+    /// The token label.
     pub label: &'a str,
 }
 
 impl Matcher {
+    /// Every criterion given matches the card (an empty matcher matches
+    /// every card, but a policy file may not have one).
     pub fn matches(&self, card: &CardFacts<'_>) -> bool {
         self.profile.is_none_or(|p| p == card.profile)
             && self.atr.as_ref().is_none_or(|r| r.is_match(card.atr))
@@ -267,10 +299,14 @@ impl Matcher {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PinRule {
+    /// Replaces the PIN object's label in its status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// `tryCountLow` is true when at most this many tries are left
+    /// (default: as soon as the counter is below its maximum).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub try_count_low: Option<u8>,
+    /// The constraints, in the order `getConstraints` returns them.
     pub constraints: Vec<ConstraintSpec>,
 }
 
@@ -279,6 +315,7 @@ pub struct PinRule {
 pub enum PolicySource {
     /// Embedded in the binary (from `policies/`).
     Builtin,
+    /// Read from this file.
     File(std::path::PathBuf),
 }
 
@@ -301,13 +338,16 @@ pub struct Policy {
     pub source: PolicySource,
     /// 0 for built-in policies, then 1, 2, … for each directory in order.
     pub layer: usize,
+    /// The file's own description of what it is for.
     pub description: Option<String>,
+    /// The `[match]` table: which cards it applies to.
     pub matcher: Matcher,
     /// Rules by PIN object id.
     pub pins: BTreeMap<String, PinRule>,
 }
 
 impl Policy {
+    /// The rule for the PIN object with this id, if the policy has one.
     pub fn pin(&self, id: &str) -> Option<&PinRule> {
         self.pins.get(id)
     }

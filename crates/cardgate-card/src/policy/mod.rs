@@ -41,22 +41,29 @@ pub const PATH_ENV: &str = "CARDGATE_POLICY_PATH";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DirKind {
+    /// [`SYSTEM_DIR`], for every user of the machine.
     System,
+    /// The user's own configuration directory.
     User,
     /// From `CARDGATE_POLICY_PATH` or given explicitly.
     Custom,
 }
 
+/// One directory of policy files, one layer of precedence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyDir {
+    /// Which kind of directory it is.
     pub kind: DirKind,
+    /// Where it is; it may not exist.
     pub path: PathBuf,
 }
 
 /// Where policies are loaded from, lowest precedence first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySources {
+    /// The built-in policies are loaded first (layer 0).
     pub builtin: bool,
+    /// The directories, each a layer above the one before it.
     pub dirs: Vec<PolicyDir>,
 }
 
@@ -207,6 +214,7 @@ impl PolicySet {
         Ok(())
     }
 
+    /// Every loaded policy, a replaced one in its replacement's place.
     pub fn policies(&self) -> &[Policy] {
         &self.policies
     }
@@ -412,10 +420,12 @@ pub struct CardPolicy {
 }
 
 impl CardPolicy {
+    /// The effective policy of the PIN object with this id.
     pub fn pin(&self, id: &str) -> Option<&PinPolicy> {
         self.pins.iter().find(|(i, _)| i == id).map(|(_, p)| p)
     }
 
+    /// Each PIN object's id with its effective policy, in token order.
     pub fn pins(&self) -> impl Iterator<Item = (&str, &PinPolicy)> {
         self.pins.iter().map(|(i, p)| (i.as_str(), p))
     }

@@ -38,24 +38,33 @@ pub trait Transport: Send {
 /// Failures below the APDU level.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
+    /// The PC/SC service (pcscd) cannot be reached.
     #[error("the PC/SC service is not running")]
     NoService,
+    /// No reader by this name.
     #[error("reader {0:?} not found")]
     ReaderNotFound(String),
+    /// The reader holds no card.
     #[error("no card in the reader")]
     NoCard,
+    /// The card was removed, or the connection to it lost.
     #[error("the card was removed")]
     CardRemoved,
     /// Another application reset the card; the command was not sent.
     /// Reconnect and select the application again.
     #[error("the card was reset by another application")]
     CardReset,
+    /// Another application holds the card exclusively.
     #[error("the card is used exclusively by another application")]
     Busy,
+    /// The reader does not offer what was asked (e.g. a part 10 control
+    /// code).
     #[error("the reader does not support this feature")]
     Unsupported,
+    /// A response or command that cannot be read or encoded.
     #[error("the card's response was malformed: {0}")]
     Malformed(String),
+    /// Any other failure of the reader or PC/SC.
     #[error("reader error: {0}")]
     Other(String),
 }
@@ -75,6 +84,7 @@ impl From<crate::apdu::EncodeError> for TransportError {
 /// What a backend reports about one reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderInfo {
+    /// The reader's name, as the backend lists and connects it.
     pub name: String,
     /// The ATR when a card is present.
     pub atr: Option<Vec<u8>>,
@@ -87,17 +97,26 @@ pub enum Event {
     ServiceUp,
     /// The PC/SC service is gone; every reader is to be considered removed.
     ServiceDown,
+    /// A reader was plugged in (or found at start).
     ReaderAdded {
+        /// The reader's name.
         reader: String,
     },
+    /// A reader was unplugged.
     ReaderRemoved {
+        /// The reader's name.
         reader: String,
     },
+    /// A card was inserted into a reader.
     CardInserted {
+        /// The reader's name.
         reader: String,
+        /// The card's answer to reset.
         atr: Vec<u8>,
     },
+    /// A card was taken out of a reader.
     CardRemoved {
+        /// The reader's name.
         reader: String,
     },
 }

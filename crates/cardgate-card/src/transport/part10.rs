@@ -19,27 +19,45 @@ pub const GET_FEATURE_REQUEST: u32 = pcsc::ctl_code(3400) as u32;
 
 /// Feature tags of the `GET_FEATURE_REQUEST` answer (§2.3, table 2-2).
 pub mod feature {
+    /// `FEATURE_VERIFY_PIN_START`: PIN verification in two steps.
     pub const VERIFY_PIN_START: u8 = 0x01;
+    /// `FEATURE_VERIFY_PIN_FINISH`: ends a two-step verification.
     pub const VERIFY_PIN_FINISH: u8 = 0x02;
+    /// `FEATURE_MODIFY_PIN_START`: PIN modification in two steps.
     pub const MODIFY_PIN_START: u8 = 0x03;
+    /// `FEATURE_MODIFY_PIN_FINISH`: ends a two-step modification.
     pub const MODIFY_PIN_FINISH: u8 = 0x04;
+    /// `FEATURE_VERIFY_PIN_DIRECT`: takes a `PIN_VERIFY_STRUCTURE` (§2.5.2).
     pub const VERIFY_PIN_DIRECT: u8 = 0x06;
+    /// `FEATURE_MODIFY_PIN_DIRECT`: takes a `PIN_MODIFY_STRUCTURE` (§2.5.3).
     pub const MODIFY_PIN_DIRECT: u8 = 0x07;
+    /// `FEATURE_IFD_PIN_PROPERTIES`: answers a `PIN_PROPERTIES_STRUCTURE` (§2.6.8).
     pub const IFD_PIN_PROPERTIES: u8 = 0x0A;
+    /// `FEATURE_GET_TLV_PROPERTIES`: answers TLV reader properties (§2.6.14).
     pub const GET_TLV_PROPERTIES: u8 = 0x12;
 }
 
 /// Tags of the `GET_TLV_PROPERTIES` answer (§2.6.14).
 pub mod property {
+    /// wLcdLayout: display lines and characters, 0 = no display.
     pub const W_LCD_LAYOUT: u8 = 0x01;
+    /// bEntryValidationCondition: the entry end conditions supported.
     pub const B_ENTRY_VALIDATION_CONDITION: u8 = 0x02;
+    /// bTimeOut2: the inter-key timeout, seconds.
     pub const B_TIME_OUT2: u8 = 0x03;
+    /// wLcdMaxCharacters: characters per display line.
     pub const W_LCD_MAX_CHARACTERS: u8 = 0x04;
+    /// wLcdMaxLines: display lines.
     pub const W_LCD_MAX_LINES: u8 = 0x05;
+    /// bMinPINSize: fewest digits the reader accepts.
     pub const B_MIN_PIN_SIZE: u8 = 0x06;
+    /// bMaxPINSize: most digits the reader accepts.
     pub const B_MAX_PIN_SIZE: u8 = 0x07;
+    /// sFirmwareID: the reader firmware's name, as text.
     pub const S_FIRMWARE_ID: u8 = 0x08;
+    /// wIdVendor: the reader's USB vendor id.
     pub const W_ID_VENDOR: u8 = 0x0B;
+    /// wIdProduct: the reader's USB product id.
     pub const W_ID_PRODUCT: u8 = 0x0C;
 }
 
@@ -60,8 +78,11 @@ pub mod sw {
 
 /// bEntryValidationCondition bits (§2.5.2).
 pub mod validation {
+    /// The entry ends when the maximum size is reached.
     pub const MAX_SIZE_REACHED: u8 = 0x01;
+    /// The entry ends when the user presses the validation key.
     pub const KEY_PRESSED: u8 = 0x02;
+    /// The entry ends when the timeout elapses.
     pub const TIMEOUT: u8 = 0x04;
 }
 
@@ -71,9 +92,11 @@ pub mod format {
     pub const UNITS_BYTES: u8 = 0x80;
     /// Bit 2: the PIN is right-justified in its block (else left).
     pub const RIGHT_JUSTIFY: u8 = 0x04;
-    /// Bits 1-0: PIN format type.
+    /// Bits 1-0, PIN format type: binary, one digit per byte.
     pub const BINARY: u8 = 0x00;
+    /// Bits 1-0, PIN format type: BCD, two digits per byte.
     pub const BCD: u8 = 0x01;
+    /// Bits 1-0, PIN format type: ASCII, one character per byte.
     pub const ASCII: u8 = 0x02;
 }
 
@@ -122,6 +145,8 @@ impl Features {
         out
     }
 
+    /// A list of `(feature tag, control code)` pairs, as a simulated
+    /// reader announces them.
     pub fn new(entries: Vec<(u8, u32)>) -> Features {
         Features(entries)
     }
@@ -131,6 +156,7 @@ impl Features {
         self.0.iter().find(|(t, _)| *t == tag).map(|(_, c)| *c)
     }
 
+    /// The reader announced no feature (no part 10 support).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -146,10 +172,15 @@ pub struct PinProperties {
     pub entry_validation: Option<u8>,
     /// The reader's inter-key timeout, seconds (0 = its default).
     pub timeout2: Option<u8>,
+    /// bMinPINSize: fewest digits the reader accepts.
     pub min_pin_size: Option<u8>,
+    /// bMaxPINSize: most digits the reader accepts.
     pub max_pin_size: Option<u8>,
+    /// wIdVendor: USB vendor id.
     pub vendor: Option<u16>,
+    /// wIdProduct: USB product id.
     pub product: Option<u16>,
+    /// sFirmwareID: the firmware's name.
     pub firmware: Option<String>,
 }
 
@@ -245,9 +276,9 @@ pub struct EntryFormat {
     /// bmPINLengthFormat: bit 4 units (bytes), bits 3-0 position of the
     /// PIN length field.
     pub length_format: u8,
-    /// Minimum and maximum PIN size in digits (wPINMaxExtraDigit = 0xXXYY,
-    /// XX minimum, YY maximum).
+    /// Minimum PIN size in digits (wPINMaxExtraDigit = 0xXXYY, XX).
     pub min_len: u8,
+    /// Maximum PIN size in digits (wPINMaxExtraDigit = 0xXXYY, YY).
     pub max_len: u8,
     /// bEntryValidationCondition.
     pub validation: u8,
@@ -298,8 +329,11 @@ impl EntryFormat {
 /// Why a structure could not be built or parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StructureError {
+    /// The template's data does not fit a short APDU (Lc is one byte).
     #[error("the APDU template must be a short APDU with at most 255 data bytes")]
     TemplateTooLong,
+    /// The bytes are shorter than the header, or ulDataLength does not
+    /// match the abData that follows.
     #[error("the structure is truncated or its ulDataLength is wrong")]
     Malformed,
 }
@@ -359,9 +393,10 @@ pub fn verify_structure(f: &EntryFormat, template: &Command) -> Result<Vec<u8>, 
 /// The PIN-specific fields of `PIN_MODIFY_STRUCTURE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModifyLayout {
-    /// bInsertionOffsetOld / bInsertionOffsetNew: where each PIN block
-    /// goes, in bytes from the start of the data field.
+    /// bInsertionOffsetOld: where the current PIN block goes, in bytes
+    /// from the start of the data field.
     pub offset_old: u8,
+    /// bInsertionOffsetNew: where the new PIN block goes, likewise.
     pub offset_new: u8,
     /// bConfirmPIN (see [`confirm`]).
     pub confirm: u8,
@@ -420,6 +455,7 @@ pub fn modify_structure(
 /// A `PIN_VERIFY_STRUCTURE` as a reader reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyRequest {
+    /// The fields that describe the entry and the PIN block.
     pub format: EntryFormat,
     /// abData: the APDU template.
     pub apdu: Vec<u8>,
@@ -428,8 +464,11 @@ pub struct VerifyRequest {
 /// A `PIN_MODIFY_STRUCTURE` as a reader reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModifyRequest {
+    /// The fields that describe the entry and the PIN blocks.
     pub format: EntryFormat,
+    /// Where the two PIN blocks go, and which entries are asked for.
     pub layout: ModifyLayout,
+    /// abData: the APDU template.
     pub apdu: Vec<u8>,
 }
 

@@ -113,7 +113,7 @@ pub(super) struct PinpadState {
 }
 
 impl PinpadState {
-    pub fn new(config: SimPinpad) -> Self {
+    pub(super) fn new(config: SimPinpad) -> Self {
         PinpadState {
             config,
             script: VecDeque::new(),
@@ -135,7 +135,7 @@ fn sw(sw: u16) -> Action {
 }
 
 impl PinpadState {
-    pub fn handle(&mut self, code: u32, data: &[u8]) -> Action {
+    pub(super) fn handle(&mut self, code: u32, data: &[u8]) -> Action {
         self.requests.push((code, data.to_vec()));
         let has = |tag| self.config.features.contains(&tag) && code == feature_code(tag);
         if code == part10::GET_FEATURE_REQUEST {

@@ -99,7 +99,7 @@ fn card_replaced(before: &ReaderSnapshot, after: &ReaderSnapshot) -> bool {
 }
 
 /// Every reader and card of `old` going away (the service stopped).
-pub fn all_removed(old: &Snapshot) -> Vec<Event> {
+pub(crate) fn all_removed(old: &Snapshot) -> Vec<Event> {
     diff(old, &Snapshot::new())
 }
 

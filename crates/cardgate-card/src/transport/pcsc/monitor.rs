@@ -111,6 +111,10 @@ impl Monitor {
         });
         let (done_tx, done) = mpsc::channel::<()>();
         let thread_shared = Arc::clone(&shared);
+        // Fails only when the OS cannot create a thread at all, where
+        // `std::thread::spawn` panics as well; `Backend::watch` has no
+        // error path to report it on.
+        #[allow(clippy::expect_used)]
         let thread = std::thread::Builder::new()
             .name("pcsc-monitor".into())
             .spawn(move || {
