@@ -4,7 +4,7 @@
 //!
 //! Rules that protect the user's tries:
 //! - every credential the card checks reaches it through one path,
-//!   [`Engine::present`] (`present.rs`): the counter is read in the same
+//!   `Engine::present` (`present.rs`): the counter is read in the same
 //!   job, a blocked credential is refused before anything is sent, a value
 //!   a site chose never spends the last try nor a try of a counter the card
 //!   does not show, and the site's lockout is asked and told the verdict;

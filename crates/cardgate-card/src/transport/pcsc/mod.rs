@@ -1,7 +1,7 @@
 //! PC/SC backend (pcscd through the `pcsc` crate).
 //!
 //! - [`PcscBackend`] lists readers, opens connections and starts the reader
-//!   monitor ([`monitor`]).
+//!   monitor (`monitor.rs`).
 //! - [`PcscTransport`] is one shared connection to one card.
 //!
 //! Traps of the `pcsc` crate handled here: dropping a `pcsc::Card` resets the
