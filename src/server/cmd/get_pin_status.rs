@@ -1,0 +1,48 @@
+//! `getPinStatus`: a PIN's status. Pages asking at once share one card
+//! read; each sees the login only if it is its own.
+
+use crate::pin::PinStatus;
+use crate::protocol::{Params, RpcError, Target};
+use crate::server::caller::Caller;
+use crate::server::dispatch::shared_read;
+use crate::server::hub::Hub;
+use crate::server::logins::mask_pin_status;
+use std::future::Future;
+use std::sync::Arc;
+
+/// `getPinStatus`'s arguments: which PIN of which reader.
+#[derive(Debug)]
+pub struct GetPinStatus {
+    pub target: Target,
+}
+
+impl GetPinStatus {
+    pub(crate) fn parse(p: &mut Params) -> Result<Self, RpcError> {
+        Ok(GetPinStatus {
+            target: p.target()?,
+        })
+    }
+
+    /// Answered as a [`PinStatus`], serialised as it is sent (the hot path).
+    pub(crate) fn apply(
+        self,
+        hub: &Arc<Hub>,
+        caller: &Caller,
+    ) -> impl Future<Output = Result<PinStatus, RpcError>> + Send + use<> {
+        let pin = self.target.pin;
+        let read = shared_read(
+            hub,
+            &self.target.reader,
+            &format!("status {pin}"),
+            caller.conn,
+            move |e| e.status(&pin),
+        );
+        async move {
+            let (mut status, mine) = read.await?;
+            if !mine {
+                mask_pin_status(&mut status);
+            }
+            Ok(status)
+        }
+    }
+}
