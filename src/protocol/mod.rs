@@ -2,18 +2,21 @@
 //!
 //! This module reads messages (the JSON-RPC envelope, batches, the shared
 //! `Params` readers), maps each method name to its call's own parsing
-//! into a typed [`Call`] (`server/cmd/`, one file per call), and builds
-//! responses and notifications; running the calls is the server's job.
+//! into a typed [`Call`] ([`cmd`], one file per call), and builds
+//! responses and notifications; running the calls is the server's job
+//! (`server/cmd/`, one file per call with its `apply`).
 
 use crate::error::Error;
 use crate::secret::Secret;
-use crate::server::cmd::{
+use base64::Engine as _;
+use cmd::{
     change::Change, check_constraints::CheckConstraints, get_constraints::GetConstraints,
     get_pin_status::GetPinStatus, get_readers::GetReaders, hello::Hello, init::Init, login::Login,
     logout::Logout, request_credential::RequestCredential,
 };
-use base64::Engine as _;
 use serde_json::{Map, Value, json};
+
+pub mod cmd;
 
 /// The protocol version this daemon speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -157,7 +160,7 @@ pub enum Input {
 }
 
 /// A parsed request: each variant holds its call's typed arguments, defined
-/// with the call's parsing and handling in `server/cmd/`.
+/// with the call's parsing in [`cmd`].
 #[derive(Debug)]
 pub enum Call {
     Hello(Hello),
@@ -319,7 +322,7 @@ fn parse_request(value: Value) -> Request {
 }
 
 /// Reads typed parameters out of a params object; each call's `parse`
-/// (`server/cmd/`) takes its own with these.
+/// ([`cmd`]) takes its own with these.
 pub(crate) struct Params(Map<String, Value>);
 
 impl Params {

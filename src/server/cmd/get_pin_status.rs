@@ -2,7 +2,8 @@
 //! read; each sees the login only if it is its own.
 
 use crate::pin::PinStatus;
-use crate::protocol::{Params, RpcError, Target};
+use crate::protocol::RpcError;
+use crate::protocol::cmd::get_pin_status::GetPinStatus;
 use crate::server::caller::Caller;
 use crate::server::dispatch::shared_read;
 use crate::server::hub::Hub;
@@ -10,19 +11,7 @@ use crate::server::logins::mask_pin_status;
 use std::future::Future;
 use std::sync::Arc;
 
-/// `getPinStatus`'s arguments: which PIN of which reader.
-#[derive(Debug)]
-pub struct GetPinStatus {
-    pub target: Target,
-}
-
 impl GetPinStatus {
-    pub(crate) fn parse(p: &mut Params) -> Result<Self, RpcError> {
-        Ok(GetPinStatus {
-            target: p.target()?,
-        })
-    }
-
     /// Answered as a [`PinStatus`], serialised as it is sent (the hot path).
     pub(crate) fn apply(
         self,

@@ -1,7 +1,8 @@
 //! `getReaders`: the readers, their cards and each card's token (PIN
 //! objects and their status), read once for every page asking at once.
 
-use crate::protocol::{Params, RpcError};
+use crate::protocol::RpcError;
+use crate::protocol::cmd::get_readers::GetReaders;
 use crate::server::caller::{Caller, Outcome};
 use crate::server::dispatch::shared_read;
 use crate::server::hub::{Hub, describe_token};
@@ -10,15 +11,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// `getReaders` takes no arguments.
-#[derive(Debug)]
-pub struct GetReaders;
-
 impl GetReaders {
-    pub(crate) fn parse(_: &mut Params) -> Result<Self, RpcError> {
-        Ok(GetReaders)
-    }
-
     pub(crate) fn apply(self, hub: &Arc<Hub>, caller: &Caller) -> BoxFuture<'static, Outcome> {
         let me = caller.conn;
         let pcsc = if hub.pcsc_up() { "up" } else { "down" };

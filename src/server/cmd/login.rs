@@ -1,46 +1,14 @@
 //! `login`: presents a PIN (or, with `so` or `soPath`, the security
 //! officer's credential) and makes the connection the card's login owner.
 
-use crate::pin::SoPath;
-use crate::protocol::{Input, Params, RpcError, Target};
+use crate::protocol::cmd::login::Login;
 use crate::server::caller::{Caller, Outcome};
 use crate::server::hub::Hub;
 use crate::server::operation::{Op, pin_operation};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 
-/// `login`'s arguments.
-#[derive(Debug)]
-pub struct Login {
-    pub target: Target,
-    pub value: Input,
-    /// The security officer's credential (also with `soPath: "resetCode"`).
-    pub so: bool,
-    pub path: SoPath,
-}
-
 impl Login {
-    pub(crate) fn parse(p: &mut Params) -> Result<Self, RpcError> {
-        let target = p.target()?;
-        let so = p.bool_or("so", false)?;
-        let path = match p.take("soPath") {
-            None | Some(serde_json::Value::Null) => SoPath::Default,
-            Some(serde_json::Value::String(s)) if s == "default" => SoPath::Default,
-            Some(serde_json::Value::String(s)) if s == "resetCode" => SoPath::ResetCode,
-            Some(_) => {
-                return Err(RpcError::invalid_params(
-                    "soPath must be \"default\" or \"resetCode\"",
-                ));
-            }
-        };
-        Ok(Login {
-            target,
-            value: p.input("value")?,
-            so: so || path == SoPath::ResetCode,
-            path,
-        })
-    }
-
     pub(crate) fn apply(self, hub: &Arc<Hub>, caller: &Caller) -> BoxFuture<'static, Outcome> {
         let op = Op::Login {
             so: self.so,

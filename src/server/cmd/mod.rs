@@ -1,8 +1,7 @@
-//! One file per protocol call: its typed arguments (held by
-//! [`crate::protocol::Call`]'s variant), their parsing from the params
-//! object (`parse`, with the shared `protocol::Params` readers;
-//! `protocol::parse_call` maps each method name to it) and what the daemon
-//! does for it (`apply`, called by `server/dispatch.rs`).
+//! One file per protocol call: what the daemon does for it (`apply`,
+//! called by `server/dispatch.rs`), on the call's typed arguments. Those
+//! and their parsing are the protocol layer's, in the file of the same name
+//! in [`crate::protocol::cmd`].
 //!
 //! What several calls share stays where they share it: the PIN-operation
 //! job, the consent prompt and the daemon's PIN dialog in

@@ -7,7 +7,8 @@
 use crate::error::Error;
 use crate::pin::{Asking, SoPath};
 use crate::pinentry::PinPrompt;
-use crate::protocol::{Params, RpcError};
+use crate::protocol::RpcError;
+use crate::protocol::cmd::request_credential::RequestCredential;
 use crate::server::caller::{Caller, Outcome, await_job, lock_creds};
 use crate::server::hub::Hub;
 use crate::server::operation::describe;
@@ -15,35 +16,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// What `requestCredential` shows (SCWS `credentialProperties`,
-/// `CredentialState`, reader and card names).
-#[derive(Debug, Clone, Default)]
-pub struct RequestCredential {
-    pub pin_label: Option<String>,
-    pub tries_left: Option<u64>,
-    pub error: Option<String>,
-    pub reader: Option<String>,
-    pub card_label: Option<String>,
-    /// The PIN object asked for (with `reader`): the dialog then shows the
-    /// card's own label and tries, not the page's.
-    pub pin: Option<String>,
-    /// With `pin`: its security officer's credential is asked for.
-    pub so: bool,
-}
-
 impl RequestCredential {
-    pub(crate) fn parse(p: &mut Params) -> Result<Self, RpcError> {
-        Ok(RequestCredential {
-            pin_label: p.optional_string("pinLabel")?,
-            tries_left: p.optional_u64("triesLeft")?,
-            error: p.optional_string("error")?,
-            reader: p.optional_string("reader")?,
-            card_label: p.optional_string("cardLabel")?,
-            pin: p.optional_string("pin")?,
-            so: p.bool_or("so", false)?,
-        })
-    }
-
     pub(crate) fn apply(self, hub: &Arc<Hub>, caller: &Caller) -> BoxFuture<'static, Outcome> {
         let (req, hub, caller) = (self, hub.clone(), caller.clone());
         async move {
