@@ -1,13 +1,22 @@
 //! The WebSocket protocol: JSON-RPC 2.0 messages (see `docs/protocol.md`).
 //!
-//! This module only parses requests into typed [`Call`]s and builds
-//! responses and notifications; running them is the server's job.
+//! This module reads messages (the JSON-RPC envelope, batches, the shared
+//! `Params` readers), maps each method name to its call's own parsing
+//! into a typed [`Call`] ([`cmd`], one file per call), and builds
+//! responses and notifications; running the calls is the server's job
+//! (`server/cmd/`, one file per call with its `apply`).
 
 use crate::error::Error;
-use crate::pin::SoPath;
 use crate::secret::Secret;
 use base64::Engine as _;
+use cmd::{
+    change::Change, check_constraints::CheckConstraints, get_constraints::GetConstraints,
+    get_pin_status::GetPinStatus, get_readers::GetReaders, hello::Hello, init::Init, login::Login,
+    logout::Logout, request_credential::RequestCredential,
+};
 use serde_json::{Map, Value, json};
+
+pub mod cmd;
 
 /// The protocol version this daemon speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -150,65 +159,34 @@ pub enum Input {
     Pinpad,
 }
 
-/// What `requestCredential` shows (SCWS `credentialProperties`,
-/// `CredentialState`, reader and card names).
-#[derive(Debug, Clone, Default)]
-pub struct CredentialRequest {
-    pub pin_label: Option<String>,
-    pub tries_left: Option<u64>,
-    pub error: Option<String>,
-    pub reader: Option<String>,
-    pub card_label: Option<String>,
-    /// The PIN object asked for (with `reader`): the dialog then shows the
-    /// card's own label and tries, not the page's.
-    pub pin: Option<String>,
-    /// With `pin`: its security officer's credential is asked for.
-    pub so: bool,
-}
-
-/// A parsed request.
+/// A parsed request: each variant holds its call's typed arguments, defined
+/// with the call's parsing in [`cmd`].
 #[derive(Debug)]
 pub enum Call {
-    Hello {
-        protocol: Option<u64>,
-    },
-    GetReaders,
-    GetPinStatus(Target),
-    Login {
-        target: Target,
-        value: Input,
-        so: bool,
-        path: SoPath,
-    },
-    Change {
-        target: Target,
-        old: Input,
-        new: Input,
-    },
-    Init {
-        target: Target,
-        new: Input,
-    },
-    RequestCredential(CredentialRequest),
-    Logout(Target),
-    GetConstraints(Target),
-    CheckConstraints {
-        target: Target,
-        old: Secret,
-        new: Secret,
-    },
+    Hello(Hello),
+    GetReaders(GetReaders),
+    GetPinStatus(GetPinStatus),
+    Login(Login),
+    Change(Change),
+    Init(Init),
+    RequestCredential(RequestCredential),
+    Logout(Logout),
+    GetConstraints(GetConstraints),
+    CheckConstraints(CheckConstraints),
 }
 
 impl Call {
     /// The reader the call works on, if any.
     pub fn target(&self) -> Option<&Target> {
         match self {
-            Call::Hello { .. } | Call::GetReaders | Call::RequestCredential(_) => None,
-            Call::GetPinStatus(t) | Call::Logout(t) | Call::GetConstraints(t) => Some(t),
-            Call::Login { target, .. }
-            | Call::Change { target, .. }
-            | Call::Init { target, .. }
-            | Call::CheckConstraints { target, .. } => Some(target),
+            Call::Hello(_) | Call::GetReaders(_) | Call::RequestCredential(_) => None,
+            Call::GetPinStatus(GetPinStatus { target })
+            | Call::Login(Login { target, .. })
+            | Call::Change(Change { target, .. })
+            | Call::Init(Init { target, .. })
+            | Call::Logout(Logout { target })
+            | Call::GetConstraints(GetConstraints { target })
+            | Call::CheckConstraints(CheckConstraints { target, .. }) => Some(target),
         }
     }
 }
@@ -343,11 +321,17 @@ fn parse_request(value: Value) -> Request {
     }
 }
 
-/// Reads typed parameters out of a params object.
-struct Params(Map<String, Value>);
+/// Reads typed parameters out of a params object; each call's `parse`
+/// ([`cmd`]) takes its own with these.
+pub(crate) struct Params(Map<String, Value>);
 
 impl Params {
-    fn string(&mut self, name: &str) -> Result<String, RpcError> {
+    /// A parameter as sent, taken out of the object (`None`: absent).
+    pub(crate) fn take(&mut self, name: &str) -> Option<Value> {
+        self.0.remove(name)
+    }
+
+    pub(crate) fn string(&mut self, name: &str) -> Result<String, RpcError> {
         match self.0.remove(name) {
             Some(Value::String(s)) => Ok(s),
             Some(_) => Err(RpcError::invalid_params(format!("{name} must be a string"))),
@@ -357,7 +341,7 @@ impl Params {
         }
     }
 
-    fn bool_or(&mut self, name: &str, default: bool) -> Result<bool, RpcError> {
+    pub(crate) fn bool_or(&mut self, name: &str, default: bool) -> Result<bool, RpcError> {
         match self.0.remove(name) {
             None | Some(Value::Null) => Ok(default),
             Some(Value::Bool(b)) => Ok(b),
@@ -367,14 +351,14 @@ impl Params {
         }
     }
 
-    fn target(&mut self) -> Result<Target, RpcError> {
+    pub(crate) fn target(&mut self) -> Result<Target, RpcError> {
         Ok(Target {
             reader: self.string("reader")?,
             pin: self.string("pin")?,
         })
     }
 
-    fn optional_string(&mut self, name: &str) -> Result<Option<String>, RpcError> {
+    pub(crate) fn optional_string(&mut self, name: &str) -> Result<Option<String>, RpcError> {
         match self.0.remove(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -382,10 +366,21 @@ impl Params {
         }
     }
 
+    /// A number when present: absent and `null` are `None`.
+    pub(crate) fn optional_u64(&mut self, name: &str) -> Result<Option<u64>, RpcError> {
+        match self.0.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| RpcError::invalid_params(format!("{name} must be a number"))),
+        }
+    }
+
     /// Where a value comes from: a string or CredentialValue (the page), a
     /// CredentialValue with a `handle` (requestCredential), `false` (the
     /// daemon's dialog), `null` or absent (the pinpad).
-    fn input(&mut self, name: &str) -> Result<Input, RpcError> {
+    pub(crate) fn input(&mut self, name: &str) -> Result<Input, RpcError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(Input::Pinpad),
             Some(Value::Bool(false)) => Ok(Input::Dialog),
@@ -401,7 +396,7 @@ impl Params {
 
     /// A PIN value: a string, or a CredentialValue `{type:"pin", data:base64}`.
     /// Error messages name the parameter, never its content.
-    fn secret(&mut self, name: &str) -> Result<Secret, RpcError> {
+    pub(crate) fn secret(&mut self, name: &str) -> Result<Secret, RpcError> {
         match self.0.remove(name) {
             Some(Value::String(s)) => Ok(Secret::from_string(s)),
             Some(Value::Object(mut cred)) => {
@@ -440,7 +435,7 @@ impl Params {
     }
 
     /// A value only used for comparisons (checkConstraints): empty when absent.
-    fn optional_secret(&mut self, name: &str) -> Result<Secret, RpcError> {
+    pub(crate) fn optional_secret(&mut self, name: &str) -> Result<Secret, RpcError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(Secret::default()),
             _ => self.secret(name),
@@ -448,71 +443,20 @@ impl Params {
     }
 }
 
+/// Which call a method name is, parsed by that call's own `parse`.
 fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError> {
-    let mut p = Params(params);
+    let p = &mut Params(params);
     Ok(match method {
-        "hello" => Call::Hello {
-            protocol: match p.0.remove("protocol") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(
-                    v.as_u64()
-                        .ok_or_else(|| RpcError::invalid_params("protocol must be a number"))?,
-                ),
-            },
-        },
-        "getReaders" => Call::GetReaders,
-        "getPinStatus" => Call::GetPinStatus(p.target()?),
-        "login" => {
-            let target = p.target()?;
-            let so = p.bool_or("so", false)?;
-            let path = match p.0.remove("soPath") {
-                None | Some(Value::Null) => SoPath::Default,
-                Some(Value::String(s)) if s == "default" => SoPath::Default,
-                Some(Value::String(s)) if s == "resetCode" => SoPath::ResetCode,
-                Some(_) => {
-                    return Err(RpcError::invalid_params(
-                        "soPath must be \"default\" or \"resetCode\"",
-                    ));
-                }
-            };
-            Call::Login {
-                target,
-                value: p.input("value")?,
-                so: so || path == SoPath::ResetCode,
-                path,
-            }
-        }
-        "change" => Call::Change {
-            target: p.target()?,
-            old: p.input("oldValue")?,
-            new: p.input("newValue")?,
-        },
-        "init" => Call::Init {
-            target: p.target()?,
-            new: p.input("newValue")?,
-        },
-        "logout" => Call::Logout(p.target()?),
-        "requestCredential" => Call::RequestCredential(CredentialRequest {
-            pin_label: p.optional_string("pinLabel")?,
-            tries_left: match p.0.remove("triesLeft") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(
-                    v.as_u64()
-                        .ok_or_else(|| RpcError::invalid_params("triesLeft must be a number"))?,
-                ),
-            },
-            error: p.optional_string("error")?,
-            reader: p.optional_string("reader")?,
-            card_label: p.optional_string("cardLabel")?,
-            pin: p.optional_string("pin")?,
-            so: p.bool_or("so", false)?,
-        }),
-        "getConstraints" => Call::GetConstraints(p.target()?),
-        "checkConstraints" => Call::CheckConstraints {
-            target: p.target()?,
-            old: p.optional_secret("oldPin")?,
-            new: p.secret("newPin")?,
-        },
+        "hello" => Call::Hello(Hello::parse(p)?),
+        "getReaders" => Call::GetReaders(GetReaders::parse(p)?),
+        "getPinStatus" => Call::GetPinStatus(GetPinStatus::parse(p)?),
+        "login" => Call::Login(Login::parse(p)?),
+        "change" => Call::Change(Change::parse(p)?),
+        "init" => Call::Init(Init::parse(p)?),
+        "logout" => Call::Logout(Logout::parse(p)?),
+        "requestCredential" => Call::RequestCredential(RequestCredential::parse(p)?),
+        "getConstraints" => Call::GetConstraints(GetConstraints::parse(p)?),
+        "checkConstraints" => Call::CheckConstraints(CheckConstraints::parse(p)?),
         other => return Err(RpcError::method_not_found(other)),
     })
 }
@@ -557,6 +501,7 @@ pub fn notification(method: &str, params: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pin::SoPath;
 
     fn single(text: &str) -> Request {
         match parse_message(text) {
@@ -580,12 +525,12 @@ mod tests {
         );
         assert_eq!(r.id, Some(json!(3)));
         match r.call.unwrap() {
-            Call::Login {
+            Call::Login(Login {
                 target,
                 value,
                 so,
                 path,
-            } => {
+            }) => {
                 assert_eq!(
                     target,
                     Target {
@@ -603,9 +548,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"a","method":"login","params":{"reader":"R","pin":"user","value":{"type":"pin","data":"MTIzNDU2"},"soPath":"resetCode"}}"#,
         );
         match r.call.unwrap() {
-            Call::Login {
+            Call::Login(Login {
                 value, so, path, ..
-            } => {
+            }) => {
                 assert!(matches!(value, Input::Value(v) if v.expose() == b"123456"));
                 assert!(so);
                 assert_eq!(path, SoPath::ResetCode);
@@ -614,7 +559,7 @@ mod tests {
         }
         assert!(matches!(
             single(r#"{"jsonrpc":"2.0","id":1,"method":"getReaders"}"#).call,
-            Ok(Call::GetReaders)
+            Ok(Call::GetReaders(_))
         ));
     }
 
@@ -667,28 +612,28 @@ mod tests {
         };
         assert!(matches!(
             login(r#","value":false"#),
-            Ok(Call::Login {
+            Ok(Call::Login(Login {
                 value: Input::Dialog,
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             login(r#","value":null"#),
-            Ok(Call::Login {
+            Ok(Call::Login(Login {
                 value: Input::Pinpad,
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             login(""),
-            Ok(Call::Login {
+            Ok(Call::Login(Login {
                 value: Input::Pinpad,
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             login(r#","value":{"type":"pin","handle":"cgh-1"}"#),
-            Ok(Call::Login { value: Input::Handle(h), .. }) if h == "cgh-1"
+            Ok(Call::Login(Login { value: Input::Handle(h), .. })) if h == "cgh-1"
         ));
         assert_eq!(
             login(r#","value":true"#).unwrap_err().code,

@@ -10,7 +10,8 @@ use futures_util::future::{BoxFuture, FutureExt};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
-type Outcome = Result<Value, RpcError>;
+/// What a call answers, or why it failed.
+pub(super) type Outcome = Result<Value, RpcError>;
 
 /// The connection a call comes from.
 #[derive(Clone)]

@@ -3,6 +3,7 @@
 //! and a health check.
 
 mod caller;
+pub mod cmd;
 mod credentials;
 mod dispatch;
 mod handshake;

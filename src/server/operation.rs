@@ -1,6 +1,8 @@
 //! PIN operations from a connection: where each credential comes from (the
 //! page, a `requestCredential` handle, the daemon's dialog, the pinpad),
-//! who owns the card's login, and the daemon's own PIN dialog.
+//! who owns the card's login, and the daemon's own PIN dialog. Shared by
+//! the calls in `cmd/` that run them (`login`, `change`, `init`, `logout`;
+//! `requestCredential` words its dialog with [`describe`]).
 //!
 //! The credentials are typed with their provenance here and handed to the
 //! PIN engine, which guards each one at the moment it is sent, inside the
@@ -8,23 +10,21 @@
 //! ([`SiteAttempts`]) there. Nothing here decides whether a value may
 //! reach the card.
 
-use super::caller::{Caller, await_job, lock_creds, ready};
+use super::caller::{Caller, Outcome, await_job, lock_creds, ready};
 use super::hub::{ConnId, ConsentMode, Hub};
 use super::site::{SiteAttempts, locked};
 use crate::error::Error;
 use crate::pin::{Asking, DialogFacts, Engine, Entered, Entry, PinOp, Provenance, SoPath};
 use crate::pinentry::PinPrompt;
-use crate::protocol::{CredentialRequest, Input, RpcError, Target};
+use crate::protocol::{Input, RpcError, Target};
 use crate::secret::Secret;
 use futures_util::future::{BoxFuture, FutureExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
-
-type Outcome = Result<Value, RpcError>;
 
 /// A PIN operation as asked for, before its credentials are gathered.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(super) enum Op {
     Login { so: bool, path: SoPath },
     Change,
     Init,
@@ -66,7 +66,7 @@ impl Op {
 /// `requestCredential` handle, the daemon's dialog, or the pinpad. Where the
 /// consent prompt is configured, a site locked until the user unlocks it
 /// has the user asked first (once per connection).
-pub fn pin_operation(
+pub(super) fn pin_operation(
     hub: &Arc<Hub>,
     caller: &Caller,
     target: Target,
@@ -159,16 +159,11 @@ fn route(
     }
 }
 
-/// `Pin.logout()`.
-pub fn logout(hub: &Arc<Hub>, caller: &Caller, target: Target) -> BoxFuture<'static, Outcome> {
-    operation(hub, caller, target, Op::Logout, None, false)
-}
-
 /// A PIN operation, in one job on the card's worker: end another
 /// connection's login, run the operation (the engine guards each
 /// credential as it is sent, asking the site's gate), update the login's
 /// owner, and say the PIN's new status to every client.
-fn operation(
+pub(super) fn operation(
     hub: &Arc<Hub>,
     caller: &Caller,
     target: Target,
@@ -225,7 +220,8 @@ fn operation(
     .boxed()
 }
 
-fn describe(origin: &str, what: &str, facts: &DialogFacts, reader: &str) -> String {
+/// What a dialog says a site asks for, with the card's name and tries.
+pub(super) fn describe(origin: &str, what: &str, facts: &DialogFacts, reader: &str) -> String {
     let mut text = format!(
         "{origin} asks for {what} of the card \"{}\" in the reader \"{reader}\".",
         facts.card
@@ -338,87 +334,6 @@ fn dialog_operation(
         });
         lock_creds(&caller).set_wrong(&key, wrong);
         outcome
-    }
-    .boxed()
-}
-
-/// `Pin.requestCredential`: shows the dialog and gives the page a one-time
-/// handle instead of the PIN; `null` when the user cancels. With `reader`
-/// and `pin` the dialog shows the card's own label and tries; the page's
-/// own texts are shown as the page's, never as the card's.
-pub fn request_credential(
-    hub: &Arc<Hub>,
-    caller: &Caller,
-    req: CredentialRequest,
-) -> BoxFuture<'static, Outcome> {
-    let (hub, caller) = (hub.clone(), caller.clone());
-    async move {
-        let origin = caller.peer.to_string();
-        let facts = match (&req.reader, &req.pin) {
-            (Some(reader), Some(pin)) => {
-                hub.check_reader(reader)?;
-                let (pin, asking) = (
-                    pin.clone(),
-                    if req.so {
-                        Asking::So(SoPath::Default)
-                    } else {
-                        Asking::Own
-                    },
-                );
-                let rx = hub
-                    .service
-                    .queue(reader, move |e| e.dialog_facts(&pin, asking));
-                Some(await_job(rx, hub.op_timeout).await?)
-            }
-            _ => None,
-        };
-        let mut description;
-        let label;
-        match (&facts, &req.reader) {
-            (Some(f), Some(reader)) => {
-                label = f.label.clone();
-                description = describe(&origin, &format!("your {label}"), f, reader);
-            }
-            _ => {
-                label = req.pin_label.clone().unwrap_or_else(|| "PIN".into());
-                description = format!("{origin} asks for your {label}");
-                match (&req.card_label, &req.reader) {
-                    (Some(c), Some(r)) => {
-                        description += &format!(" (card \"{c}\" in the reader \"{r}\").")
-                    }
-                    (Some(c), None) => description += &format!(" (card \"{c}\")."),
-                    (None, Some(r)) => description += &format!(" (reader \"{r}\")."),
-                    (None, None) => description.push('.'),
-                }
-                description +=
-                    "\n\nThe site did not say which card's PIN: the tries left are not known.";
-            }
-        }
-        if let Some(note) = &req.error {
-            description += &format!("\n\nMessage from {origin}: {note}");
-        }
-        let prompt = PinPrompt {
-            title: format!("{label} for {origin}"),
-            description,
-            prompt: format!("{label}:"),
-            error: None,
-            repeat: false,
-        };
-        let _screen = hub.dialog_lock.lock().await;
-        let dialog = hub.dialog.clone();
-        let answer = tokio::task::spawn_blocking(move || dialog.get_pin(&prompt))
-            .await
-            .map_err(|_| {
-                RpcError::from(Error::PinDialogUnavailable("the dialog crashed".into()))
-            })?;
-        match answer {
-            Ok(pin) => {
-                let handle = lock_creds(&caller).issue(pin);
-                Ok(json!({ "type": "pin", "handle": handle }))
-            }
-            Err(crate::pinentry::DialogError::Cancelled) => Ok(Value::Null),
-            Err(e) => Err(Error::from(e).into()),
-        }
     }
     .boxed()
 }

@@ -1,0 +1,19 @@
+//! `init`'s arguments: a PIN and its new value.
+
+use crate::protocol::{Input, Params, RpcError, Target};
+
+/// `init`'s arguments.
+#[derive(Debug)]
+pub struct Init {
+    pub target: Target,
+    pub new: Input,
+}
+
+impl Init {
+    pub(crate) fn parse(p: &mut Params) -> Result<Self, RpcError> {
+        Ok(Init {
+            target: p.target()?,
+            new: p.input("newValue")?,
+        })
+    }
+}

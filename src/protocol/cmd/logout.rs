@@ -1,0 +1,17 @@
+//! `logout`'s arguments: which PIN of which reader.
+
+use crate::protocol::{Params, RpcError, Target};
+
+/// `logout`'s arguments.
+#[derive(Debug)]
+pub struct Logout {
+    pub target: Target,
+}
+
+impl Logout {
+    pub(crate) fn parse(p: &mut Params) -> Result<Self, RpcError> {
+        Ok(Logout {
+            target: p.target()?,
+        })
+    }
+}
