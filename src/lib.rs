@@ -6,6 +6,9 @@
 //! (`cardgate-vcard`): [`service`] (reader workers) → [`security`],
 //! [`protocol`] → [`server`], [`native`] → [`cli`]. See docs/architecture.md.
 #![forbid(unsafe_code)]
+// Items of private modules are `pub(crate)`: the crate's API is its public
+// modules (used by the binary, the tests and the benchmark).
+#![warn(unreachable_pub)]
 
 // The card library (crates/cardgate-card) and the virtual card
 // (crates/cardgate-vcard), under the names the daemon's code uses.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
-pub enum ConfigCommand {
+pub(super) enum ConfigCommand {
     /// Print the effective configuration as TOML, each value commented with its source.
     Show {
         /// Machine-readable output.
@@ -18,7 +18,7 @@ pub enum ConfigCommand {
     Path,
 }
 
-pub fn run(command: ConfigCommand, config: &Config) -> ExitCode {
+pub(super) fn run(command: ConfigCommand, config: &Config) -> ExitCode {
     match command {
         ConfigCommand::Show { json } => {
             if json {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
-pub struct OriginsArgs {
+pub(super) struct OriginsArgs {
     /// The allowlist file (default: origins.toml in the user's config directory).
     #[arg(long, value_name = "FILE", global = true)]
     file: Option<PathBuf>,
@@ -35,7 +35,7 @@ enum OriginsCommand {
     Unlock { origin: String },
 }
 
-pub fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
+pub(super) fn run(args: OriginsArgs, config: &crate::config::Config) -> ExitCode {
     if let OriginsCommand::Unlock { origin } = &args.command {
         return unlock(origin, config);
     }

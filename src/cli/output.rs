@@ -10,7 +10,7 @@ use serde_json::json;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TokenReport {
+pub(super) struct TokenReport {
     pub profile: &'static str,
     pub label: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,7 +31,7 @@ impl TokenReport {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReaderReport {
+pub(super) struct ReaderReport {
     pub name: String,
     pub card_present: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +44,7 @@ pub struct ReaderReport {
 }
 
 impl ReaderReport {
-    pub fn new(r: &ReaderInfo, token: Option<Result<Token, Error>>) -> Self {
+    pub(super) fn new(r: &ReaderInfo, token: Option<Result<Token, Error>>) -> Self {
         let (token, error) = match token {
             Some(Ok(t)) => (Some(TokenReport::new(&t)), None),
             Some(Err(e)) => (None, Some(e.to_json())),
@@ -61,14 +61,14 @@ impl ReaderReport {
 }
 
 #[derive(Serialize)]
-pub struct StatusReport {
+pub(super) struct StatusReport {
     pub reader: String,
     pub token: TokenReport,
     pub pins: Vec<PinStatus>,
 }
 
 impl StatusReport {
-    pub fn new(reader: String, token: &Token, pins: Vec<PinStatus>) -> Self {
+    pub(super) fn new(reader: String, token: &Token, pins: Vec<PinStatus>) -> Self {
         StatusReport {
             reader,
             token: TokenReport::new(token),
@@ -77,7 +77,7 @@ impl StatusReport {
     }
 }
 
-pub fn print_readers(readers: &Vec<ReaderReport>) {
+pub(super) fn print_readers(readers: &Vec<ReaderReport>) {
     if readers.is_empty() {
         println!("No readers found.");
     }
@@ -98,7 +98,7 @@ pub fn print_readers(readers: &Vec<ReaderReport>) {
     }
 }
 
-pub fn print_status(s: &StatusReport) {
+pub(super) fn print_status(s: &StatusReport) {
     println!("{}: {} ({})", s.reader, s.token.label, s.token.profile);
     for p in &s.pins {
         let tries = match p.remaining_tries {
@@ -158,7 +158,11 @@ fn print_error(json: bool, e: &CliError) -> u8 {
 }
 
 /// Prints a command's result or error; returns the exit status.
-pub fn report<T: Serialize>(json: bool, result: Result<T, CliError>, human: impl Fn(&T)) -> u8 {
+pub(super) fn report<T: Serialize>(
+    json: bool,
+    result: Result<T, CliError>,
+    human: impl Fn(&T),
+) -> u8 {
     match result {
         Ok(v) if json => {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -173,7 +177,7 @@ pub fn report<T: Serialize>(json: bool, result: Result<T, CliError>, human: impl
 }
 
 /// Like [`report`] for commands that return nothing.
-pub fn report_done(json: bool, result: Result<(), CliError>, done: &str) -> u8 {
+pub(super) fn report_done(json: bool, result: Result<(), CliError>, done: &str) -> u8 {
     match result {
         Ok(()) if json => {
             println!("{}", json!({ "ok": true }));

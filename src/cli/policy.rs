@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Subcommand)]
-pub enum PolicyCommand {
+pub(super) enum PolicyCommand {
     /// List the policy files in use (built in, system, user) and those refused.
     List {
         /// Machine-readable output.
@@ -46,7 +46,7 @@ pub enum PolicyCommand {
 }
 
 #[derive(Args)]
-pub struct Where {
+pub(super) struct Where {
     /// Reader name, or a unique part of it (default: the first reader with a card).
     #[arg(long, short)]
     reader: Option<String>,
@@ -78,7 +78,7 @@ impl From<ProfileArg> for ProfileKind {
 
 /// The policy set the daemon and the other commands use, with refused
 /// files logged as warnings.
-pub fn load() -> Arc<PolicySet> {
+pub(super) fn load() -> Arc<PolicySet> {
     let (set, errors) = PolicySet::load(&sources());
     for e in errors {
         tracing::warn!("policy file ignored: {e}");
@@ -90,7 +90,7 @@ static SOURCES: std::sync::OnceLock<PolicySources> = std::sync::OnceLock::new();
 
 /// Uses the configuration's policy directories (`policy_dirs`,
 /// `CARDGATE_POLICY_PATH`) from now on.
-pub fn use_config(config: &crate::config::Config) {
+pub(super) fn use_config(config: &crate::config::Config) {
     let _ = SOURCES.set(config.policy_sources());
 }
 
@@ -102,7 +102,7 @@ fn sources() -> PolicySources {
         .unwrap_or_else(PolicySources::standard)
 }
 
-pub fn run(command: PolicyCommand) -> u8 {
+pub(super) fn run(command: PolicyCommand) -> u8 {
     match command {
         PolicyCommand::List { json } => list(json),
         PolicyCommand::Show(w) => output::report(w.json, show(&w), print_show),

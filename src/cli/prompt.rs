@@ -25,17 +25,17 @@ impl PromptError {
     }
 }
 
-pub struct PinInput {
+pub(super) struct PinInput {
     stdin: bool,
 }
 
 impl PinInput {
-    pub fn new(stdin: bool) -> Self {
+    pub(super) fn new(stdin: bool) -> Self {
         PinInput { stdin }
     }
 
     /// Reads one value.
-    pub fn read(&mut self, prompt: &str) -> Result<Secret, PromptError> {
+    pub(super) fn read(&mut self, prompt: &str) -> Result<Secret, PromptError> {
         if self.stdin {
             let mut line = String::new();
             let n = std::io::stdin()
@@ -59,7 +59,7 @@ impl PinInput {
     }
 
     /// Reads a new value; on a terminal, asks twice and compares.
-    pub fn read_new(&mut self, label: &str) -> Result<Secret, PromptError> {
+    pub(super) fn read_new(&mut self, label: &str) -> Result<Secret, PromptError> {
         let new = self.read(&format!("New {label}: "))?;
         if !self.stdin {
             let again = self.read(&format!("New {label} again: "))?;

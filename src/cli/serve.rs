@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Port on 127.0.0.1 and [::1] (default: `port` in config.toml, 27183).
     #[arg(long)]
     port: Option<u16>,
@@ -50,7 +50,7 @@ enum UnknownOrigins {
 
 impl ServeArgs {
     /// The values given on the command line.
-    pub fn overrides(&self) -> Overrides {
+    pub(super) fn overrides(&self) -> Overrides {
         Overrides {
             port: self.port,
             op_timeout: self.op_timeout,
@@ -68,7 +68,7 @@ impl ServeArgs {
 }
 
 #[derive(Args)]
-pub struct DemoArgs {
+pub(super) struct DemoArgs {
     #[command(flatten)]
     serve: ServeArgs,
     /// Cards to simulate, one reader each (repeatable). Default: one PIV card.
@@ -193,14 +193,14 @@ fn url(port: u16, tls: bool) -> String {
 }
 
 /// Sockets from systemd, or exit status 1 when they cannot be used.
-pub fn take_inherited() -> Result<Vec<std::net::TcpListener>, ExitCode> {
+pub(super) fn take_inherited() -> Result<Vec<std::net::TcpListener>, ExitCode> {
     inherited_listeners().map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })
 }
 
-pub fn serve(config: &Config, inherited: Vec<std::net::TcpListener>) -> ExitCode {
+pub(super) fn serve(config: &Config, inherited: Vec<std::net::TcpListener>) -> ExitCode {
     let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
     run(backend, config, inherited, |port, tls| {
         eprintln!(
@@ -214,12 +214,16 @@ pub fn serve(config: &Config, inherited: Vec<std::net::TcpListener>) -> ExitCode
 
 /// The flags `demo` shares with `serve`.
 impl DemoArgs {
-    pub fn serve_args(&self) -> &ServeArgs {
+    pub(super) fn serve_args(&self) -> &ServeArgs {
         &self.serve
     }
 }
 
-pub fn demo(args: DemoArgs, config: &Config, inherited: Vec<std::net::TcpListener>) -> ExitCode {
+pub(super) fn demo(
+    args: DemoArgs,
+    config: &Config,
+    inherited: Vec<std::net::TcpListener>,
+) -> ExitCode {
     let mut cards = args.cards.clone();
     if args.openpgp {
         cards.push(DemoCard::Openpgp);

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Args)]
-pub struct StatusArgs {
+pub(super) struct StatusArgs {
     /// The port to ask (default: `port` in config.toml).
     #[arg(long)]
     port: Option<u16>,
@@ -19,7 +19,7 @@ pub struct StatusArgs {
 }
 
 /// GET /health on 127.0.0.1:port.
-pub fn health(port: u16, timeout: Duration) -> Result<Value, String> {
+pub(super) fn health(port: u16, timeout: Duration) -> Result<Value, String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(timeout))
@@ -50,7 +50,7 @@ pub fn health(port: u16, timeout: Duration) -> Result<Value, String> {
     Ok(v)
 }
 
-pub fn run(args: StatusArgs, config: &Config) -> ExitCode {
+pub(super) fn run(args: StatusArgs, config: &Config) -> ExitCode {
     let port = args.port.unwrap_or(config.port);
     let client = env!("CARGO_PKG_VERSION");
     match health(port, Duration::from_secs(3)) {

@@ -12,10 +12,10 @@ use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-pub const SERVICE_UNIT: &str = include_str!("../../packaging/systemd/cardgate.service");
-pub const SOCKET_UNIT: &str = include_str!("../../packaging/systemd/cardgate.socket");
+pub(super) const SERVICE_UNIT: &str = include_str!("../../packaging/systemd/cardgate.service");
+pub(super) const SOCKET_UNIT: &str = include_str!("../../packaging/systemd/cardgate.socket");
 /// Where the Debian package installs the units.
-pub const PACKAGED_DIR: &str = "/usr/lib/systemd/user";
+pub(super) const PACKAGED_DIR: &str = "/usr/lib/systemd/user";
 const PACKAGED_BINARY: &str = "/usr/bin/cardgate";
 /// The first line of the units `install` writes (so `uninstall` only
 /// removes its own files).
@@ -23,7 +23,7 @@ const MARKER: &str =
     "# Written by `cardgate service install`; removed by `cardgate service uninstall`.";
 
 #[derive(Subcommand)]
-pub enum ServiceCommand {
+pub(super) enum ServiceCommand {
     /// Install and start the user units (cardgate.socket starts the daemon on demand).
     Install {
         /// Write the units into ~/.config/systemd/user even when packaged ones exist.
@@ -40,12 +40,12 @@ pub enum ServiceCommand {
 }
 
 /// `~/.config/systemd/user` (honours XDG_CONFIG_HOME).
-pub fn user_unit_dir() -> Option<PathBuf> {
+pub(super) fn user_unit_dir() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|b| b.config_dir().join("systemd").join("user"))
 }
 
 /// The units with `ExecStart=` naming `binary`.
-pub fn units_for(binary: &Path) -> [(&'static str, String); 2] {
+pub(super) fn units_for(binary: &Path) -> [(&'static str, String); 2] {
     let exec = format!("ExecStart={} serve", binary.display());
     let service = SERVICE_UNIT.replace("ExecStart=/usr/bin/cardgate serve", &exec);
     [
@@ -81,7 +81,7 @@ fn packaged() -> bool {
         && exe.as_deref() == Some(Path::new(PACKAGED_BINARY))
 }
 
-pub fn run(command: ServiceCommand) -> ExitCode {
+pub(super) fn run(command: ServiceCommand) -> ExitCode {
     match command {
         ServiceCommand::Install { copy, no_start } => install(copy, no_start),
         ServiceCommand::Uninstall => uninstall(),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
-pub enum TlsCommand {
+pub(super) enum TlsCommand {
     /// Create a local CA and a certificate for 127.0.0.1, ::1 and localhost
     /// (in the data directory, or where tls.cert / tls.key say); print how to trust it.
     Init {
@@ -20,7 +20,7 @@ pub enum TlsCommand {
     },
 }
 
-pub fn run(command: TlsCommand, config: &Config) -> ExitCode {
+pub(super) fn run(command: TlsCommand, config: &Config) -> ExitCode {
     match command {
         TlsCommand::Init { force, dir } => {
             let files = match dir {

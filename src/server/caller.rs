@@ -15,7 +15,7 @@ pub(super) type Outcome = Result<Value, RpcError>;
 
 /// The connection a call comes from.
 #[derive(Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub conn: ConnId,
     pub peer: Peer,
     /// Allowed once at the consent prompt: for this connection only.
@@ -25,7 +25,7 @@ pub struct Caller {
 
 impl Caller {
     /// A newly opened connection: no credentials handed out yet.
-    pub fn new(conn: ConnId, peer: Peer, once: bool) -> Caller {
+    pub(crate) fn new(conn: ConnId, peer: Peer, once: bool) -> Caller {
         Caller {
             conn,
             peer,

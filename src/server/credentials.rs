@@ -8,10 +8,10 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 /// How long a `requestCredential` handle can be used.
-pub const HANDLE_LIFETIME: Duration = Duration::from_secs(60);
+pub(super) const HANDLE_LIFETIME: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
-pub struct ConnCredentials {
+pub(crate) struct ConnCredentials {
     handles: HashMap<String, (Secret, Instant)>,
     issued: u64,
     /// The dialogs (reader, PIN object, credential asked for) whose value
@@ -23,7 +23,7 @@ pub struct ConnCredentials {
 
 impl ConnCredentials {
     /// Keeps `pin` under a fresh opaque handle.
-    pub fn issue(&mut self, pin: Secret) -> String {
+    pub(crate) fn issue(&mut self, pin: Secret) -> String {
         let now = Instant::now();
         self.handles
             .retain(|_, (_, at)| now.duration_since(*at) < HANDLE_LIFETIME);
@@ -38,17 +38,17 @@ impl ConnCredentials {
     }
 
     /// Takes the PIN behind a handle: once, within its lifetime.
-    pub fn take(&mut self, handle: &str) -> Option<Secret> {
+    pub(crate) fn take(&mut self, handle: &str) -> Option<Secret> {
         let (pin, at) = self.handles.remove(handle)?;
         (at.elapsed() < HANDLE_LIFETIME).then_some(pin)
     }
 
     /// Whether the value given in the dialog `key` was wrong last time.
-    pub fn was_wrong(&self, key: &str) -> bool {
+    pub(crate) fn was_wrong(&self, key: &str) -> bool {
         self.wrong_last_time.contains(key)
     }
 
-    pub fn set_wrong(&mut self, key: &str, wrong: bool) {
+    pub(crate) fn set_wrong(&mut self, key: &str, wrong: bool) {
         if wrong {
             self.wrong_last_time.insert(key.to_string());
         } else {

@@ -23,13 +23,13 @@ use std::sync::Arc;
 /// more than the rest of the request).
 #[derive(serde::Serialize)]
 #[serde(untagged)]
-pub enum Reply {
+pub(super) enum Reply {
     Value(Value),
     Status(PinStatus),
 }
 
 /// Starts a call: queues its card work now, returns the future of its result.
-pub fn dispatch(
+pub(super) fn dispatch(
     hub: &Arc<Hub>,
     caller: &Caller,
     call: Call,

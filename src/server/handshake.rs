@@ -26,7 +26,7 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 32;
 
 /// How a connection's first request is served.
-pub enum Start {
+pub(super) enum Start {
     /// A WebSocket, admitted: answered with 101 and handed on.
     WebSocket(Caller),
     /// Anything else: the HTTP server reads these bytes first.
@@ -38,7 +38,7 @@ pub enum Start {
 /// Reads the first request head (by `deadline`, counted from the
 /// connection's accept; the HTTP server gets only what is left of it) and
 /// answers it here if it is an admitted WebSocket handshake.
-pub async fn start<IO>(io: &mut IO, hub: &Arc<Hub>, deadline: tokio::time::Instant) -> Start
+pub(super) async fn start<IO>(io: &mut IO, hub: &Arc<Hub>, deadline: tokio::time::Instant) -> Start
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {

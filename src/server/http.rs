@@ -68,7 +68,7 @@ impl Drop for ActiveGuard {
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
-pub async fn accept_loop(
+pub(super) async fn accept_loop(
     listener: TcpListener,
     hub: Arc<Hub>,
     mut shutdown: watch::Receiver<bool>,

@@ -69,7 +69,7 @@ impl Logins {
 }
 
 /// Logs out every PIN object of the card.
-pub fn logout_all(e: &mut Engine) -> Result<(), Error> {
+pub(super) fn logout_all(e: &mut Engine) -> Result<(), Error> {
     let ids: Vec<&'static str> = e.token().pins.iter().map(|p| p.id).collect();
     for id in ids {
         e.logout(id)?;
@@ -78,13 +78,13 @@ pub fn logout_all(e: &mut Engine) -> Result<(), Error> {
 }
 
 /// Hides a login that is not the viewer's.
-pub fn mask_pin_status(status: &mut PinStatus) {
+pub(super) fn mask_pin_status(status: &mut PinStatus) {
     status.validated = false;
     status.so_validated = false;
 }
 
 /// [`mask_pin_status`] on a status already in JSON form.
-pub fn mask_status(status: &mut Value) {
+pub(super) fn mask_status(status: &mut Value) {
     if status.is_object() {
         status["validated"] = json!(false);
         status["soValidated"] = json!(false);

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// Largest message accepted from a client.
-pub const MAX_MESSAGE: usize = 64 * 1024;
+pub(super) const MAX_MESSAGE: usize = 64 * 1024;
 
 /// A round of writes to the client (at most [`WRITE_BATCH`] messages and
 /// their flush) not done within this closes the session: its client does

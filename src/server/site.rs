@@ -15,7 +15,7 @@ use crate::security::lockout::{self, Attempt, Lock, Notice, Now};
 use std::sync::Arc;
 
 /// The gate for one operation of one site.
-pub struct SiteAttempts {
+pub(super) struct SiteAttempts {
     hub: Arc<Hub>,
     site: String,
     /// Admitted from the site and not yet judged by the card.
@@ -25,7 +25,7 @@ pub struct SiteAttempts {
 }
 
 impl SiteAttempts {
-    pub fn new(hub: Arc<Hub>, site: String) -> Self {
+    pub(super) fn new(hub: Arc<Hub>, site: String) -> Self {
         SiteAttempts {
             hub,
             site,
@@ -36,7 +36,7 @@ impl SiteAttempts {
 }
 
 /// The refusal a locked site gets, if it is locked now.
-pub fn locked(hub: &Hub, site: &str) -> Option<Error> {
+pub(super) fn locked(hub: &Hub, site: &str) -> Option<Error> {
     match hub.lockout.state(site, Now::current()).lock? {
         Lock::For(left) => Some(Error::TemporarilyLocked {
             retry_after: left.as_secs().max(1),

@@ -42,7 +42,7 @@ fn config() -> WebSocketConfig {
 
 /// Serves a socket whose handshake has been answered (by the daemon or by
 /// the HTTP server's upgrade): WebSocket frames from the first byte on.
-pub async fn serve_socket<S>(
+pub(super) async fn serve_socket<S>(
     hub: Arc<Hub>,
     io: S,
     caller: Caller,
