@@ -70,18 +70,31 @@ pub struct Hub {
     watch: Mutex<Option<Box<dyn WatchGuard>>>,
 }
 
+/// What a hub is made of, named (the composition root builds it).
+pub(crate) struct HubParts {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) service: Service,
+    pub(crate) op_timeout: Duration,
+    pub(crate) gate: OriginGate,
+    /// The port the daemon listens on (for the Host check).
+    pub(crate) port: u16,
+    pub(crate) limits: Limits,
+    pub(crate) dialog: PinDialog,
+}
+
 impl Hub {
     /// Starts watching the backend's readers; events are applied by a
-    /// thread of their own (it may wait on a card to describe its token).
-    pub fn start(
-        backend: Arc<dyn Backend>,
-        service: Service,
-        op_timeout: Duration,
-        gate: OriginGate,
-        port: u16,
-        limits: Limits,
-        dialog: PinDialog,
-    ) -> Arc<Hub> {
+    /// thread of their own, which never waits for a card.
+    pub(crate) fn start(parts: HubParts) -> Arc<Hub> {
+        let HubParts {
+            backend,
+            service,
+            op_timeout,
+            gate,
+            port,
+            limits,
+            dialog,
+        } = parts;
         let mut initial = Readers::default();
         if let Ok(list) = backend.list_readers() {
             initial.pcsc_up = true;

@@ -152,15 +152,15 @@ impl Server {
         let mut gate = OriginGate::new(config.origins_file, config.origins);
         gate.set_port(port);
         let service = Service::with_policies(backend.clone(), config.policies);
-        let hub = Hub::start(
+        let hub = Hub::start(hub::HubParts {
             backend,
             service,
-            config.op_timeout,
+            op_timeout: config.op_timeout,
             gate,
             port,
-            config.limits,
-            config.pin_dialog,
-        );
+            limits: config.limits,
+            dialog: config.pin_dialog,
+        });
         let (shutdown, _) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
         let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
