@@ -33,12 +33,15 @@ pub struct Slot {
 impl Slot {
     /// The engine for the card, connecting and recognising it if needed.
     pub fn engine(&mut self) -> Result<&mut Engine, Error> {
-        if self.engine.is_none() {
-            let transport = self.backend.connect(&self.reader)?;
-            let session = CardSession::open(transport)?;
-            self.engine = Some(Engine::with_policies(session, &self.policies));
-        }
-        Ok(self.engine.as_mut().expect("engine was just set"))
+        let engine = match self.engine.take() {
+            Some(engine) => engine,
+            None => {
+                let transport = self.backend.connect(&self.reader)?;
+                let session = CardSession::open(transport)?;
+                Engine::with_policies(session, &self.policies)
+            }
+        };
+        Ok(self.engine.insert(engine))
     }
 
     /// Runs `f` on the card's engine; a lost connection is dropped, so the
@@ -355,6 +358,9 @@ fn spawn_worker(backend: Arc<dyn Backend>, policies: Arc<PolicySet>, reader: &st
         policies,
         retired: retired.clone(),
     };
+    // Like `std::thread::spawn`, a thread the OS refuses is a panic: the
+    // reader has no other way to run its jobs.
+    #[allow(clippy::expect_used)]
     let thread = std::thread::Builder::new()
         .name(format!("reader {reader}"))
         .spawn(move || {

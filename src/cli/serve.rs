@@ -94,7 +94,7 @@ fn inherited_listeners() -> Result<Vec<std::net::TcpListener>, String> {
     Ok(out)
 }
 
-fn notify(state: &[sd_notify::NotifyState]) {
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(state) {
         tracing::warn!(error = %e, "cannot notify the service manager");
     }

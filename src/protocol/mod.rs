@@ -244,7 +244,7 @@ impl<'de> serde::Deserialize<'de> for BoundedBatch {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = BoundedBatch;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON array")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(

@@ -66,7 +66,7 @@ pub(super) fn shared_read<R, F>(
     key: &str,
     me: ConnId,
     read: F,
-) -> impl std::future::Future<Output = Result<(R, bool), RpcError>> + Send + use<R, F>
+) -> impl Future<Output = Result<(R, bool), RpcError>> + Send + use<R, F>
 where
     R: Clone + Send + 'static,
     F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,

@@ -119,6 +119,9 @@ impl Hub {
         });
         let (tx, rx) = mpsc::channel();
         let weak = Arc::downgrade(&hub);
+        // Like `std::thread::spawn`, a thread the OS refuses is a panic: at
+        // start-up there is nothing to fall back to.
+        #[allow(clippy::expect_used)]
         std::thread::Builder::new()
             .name("reader events".into())
             .spawn(move || {

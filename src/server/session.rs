@@ -404,10 +404,7 @@ fn handle(
     }
 }
 
-type Started = (
-    Option<Value>,
-    futures_util::future::BoxFuture<'static, Result<Reply, RpcError>>,
-);
+type Started = (Option<Value>, BoxFuture<'static, Result<Reply, RpcError>>);
 
 /// Queues a request's card work now (keeping arrival order per reader);
 /// a session over its rate gets `RATE_LIMITED` and nothing is run.
