@@ -43,19 +43,30 @@ pub const CAPABILITIES: &[&str] = &[
 
 /// JSON-RPC error codes (JSON-RPC 2.0 §5.1, plus ours in the server range).
 pub mod code {
+    /// The frame is not valid JSON.
     pub const PARSE_ERROR: i64 = -32700;
+    /// Not a JSON-RPC 2.0 request object, or a batch too large.
     pub const INVALID_REQUEST: i64 = -32600;
+    /// An unknown method.
     pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Missing or wrongly typed parameters.
     pub const INVALID_PARAMS: i64 = -32602;
+    /// The operation failed; `data.code` says why (docs/errors.md).
     pub const OPERATION_FAILED: i64 = -32000;
+    /// The operation did not finish within the daemon's time limit; it
+    /// still completes on the card.
     pub const TIMEOUT: i64 = -32001;
+    /// The daemon could not build its answer (a bug).
     pub const INTERNAL_ERROR: i64 = -32603;
 }
 
 /// A protocol-level failure: JSON-RPC code, stable string code, message, data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
+    /// The JSON-RPC error code (one of [`code`]).
     pub code: i64,
+    /// `data`: the stable string `code`, the `message`, and any details
+    /// (e.g. `remainingTries`).
     pub data: Value,
 }
 
@@ -67,10 +78,12 @@ impl RpcError {
         }
     }
 
+    /// `PARSE_ERROR`: the frame is not valid JSON.
     pub fn parse(message: impl Into<String>) -> Self {
         Self::new(code::PARSE_ERROR, "PARSE_ERROR", message)
     }
 
+    /// `INVALID_REQUEST`: not a JSON-RPC 2.0 request object.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(code::INVALID_REQUEST, "INVALID_REQUEST", message)
     }
@@ -86,6 +99,7 @@ impl RpcError {
         e
     }
 
+    /// `METHOD_NOT_FOUND`, naming the method in `data.method`.
     pub fn method_not_found(method: &str) -> Self {
         let mut e = Self::new(
             code::METHOD_NOT_FOUND,
@@ -96,6 +110,7 @@ impl RpcError {
         e
     }
 
+    /// `INVALID_PARAMS`: missing or wrongly typed parameters.
     pub fn invalid_params(message: impl Into<String>) -> Self {
         Self::new(code::INVALID_PARAMS, "INVALID_PARAMS", message)
     }
@@ -105,6 +120,8 @@ impl RpcError {
         Self::new(code::INTERNAL_ERROR, "INTERNAL_ERROR", message)
     }
 
+    /// `TIMEOUT` after `seconds`: the operation goes on on the card and a
+    /// notification reports its outcome.
     pub fn timeout(seconds: u64) -> Self {
         Self::new(
             code::TIMEOUT,
@@ -115,6 +132,7 @@ impl RpcError {
         )
     }
 
+    /// `ORIGIN_NOT_ALLOWED`: `origin` may not use the daemon.
     pub fn origin_not_allowed(origin: &str) -> Self {
         let mut e = Self::new(
             code::OPERATION_FAILED,
@@ -125,6 +143,7 @@ impl RpcError {
         e
     }
 
+    /// The human-readable message in `data` (`"error"` if there is none).
     pub fn message(&self) -> &str {
         self.data["message"].as_str().unwrap_or("error")
     }
@@ -142,7 +161,9 @@ impl From<Error> for RpcError {
 /// Which PIN object of which reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The reader's name.
     pub reader: String,
+    /// The PIN object's id within the token (e.g. `pin`, `user`).
     pub pin: String,
 }
 
@@ -163,15 +184,27 @@ pub enum Input {
 /// with the call's parsing in [`cmd`].
 #[derive(Debug)]
 pub enum Call {
+    /// `hello`: protocol version and capabilities.
     Hello(Hello),
+    /// `getReaders`: the readers and their cards.
     GetReaders(GetReaders),
+    /// `getPinStatus`: a PIN's state and tries left.
     GetPinStatus(GetPinStatus),
+    /// `login`: verify a PIN or its SO credential.
     Login(Login),
+    /// `change`: replace a PIN's value.
     Change(Change),
+    /// `init`: set a new PIN after an SO login.
     Init(Init),
+    /// `requestCredential`: the daemon's PIN dialog, answered with a
+    /// one-time handle.
     RequestCredential(RequestCredential),
+    /// `logout`: end a PIN's verified state.
     Logout(Logout),
+    /// `getConstraints`: a PIN's format constraints.
     GetConstraints(GetConstraints),
+    /// `checkConstraints`: values checked against those constraints,
+    /// without the card.
     CheckConstraints(CheckConstraints),
 }
 
@@ -195,14 +228,18 @@ impl Call {
 /// parsed call or why it could not be parsed.
 #[derive(Debug)]
 pub struct Request {
+    /// The request's id; `None` for a notification (no answer is sent).
     pub id: Option<Value>,
+    /// The parsed call, or the error to answer with.
     pub call: Result<Call, RpcError>,
 }
 
 /// A whole incoming message: a single request or a batch.
 #[derive(Debug)]
 pub enum Incoming {
+    /// A single request object.
     Single(Request),
+    /// A batch: an array of requests, answered as an array.
     Batch(Vec<Request>),
     /// The message could not be understood at all; answer with this (id null).
     Invalid(RpcError),

@@ -80,11 +80,14 @@ impl Default for LockoutConfig {
 /// wall-clock time for the file (given by tests).
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
+    /// Monotonic time: what the locks in this process are measured by.
     pub instant: Instant,
+    /// Wall-clock time: what the lockout file records.
     pub wall: SystemTime,
 }
 
 impl Now {
+    /// The moment of the call, on both clocks.
     pub fn current() -> Now {
         Now {
             instant: Instant::now(),
@@ -121,7 +124,10 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Locked for this long still.
-    TemporarilyLocked { retry_after: Duration },
+    TemporarilyLocked {
+        /// How long until the site may try again.
+        retry_after: Duration,
+    },
     /// Locked until the user unlocks the site.
     LockedUntilUnlocked,
     /// The site's remaining allowance is taken by attempts still in flight.
@@ -150,7 +156,10 @@ impl Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     /// An ordinary failure: this many more wrong values lock the site.
-    Failed { attempts_before_lock: u32 },
+    Failed {
+        /// Wrong values left before the site locks.
+        attempts_before_lock: u32,
+    },
     /// One more wrong value locks the site for this long.
     OneMoreLocksFor(Duration),
     /// One more wrong value locks the site until the user unlocks it.
@@ -237,6 +246,7 @@ impl Notice {
 pub enum Lock {
     /// Locked for this long still.
     For(Duration),
+    /// Locked until the user unlocks the site.
     UntilUnlocked,
 }
 
@@ -247,6 +257,7 @@ pub struct SiteState {
     pub strikes: u32,
     /// Attempts begun and not yet settled (in this process).
     pub in_flight: u32,
+    /// The site's lock, if it is locked.
     pub lock: Option<Lock>,
 }
 
@@ -300,6 +311,7 @@ impl Drop for Attempt {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockoutFile {
+    /// The sites with strikes or a lock, by origin.
     #[serde(default)]
     pub sites: BTreeMap<String, StoredSite>,
 }
@@ -307,11 +319,13 @@ pub struct LockoutFile {
 /// One site in the lockout file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSite {
+    /// Consecutive wrong values.
     #[serde(default)]
     pub strikes: u32,
     /// A temporary lock's end, in seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<u64>,
+    /// Locked until the user unlocks the site.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub locked_until_unlocked: bool,
 }
@@ -478,6 +492,7 @@ impl Lockout {
         }
     }
 
+    /// The lockout's settings.
     pub fn config(&self) -> LockoutConfig {
         self.shared.config
     }

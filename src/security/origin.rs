@@ -14,7 +14,9 @@ use std::time::SystemTime;
 /// A web origin `scheme://host[:port]`, normalised.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Origin {
+    /// `http` or `https`, lower-case.
     pub scheme: String,
+    /// The host, lower-case.
     pub host: String,
     /// `None` for the scheme's default port.
     pub port: Option<u16>,
@@ -113,6 +115,8 @@ pub struct OriginsFile {
 }
 
 impl OriginsFile {
+    /// Reads the file; a missing file is an empty allowlist, an invalid
+    /// origin in it an error.
     pub fn load(path: &Path) -> Result<OriginsFile, String> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -128,6 +132,8 @@ impl OriginsFile {
         }
     }
 
+    /// Writes the file (creating its directory), replacing the old one
+    /// whole.
     pub fn save(&self, path: &Path) -> Result<(), String> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -143,14 +149,21 @@ impl OriginsFile {
 /// Why a handshake was refused (logged, and the stable code in the 403 body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The `Host` header does not name this daemon (DNS rebinding).
     BadHost(String),
+    /// No `Origin` header, and `allow_missing_origin` is off.
     MissingOrigin,
+    /// `Origin: null`, and `allow_null_origin` is off.
     NullOrigin,
+    /// The `Origin` is not a valid http(s) origin.
     BadOrigin(String),
+    /// The origin is not on the allowlist.
     NotAllowed(Origin),
 }
 
 impl Refusal {
+    /// The stable code: `HOST_NOT_ALLOWED` for a bad `Host`, otherwise
+    /// `ORIGIN_NOT_ALLOWED`.
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::BadHost(_) => "HOST_NOT_ALLOWED",
@@ -180,6 +193,7 @@ impl fmt::Display for Refusal {
 /// The origin a connection was accepted for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Peer {
+    /// A web page of this origin, on the allowlist.
     Web(Origin),
     /// `Origin: null`, when allowed.
     Null,
@@ -286,6 +300,8 @@ pub struct OriginGate {
 }
 
 impl OriginGate {
+    /// A gate following the allowlist at `path` (none: only `extra`),
+    /// with `extra`'s settings added in code.
     pub fn new(path: Option<PathBuf>, extra: OriginsFile) -> Self {
         OriginGate {
             path,

@@ -13,6 +13,7 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// A full bucket of `burst` tokens, refilled at `per_second`.
     pub fn new(per_second: u32, burst: u32) -> Self {
         RateLimit {
             per_second: per_second as f64,

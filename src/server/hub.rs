@@ -34,11 +34,15 @@ struct Readers {
 /// except the connection that owns the login, which gets `owner_text`
 /// (other connections never see `validated: true` of a login not theirs).
 pub struct Note {
+    /// The notification as every connection but the owner receives it.
     pub text: String,
+    /// The connection that owns the login, and its own text of the
+    /// notification.
     pub owner: Option<(ConnId, String)>,
 }
 
 impl Note {
+    /// The text `conn` receives.
     pub fn for_conn(&self, conn: ConnId) -> &str {
         match &self.owner {
             Some((owner, text)) if *owner == conn => text,
@@ -47,7 +51,9 @@ impl Note {
     }
 }
 
+/// What every connection shares (see the module docs): one per daemon.
 pub struct Hub {
+    /// The reader workers: all card work is queued here.
     pub service: Service,
     notify: broadcast::Sender<Arc<Note>>,
     /// Who owns the login on each card.
@@ -55,10 +61,13 @@ pub struct Hub {
     /// Wrong PIN values per site ([`Lockout::begin`] before a credential
     /// reaches a card).
     pub lockout: Lockout,
+    /// Limits that protect the daemon and the cards from pages.
     pub limits: Limits,
     next_conn: AtomicU64,
     connections: AtomicUsize,
     readers: Mutex<Readers>,
+    /// How long a request waits for its card work before it is answered
+    /// `TIMEOUT` (the work still completes).
     pub op_timeout: Duration,
     /// Who may connect.
     pub gate: OriginGate,
@@ -66,6 +75,7 @@ pub struct Hub {
     pub port: u16,
     /// The daemon's own PIN dialog, and the lock that shows one at a time.
     pub dialog: PinDialog,
+    /// Held while a dialog is shown, so there is one at a time.
     pub dialog_lock: tokio::sync::Mutex<()>,
     watch: Mutex<Option<Box<dyn WatchGuard>>>,
 }
@@ -141,6 +151,7 @@ impl Hub {
         self.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
+    /// A receiver of every notification from now on (one per connection).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Note>> {
         self.notify.subscribe()
     }
@@ -210,6 +221,7 @@ impl Hub {
         self.readers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the PC/SC service is running, as the monitor last reported.
     pub fn pcsc_up(&self) -> bool {
         self.lock().pcsc_up
     }
@@ -236,6 +248,7 @@ impl Hub {
         }
     }
 
+    /// The `/health` answer: status, version, PC/SC state and reader names.
     pub fn health(&self) -> Value {
         let st = self.lock();
         json!({

@@ -34,14 +34,18 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Clone)]
+/// How to run the daemon: its port, limits, origins, policies and TLS.
 pub struct ServerConfig {
     /// 0 picks a free port (tests).
     pub port: u16,
+    /// How long a request waits for its card work before it is answered
+    /// `TIMEOUT` (the work still completes on the card).
     pub op_timeout: Duration,
     /// The origins allowlist file, re-read when it changes (`None`: none).
     pub origins_file: Option<PathBuf>,
     /// Origins settings given directly (added to the file's).
     pub origins: OriginsFile,
+    /// Limits that protect the daemon and the cards from pages.
     pub limits: Limits,
     /// PIN policies (default: the built-in ones; `cardgate serve` adds the
     /// system and user policy files).
@@ -195,14 +199,17 @@ impl Server {
         self.active.load(Ordering::SeqCst) == 0 && self.hub.connection_count() == 0
     }
 
+    /// The port the daemon listens on (its first address's).
     pub fn port(&self) -> u16 {
         self.addrs[0].port()
     }
 
+    /// The addresses the daemon listens on.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
 
+    /// What the daemon's connections share.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }

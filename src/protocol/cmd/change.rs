@@ -5,8 +5,11 @@ use crate::protocol::{Input, Params, RpcError, Target};
 /// `change`'s arguments.
 #[derive(Debug)]
 pub struct Change {
+    /// The PIN object to change.
     pub target: Target,
+    /// The current value (`oldValue`).
     pub old: Input,
+    /// The new value (`newValue`).
     pub new: Input,
 }
 

@@ -7,9 +7,11 @@ use crate::secret::Secret;
 /// `checkConstraints`' arguments: values only compared, never sent.
 #[derive(Debug)]
 pub struct CheckConstraints {
+    /// The PIN object whose policy the values are checked against.
     pub target: Target,
     /// Empty when absent.
     pub old: Secret,
+    /// The proposed new value (`newPin`).
     pub new: Secret,
 }
 

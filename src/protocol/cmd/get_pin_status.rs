@@ -5,6 +5,7 @@ use crate::protocol::{Params, RpcError, Target};
 /// `getPinStatus`'s arguments: which PIN of which reader.
 #[derive(Debug)]
 pub struct GetPinStatus {
+    /// The PIN object whose status is asked for.
     pub target: Target,
 }
 

@@ -7,10 +7,14 @@ use crate::protocol::{Input, Params, RpcError, Target};
 /// `login`'s arguments.
 #[derive(Debug)]
 pub struct Login {
+    /// The PIN object to log in to.
     pub target: Target,
+    /// The credential (`value`): the PIN, or with `so` the SO credential.
     pub value: Input,
     /// The security officer's credential (also with `soPath: "resetCode"`).
     pub so: bool,
+    /// Which SO credential (`soPath`): the card's default one or the
+    /// OpenPGP resetting code.
     pub path: SoPath,
 }
 

@@ -5,6 +5,7 @@ use crate::protocol::{Params, RpcError, Target};
 /// `logout`'s arguments.
 #[derive(Debug)]
 pub struct Logout {
+    /// The PIN object whose verified state ends.
     pub target: Target,
 }
 

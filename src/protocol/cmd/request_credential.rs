@@ -7,10 +7,18 @@ use crate::protocol::{Params, RpcError};
 /// `CredentialState`, reader and card names).
 #[derive(Debug, Clone, Default)]
 pub struct RequestCredential {
+    /// The page's label for the PIN (`pinLabel`), shown without `reader`
+    /// and `pin`.
     pub pin_label: Option<String>,
+    /// The page's count of tries left (`triesLeft`): accepted for older
+    /// clients, never shown (it is not the card's).
     pub tries_left: Option<u64>,
+    /// A message from the page (`error`), shown as the page's, never as the
+    /// card's.
     pub error: Option<String>,
+    /// The reader's name (`reader`).
     pub reader: Option<String>,
+    /// The page's label for the card (`cardLabel`).
     pub card_label: Option<String>,
     /// The PIN object asked for (with `reader`): the dialog then shows the
     /// card's own label and tries, not the page's.
