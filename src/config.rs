@@ -65,10 +65,15 @@ pub fn default_lockout_file() -> Option<PathBuf> {
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// The built-in default.
     Default,
+    /// The system configuration file.
     System(PathBuf),
+    /// The user's configuration file.
     User(PathBuf),
+    /// This environment variable.
     Env(&'static str),
+    /// This command-line flag.
     Flag(&'static str),
 }
 
@@ -85,6 +90,8 @@ impl fmt::Display for Source {
 }
 
 impl Source {
+    /// A one-word name of the source (`default`, `system`, `user`, `env`,
+    /// `flag`), without its path or variable.
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Default => "default",
@@ -100,8 +107,11 @@ impl Source {
 /// `cardgate tls init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
+    /// Also accept TLS (wss://, https://) on the same port.
     pub enabled: bool,
+    /// The server certificate (PEM).
     pub cert: PathBuf,
+    /// Its private key (PEM, mode 0600).
     pub key: PathBuf,
 }
 
@@ -110,13 +120,17 @@ pub struct TlsSettings {
 pub struct PinDialogSettings {
     /// `None`: found like gpg-agent does (PINENTRY_PROGRAM, gpg-agent.conf, PATH).
     pub program: Option<PathBuf>,
+    /// How long the user has to answer the dialog.
     pub timeout: Duration,
 }
 
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// TCP port on 127.0.0.1 and [::1] (`0`: a free one).
     pub port: u16,
+    /// How long a card operation may take before its caller gets
+    /// `TIMEOUT` (it still finishes on the card).
     pub op_timeout: Duration,
     /// When socket-activated: exit after this long without a connection
     /// (zero: never).
@@ -129,8 +143,11 @@ pub struct Config {
     pub origins_file: Option<PathBuf>,
     /// Fixed origin settings, added to the allowlist file's.
     pub origins: OriginsFile,
+    /// Limits that protect the daemon and the cards from pages.
     pub limits: Limits,
+    /// `[tls]`: wss:// on the same port.
     pub tls: TlsSettings,
+    /// `[pin_dialog]`: the daemon's own PIN dialog.
     pub pin_dialog: PinDialogSettings,
     /// Every key as loaded, in display order.
     pub settings: Vec<Setting>,
@@ -142,18 +159,24 @@ pub struct Config {
 /// `config show` prints it, and where that value came from.
 #[derive(Debug, Clone)]
 pub struct Setting {
+    /// The dotted key, e.g. `limits.login_idle`.
     pub key: &'static str,
+    /// The effective value.
     pub value: toml::Value,
+    /// Where the value came from.
     pub source: Source,
 }
 
 /// A configuration file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The file.
     pub file: PathBuf,
     /// 1-based line and column, when known.
     pub line: Option<usize>,
+    /// 1-based column, when known.
     pub column: Option<usize>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -386,16 +409,23 @@ fn expand(path: &Path) -> PathBuf {
 /// Values given on the command line (highest precedence).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--port`.
     pub port: Option<u16>,
+    /// `--op-timeout`, in seconds.
     pub op_timeout: Option<u64>,
+    /// `--idle-exit`, in seconds.
     pub idle_exit: Option<u64>,
+    /// `--origins-file`.
     pub origins_file: Option<PathBuf>,
     /// -v / -vv: a log level.
     pub log_level: Option<String>,
     /// --config: the user file to read instead of the standard one.
     pub user_file: Option<PathBuf>,
+    /// `--pinentry`: the PIN dialog program.
     pub pinentry: Option<PathBuf>,
+    /// `--pin-timeout`, in seconds.
     pub pin_timeout: Option<u64>,
+    /// `--unknown-origins`: refuse or prompt for origins on no list.
     pub unknown_origins: Option<ConsentMode>,
 }
 

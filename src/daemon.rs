@@ -14,8 +14,11 @@ use clap::ValueEnum;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, ValueEnum)]
+/// A simulated card for `cardgate demo` (`--card`).
 pub enum DemoCard {
+    /// A PIV card.
     Piv,
+    /// An OpenPGP card.
     Openpgp,
 }
 

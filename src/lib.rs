@@ -9,7 +9,7 @@
 // Items of private modules are `pub(crate)`: the crate's API is its public
 // modules (used by the binary, the tests and the benchmark).
 #![warn(unreachable_pub)]
-#![warn(rust_2018_idioms, unused_qualifications)]
+#![warn(missing_docs, rust_2018_idioms, unused_qualifications)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 // Tests may unwrap: a panic there is a failed test, not a crash.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

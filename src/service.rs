@@ -124,6 +124,7 @@ impl Service {
         }
     }
 
+    /// The readers the backend lists now.
     pub fn readers(&self) -> Result<Vec<ReaderInfo>, Error> {
         Ok(self.backend.list_readers()?)
     }

@@ -42,7 +42,9 @@ pub struct Limits {
     pub lockout_file: Option<PathBuf>,
     /// Requests per second per connection, and the burst allowed.
     pub rate_per_second: u32,
+    /// Requests a connection may send at once.
     pub rate_burst: u32,
+    /// Open connections at most (then HTTP 503 `TOO_MANY_CONNECTIONS`).
     pub max_connections: usize,
     /// Unknown origins: refuse, or ask the user.
     pub consent: ConsentMode,

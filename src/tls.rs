@@ -49,7 +49,9 @@ impl TlsFiles {
 /// What `init` made.
 #[derive(Debug, Clone)]
 pub struct Generated {
+    /// Where the certificate and key were written.
     pub files: TlsFiles,
+    /// When the certificate expires.
     pub not_after: OffsetDateTime,
 }
 

@@ -146,15 +146,28 @@ enum PinCommand {
 
 /// Exit statuses, documented in README.md and docs/errors.md.
 pub mod exit {
+    /// Success.
     pub const OK: u8 = 0;
+    /// Any other failure.
     pub const OTHER: u8 = 1;
+    /// The command line itself was wrong.
     pub const USAGE: u8 = 2;
+    /// A wrong PIN or SO credential, with tries left.
     pub const WRONG_PIN: u8 = 3;
+    /// The PIN or its SO credential is blocked (or a wrong value just spent
+    /// its last try).
     pub const BLOCKED: u8 = 4;
+    /// No such reader, no card in it, or the card was removed.
     pub const NO_READER: u8 = 5;
+    /// The PC/SC service is not running.
     pub const NO_SERVICE: u8 = 6;
+    /// The card or the operation is not supported, or there is no such PIN
+    /// object.
     pub const NOT_SUPPORTED: u8 = 7;
+    /// A value of the wrong length or format or against the policy, or two
+    /// entries of a new PIN that differ.
     pub const BAD_VALUE: u8 = 8;
+    /// No terminal to prompt on, or stdin ended early.
     pub const INPUT: u8 = 9;
     /// A configuration file cannot be used (sysexits EX_CONFIG; the unit
     /// does not restart on it).
@@ -316,7 +329,9 @@ fn run(service: &Service, command: CardCommand) -> u8 {
 
 /// A failure of a CLI command: from the card, or from reading input.
 pub enum CliError {
+    /// The card or the PIN engine refused or failed.
     Card(Error),
+    /// The PIN could not be read (prompt or stdin).
     Input(PromptError),
 }
 

@@ -56,6 +56,8 @@ pub const MAX_OUT_FRAME: usize = 1024 * 1024;
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Args)]
+/// `cardgate native-host`'s arguments: what the browser passes, and
+/// whether to relay to a demo daemon.
 pub struct NativeHostArgs {
     /// Relay to a daemon with simulated readers and cards: when none
     /// listens, start `cardgate demo` (a PIV and an OpenPGP card) instead

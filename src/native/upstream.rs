@@ -40,7 +40,9 @@ const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(10);
 /// message.
 #[derive(Debug, Clone)]
 pub struct Refusal {
+    /// The stable code, e.g. `DAEMON_UNREACHABLE`.
     pub code: String,
+    /// What went wrong, for the user.
     pub message: String,
 }
 
@@ -90,6 +92,7 @@ impl Upstream {
         }
     }
 
+    /// The daemon's port.
     pub fn port(&self) -> u16 {
         self.port
     }

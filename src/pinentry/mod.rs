@@ -34,14 +34,19 @@ const KNOWN_PROGRAMS: [&str; 7] = [
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a PIN dialog gave no value.
 pub enum DialogError {
     #[error("no PIN dialog program (pinentry) is available: {0}")]
+    /// No pinentry program could be found or run.
     Unavailable(String),
     #[error("the user cancelled the PIN dialog")]
+    /// The user cancelled.
     Cancelled,
     #[error("the PIN dialog timed out")]
+    /// The user did not answer in time.
     Timeout,
     #[error("the PIN dialog failed: {0}")]
+    /// The program failed, or answered with an error.
     Failed(String),
 }
 
@@ -60,6 +65,7 @@ impl From<DialogError> for crate::error::Error {
 /// What a PIN dialog shows.
 #[derive(Debug, Clone, Default)]
 pub struct PinPrompt {
+    /// The window title.
     pub title: String,
     /// The long text: which PIN, which card, which site, tries left.
     pub description: String,
@@ -74,8 +80,11 @@ pub struct PinPrompt {
 /// The answer to a consent question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consent {
+    /// Allow this connection only; ask again next time.
     AllowOnce,
+    /// Allow, and add the origin to the allowlist.
     AlwaysAllow,
+    /// Refuse, and remember it: the origin is not asked about again.
     Deny,
 }
 
@@ -83,6 +92,7 @@ pub enum Consent {
 #[derive(Debug, Clone)]
 pub struct PinDialog {
     program: Option<PathBuf>,
+    /// How long the user has to answer.
     pub timeout: Duration,
 }
 
