@@ -145,7 +145,7 @@ fn run(
                 return ExitCode::FAILURE;
             }
             Err(e) => {
-                eprintln!("error: cannot listen on 127.0.0.1:{port}: {e}");
+                eprintln!("error: cannot start on 127.0.0.1:{port}: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -94,8 +94,9 @@ pub(crate) struct HubParts {
 
 impl Hub {
     /// Starts watching the backend's readers; events are applied by a
-    /// thread of their own, which never waits for a card.
-    pub(crate) fn start(parts: HubParts) -> Arc<Hub> {
+    /// thread of their own, which never waits for a card. Fails when that
+    /// thread cannot be started.
+    pub(crate) fn start(parts: HubParts) -> std::io::Result<Arc<Hub>> {
         let HubParts {
             backend,
             service,
@@ -129,9 +130,6 @@ impl Hub {
         });
         let (tx, rx) = mpsc::channel();
         let weak = Arc::downgrade(&hub);
-        // Like `std::thread::spawn`, a thread the OS refuses is a panic: at
-        // start-up there is nothing to fall back to.
-        #[allow(clippy::expect_used)]
         std::thread::Builder::new()
             .name("reader events".into())
             .spawn(move || {
@@ -141,9 +139,14 @@ impl Hub {
                     hub.apply(event);
                 }
             })
-            .expect("spawning the reader event thread");
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start the reader event thread: {e}"),
+                )
+            })?;
         *hub.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.watch(tx));
-        hub
+        Ok(hub)
     }
 
     /// Stops watching readers.

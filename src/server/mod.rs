@@ -164,7 +164,7 @@ impl Server {
             port,
             limits: config.limits,
             dialog: config.pin_dialog,
-        });
+        })?;
         let (shutdown, _) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
         let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
