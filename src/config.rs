@@ -127,7 +127,7 @@ pub struct PinDialogSettings {
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// TCP port on 127.0.0.1 and [::1] (`0`: a free one).
+    /// TCP port on `127.0.0.1` and `[::1]` (`0`: a free one).
     pub port: u16,
     /// How long a card operation may take before its caller gets
     /// `TIMEOUT` (it still finishes on the card).

@@ -99,7 +99,7 @@ impl Origin {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginsFile {
-    /// Origins allowed to use the daemon, e.g. "https://bank.example".
+    /// Origins allowed to use the daemon, e.g. `"https://bank.example"`.
     #[serde(default)]
     pub allowed: Vec<String>,
     /// Allow `Origin: null` (file:// pages, sandboxed frames). Off by default.

@@ -95,7 +95,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds 127.0.0.1 and [::1] (the latter when the machine has IPv6) and
+    /// Binds `127.0.0.1` and `[::1]` (the latter when the machine has IPv6) and
     /// starts serving. Never listens on any other interface.
     pub async fn start(backend: Arc<dyn Backend>, config: ServerConfig) -> std::io::Result<Server> {
         let v4 = listen(SocketAddr::new(
