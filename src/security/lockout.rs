@@ -250,6 +250,16 @@ pub enum Lock {
     UntilUnlocked,
 }
 
+impl Lock {
+    /// What an attempt of the site meets while this lock holds.
+    pub fn refusal(self) -> Refusal {
+        match self {
+            Lock::For(retry_after) => Refusal::TemporarilyLocked { retry_after },
+            Lock::UntilUnlocked => Refusal::LockedUntilUnlocked,
+        }
+    }
+}
+
 /// A site's lockout state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SiteState {

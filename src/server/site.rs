@@ -11,7 +11,7 @@
 use super::hub::Hub;
 use crate::error::Error;
 use crate::pin::{Provenance, Purpose, SiteGate, Verdict};
-use crate::security::lockout::{self, Attempt, Lock, Notice, Now};
+use crate::security::lockout::{self, Attempt, Notice, Now};
 use std::sync::Arc;
 
 /// The gate for one operation of one site.
@@ -35,16 +35,11 @@ impl SiteAttempts {
     }
 }
 
-/// The refusal a locked site gets, if it is locked now.
+/// The refusal a locked site gets, if it is locked now: the same as an
+/// attempt of the site would meet.
 pub(super) fn locked(hub: &Hub, site: &str) -> Option<Error> {
-    match hub.lockout.state(site, Now::current()).lock? {
-        Lock::For(left) => Some(Error::TemporarilyLocked {
-            retry_after: left.as_secs().max(1),
-        }),
-        Lock::UntilUnlocked => Some(Error::SiteLocked {
-            origin: site.to_string(),
-        }),
-    }
+    let lock = hub.lockout.state(site, Now::current()).lock?;
+    Some(lock.refusal().into_error(site))
 }
 
 impl SiteGate for SiteAttempts {

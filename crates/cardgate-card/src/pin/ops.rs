@@ -4,6 +4,7 @@
 //! credential, in which command.
 
 use super::pinpad::PadEntry;
+use super::present::last_try_guard;
 use super::{Engine, Entered, Entry, HeldCode, PinOp, Provenance, Purpose, SiteGate, SoPath};
 use crate::apdu::StatusWord;
 use crate::apdu::commands;
@@ -119,12 +120,8 @@ impl Engine {
                 check_format(&cred, &code.value)?;
                 // Said now rather than at init: a blocked code, or one a
                 // site may not send.
-                let counter = self.usable_counter(&cred, true)?;
-                if code.from.from_site() && !matches!(counter.tries(), Some(t) if t > 1) {
-                    return Err(Error::LastTryProtected {
-                        remaining_tries: counter.tries(),
-                    });
-                }
+                let tries = self.usable_counter(&cred, true)?.tries();
+                last_try_guard(code.from, tries)?;
                 self.hold(pin, method, code);
                 Ok(())
             }
@@ -364,10 +361,8 @@ impl Engine {
                     // The held code is what the card will check: the user is
                     // not asked for a new PIN that could not be used.
                     Some((so_cred, from)) => {
-                        let t = self.usable_counter(&so_cred, true)?.tries();
-                        if from.from_site() && !matches!(t, Some(n) if n > 1) {
-                            return Err(Error::LastTryProtected { remaining_tries: t });
-                        }
+                        let tries = self.usable_counter(&so_cred, true)?.tries();
+                        last_try_guard(from, tries)?;
                     }
                     None if self.so_verified.contains(&pin.id) => {}
                     None => return Err(Error::SoLoginRequired),

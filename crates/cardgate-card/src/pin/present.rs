@@ -57,21 +57,7 @@ impl Engine {
                 },
             };
         }
-        if from.from_site() {
-            match counter.tries() {
-                Some(1) => {
-                    return Err(Error::LastTryProtected {
-                        remaining_tries: Some(1),
-                    });
-                }
-                None => {
-                    return Err(Error::LastTryProtected {
-                        remaining_tries: None,
-                    });
-                }
-                Some(_) => {}
-            }
-        }
+        last_try_guard(from, counter.tries())?;
         site.admit(from, purpose)?;
         self.presented_blind = counter.tries().is_none();
         // Until the card answers, nothing is known of the counter, and the
@@ -211,6 +197,18 @@ impl Engine {
             c => c.tries(),
         }
     }
+}
+
+/// The last-try guard: a value a site chose is never sent to a credential
+/// with one try left, nor to one whose count the card does not show. The
+/// user's own entries (dialog, pinpad, command line) may go on.
+pub(super) fn last_try_guard(from: Provenance, tries: Option<u8>) -> Result<(), Error> {
+    if from.from_site() && !matches!(tries, Some(t) if t > 1) {
+        return Err(Error::LastTryProtected {
+            remaining_tries: tries,
+        });
+    }
+    Ok(())
 }
 
 /// What the card's answer says of the value it was given.
