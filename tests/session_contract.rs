@@ -7,6 +7,9 @@
 //! notification of an operation before its answer, idle logins, malformed
 //! and oversize messages, and requests in flight when a session closes.
 
+#[path = "common/ws_client.rs"]
+mod ws_client;
+
 use cardgate::native::Upstream;
 use cardgate::security::origin::OriginsFile;
 use cardgate::server::{Limits, Server, ServerConfig};
@@ -62,15 +65,8 @@ struct Ws {
 impl Front for Ws {
     async fn start(sim: SimBackend, limits: Limits) -> Ws {
         let config = ServerConfig {
-            port: 0,
-            op_timeout: Duration::from_secs(10),
-            origins_file: None,
-            origins: OriginsFile {
-                allow_missing_origin: true,
-                ..OriginsFile::default()
-            },
             limits,
-            ..ServerConfig::default()
+            ..ws_client::local_tool_config()
         };
         let server = Server::start(Arc::new(sim), config).await.unwrap();
         let url = format!("ws://127.0.0.1:{}/ws", server.port());
