@@ -5,6 +5,7 @@
 
 pub mod commands;
 mod status;
+pub mod tlv;
 
 pub use status::StatusWord;
 
