@@ -1,6 +1,6 @@
 //! Card recognition and session behaviour with a scripted transport.
 
-use cardgate::card::{CardSession, ProfileKind};
+use cardgate::card::{CardSession, WELL_KNOWN_AIDS};
 use cardgate::error::Error;
 use cardgate::transport::{Transport, TransportError};
 use std::sync::{Arc, Mutex};
@@ -61,11 +61,15 @@ fn unknown_card_is_unsupported_with_its_atr() {
     assert_eq!(
         err,
         Error::CardNotSupported {
-            atr: "3B021450".into()
+            atr: "3B021450".into(),
+            applications: vec![],
         }
     );
-    // Both applications were tried, nothing else was sent.
-    assert_eq!(log.lock().unwrap().len(), 2);
+    // Only SELECTs were sent: the profiles' applications, then the
+    // well-known ones for the error; never a VERIFY.
+    let log = log.lock().unwrap();
+    assert!(log.len() > WELL_KNOWN_AIDS.len());
+    assert!(log.iter().all(|c| c[1] == 0xA4), "{log:02X?}");
 }
 
 #[test]
@@ -75,7 +79,7 @@ fn piv_is_recognised_by_select() {
         &[0x61, 0x02, 0x4F, 0x00, 0x90, 0x00],
     )]);
     let s = CardSession::open(t).ok().unwrap();
-    assert_eq!(s.token.profile, ProfileKind::Piv);
+    assert_eq!(s.token.profile, "piv");
 }
 
 #[test]
@@ -102,8 +106,8 @@ fn openpgp_long_pw_status_through_get_response() {
         (&[0x00, 0xCA, 0x00, 0xC4], &[0x6C, 0x07]),
     ]);
     let s = CardSession::open(t).ok().unwrap();
-    assert_eq!(s.token.profile, ProfileKind::OpenPgp);
-    assert_eq!(s.token.serial.as_deref(), Some("FFFE00001234"));
+    assert_eq!(s.token.profile, "openpgp");
+    assert_eq!(s.token.serial(), Some("FFFE00001234"));
     let user = s.token.pin("user").unwrap();
     assert_eq!(user.credential.format.max_len, 0x20);
     assert_eq!(

@@ -25,7 +25,7 @@ fn rig(config: CardConfig) -> Rig {
 fn piv_status_reads_tries_without_spending_them() {
     let r = rig(CardConfig::piv());
     let token = r.run(|e| Ok(e.token().clone())).unwrap();
-    assert_eq!(token.profile.name(), "piv");
+    assert_eq!(token.profile, "piv");
     assert_eq!(
         token.pins.iter().map(|p| p.id).collect::<Vec<_>>(),
         ["pin", "puk"]
@@ -368,12 +368,12 @@ fn unknown_pin_id_is_an_error() {
 fn openpgp_status_from_pw_status_bytes() {
     let r = rig(CardConfig::openpgp());
     let token = r.run(|e| Ok(e.token().clone())).unwrap();
-    assert_eq!(token.profile.name(), "openpgp");
+    assert_eq!(token.profile, "openpgp");
     assert_eq!(
         token.pins.iter().map(|p| p.id).collect::<Vec<_>>(),
         ["user", "admin"]
     );
-    assert!(token.serial.is_some());
+    assert!(token.serial().is_some());
     let user = r.status("user");
     assert_eq!(user.remaining_tries, Some(3));
     assert_eq!((user.min_length, user.max_length), (6, 127));

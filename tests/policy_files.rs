@@ -1,7 +1,7 @@
 //! Policy files: parsing, refusal messages (file, line, problem), loading
 //! from layered directories, same-name override and matching precedence.
 
-use cardgate::card::{ProfileKind, Token};
+use cardgate::card::Token;
 use cardgate::policy::{
     Constraint, DirKind, PinPolicy, Policy, PolicyError, PolicySet, PolicySource, PolicySources,
     offline_token,
@@ -29,7 +29,7 @@ fn write(dir: &Path, name: &str, text: &str) {
 }
 
 fn piv() -> Token {
-    offline_token(ProfileKind::Piv)
+    offline_token("piv").unwrap()
 }
 
 fn pin_of(set: &PolicySet, token: &Token, atr: &[u8], id: &str) -> PinPolicy {
@@ -58,7 +58,7 @@ fn builtin_policies_parse_and_give_the_card_limits() {
         pin_of(&set, &piv(), PIV_ATR, "puk").constraints,
         [Constraint::ExactLength { length: 8 }]
     );
-    let pgp = offline_token(ProfileKind::OpenPgp);
+    let pgp = offline_token("openpgp").unwrap();
     let user = pin_of(&set, &pgp, &[], "user");
     assert_eq!(
         user.constraints,
@@ -201,7 +201,7 @@ constraints = [
     .unwrap();
     let mut set = PolicySet::empty();
     set.insert(p);
-    let user = pin_of(&set, &offline_token(ProfileKind::OpenPgp), &[], "user");
+    let user = pin_of(&set, &offline_token("openpgp").unwrap(), &[], "user");
     let types: Vec<_> = user.constraints.iter().map(|c| c.type_name()).collect();
     assert_eq!(
         types,
@@ -308,9 +308,9 @@ fn bad_files_are_refused_with_line_and_problem() {
         ),
         ("[match]\naid = \"A0 00 0Z\"\n", 2, "not hexadecimal"),
         (
-            "[match]\nprofile = \"pkcs15\"\n",
+            "[match]\nprofile = \"smartcard-hsm\"\n",
             2,
-            "unknown profile \"pkcs15\"",
+            "unknown profile \"smartcard-hsm\"",
         ),
         ("[match]\n\n[pins.pin]\n", 1, "[match] is empty"),
         (
@@ -467,7 +467,7 @@ fn most_specific_match_wins_then_later_layer_then_name() {
         Some("by-aid-and-label")
     );
     // A policy for another profile never applies.
-    let pgp = offline_token(ProfileKind::OpenPgp);
+    let pgp = offline_token("openpgp").unwrap();
     assert_eq!(
         pin_of(&set, &pgp, PIV_ATR, "user").policy.as_deref(),
         Some("openpgp")

@@ -11,7 +11,7 @@ use serde_json::json;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct TokenReport {
-    pub profile: &'static str,
+    pub profile: String,
     pub label: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
@@ -21,9 +21,9 @@ pub(super) struct TokenReport {
 impl TokenReport {
     fn new(t: &Token) -> Self {
         TokenReport {
-            profile: t.profile.name(),
+            profile: t.profile.clone(),
             label: t.label.clone(),
-            serial: t.serial.clone(),
+            serial: t.serial().map(str::to_string),
             pins: t.pins.iter().map(|p| p.id).collect(),
         }
     }

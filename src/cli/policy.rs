@@ -5,14 +5,14 @@
 use super::output;
 use super::prompt::PinInput;
 use super::{CliError, exit};
-use crate::card::{ProfileKind, Token};
+use crate::card::Token;
 use crate::error::Error;
 use crate::policy::{
     self, CardPolicy, Matcher, PinPolicy, Policy, PolicyError, PolicySet, PolicySources,
 };
 use crate::service::Service;
 use crate::transport::Backend;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -55,25 +55,11 @@ pub(super) struct Where {
     pin: Option<String>,
     /// Use this profile's default limits instead of a card in a reader.
     #[arg(long, value_enum, conflicts_with = "reader")]
-    profile: Option<ProfileArg>,
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(policy::known_profiles()))]
+    profile: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ProfileArg {
-    Piv,
-    Openpgp,
-}
-
-impl From<ProfileArg> for ProfileKind {
-    fn from(p: ProfileArg) -> Self {
-        match p {
-            ProfileArg::Piv => ProfileKind::Piv,
-            ProfileArg::Openpgp => ProfileKind::OpenPgp,
-        }
-    }
 }
 
 /// The policy set the daemon and the other commands use, with refused
@@ -119,7 +105,7 @@ fn error_json(e: &PolicyError) -> Value {
 
 fn match_json(m: &Matcher) -> Value {
     json!({
-        "profile": m.profile.map(ProfileKind::name),
+        "profile": m.profile,
         "atr": m.atr.as_ref().map(|r| r.as_str()),
         "aid": m.aid.as_deref().map(crate::card::hex),
         "label": m.label.as_ref().map(|r| r.as_str()),
@@ -128,8 +114,8 @@ fn match_json(m: &Matcher) -> Value {
 
 fn match_text(m: &Matcher) -> String {
     let mut parts = Vec::new();
-    if let Some(p) = m.profile {
-        parts.push(format!("profile={}", p.name()));
+    if let Some(p) = &m.profile {
+        parts.push(format!("profile={p}"));
     }
     if let Some(r) = &m.atr {
         parts.push(format!("atr=/{}/", r.as_str()));
@@ -219,7 +205,7 @@ struct PinReport {
 struct ShowReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     reader: Option<String>,
-    profile: &'static str,
+    profile: String,
     token: String,
     pins: Vec<PinReport>,
 }
@@ -228,8 +214,12 @@ struct ShowReport {
 /// profile's default card.
 fn resolve(w: &Where) -> Result<(Option<String>, Token, CardPolicy), CliError> {
     let policies = load();
-    if let Some(profile) = w.profile {
-        let token = policy::offline_token(profile.into());
+    if let Some(profile) = &w.profile {
+        let token = policy::offline_token(profile).ok_or_else(|| {
+            CliError::Card(Error::OperationNotSupported(format!(
+                "a card without a reader for the {profile} profile"
+            )))
+        })?;
         let card = policies.resolve(&token, &[]);
         return Ok((None, token, card));
     }
@@ -272,7 +262,7 @@ fn show(w: &Where) -> Result<ShowReport, CliError> {
         .collect::<Result<_, _>>()?;
     Ok(ShowReport {
         reader,
-        profile: token.profile.name(),
+        profile: token.profile.clone(),
         token: token.label.clone(),
         pins,
     })

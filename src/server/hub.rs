@@ -369,8 +369,16 @@ pub fn describe_token(e: &mut crate::pin::Engine) -> Result<Value, Error> {
 fn token_json(token: &Token, pins: &[PinStatus], protected_auth_path: bool) -> Value {
     json!({
         "label": token.label,
-        "profile": token.profile.name(),
-        "serial": token.serial,
+        "profile": token.profile,
+        "serial": token.serial(),
+        "applications": token.applications.iter().enumerate()
+            .filter(|(i, a)| !token.applications[..*i].iter().any(|b| b.id == a.id))
+            .map(|(_, a)| json!({
+                "id": a.id,
+                "label": a.label,
+                "aid": crate::card::hex(&a.aid),
+            }))
+            .collect::<Vec<_>>(),
         "protectedAuthPath": protected_auth_path,
         "pins": pins,
     })

@@ -83,11 +83,14 @@ pub enum Error {
     /// Another application holds the card exclusively.
     #[error("the card is in use by another application")]
     CardBusy,
-    /// No known application (PIV, OpenPGP) answered on this card.
-    #[error("this card is not supported (ATR {atr})")]
+    /// No card profile describes this card (docs/cards.md): nothing but
+    /// SELECT is sent to it.
+    #[error("this card is not supported (ATR {atr}{})", answered(applications))]
     CardNotSupported {
         /// The card's ATR, in hex.
         atr: String,
+        /// The well-known applications that answered SELECT.
+        applications: Vec<String>,
     },
     /// The card, reader or PIN object cannot do the named operation
     /// (`6A88`, `6A86`, `6D00`).
@@ -250,7 +253,9 @@ impl Error {
             Error::ConstraintViolation { failed } => json!({ "constraints": failed }),
             Error::PinNotFound(id) => json!({ "pin": id }),
             Error::ReaderNotFound(r) => json!({ "reader": r }),
-            Error::CardNotSupported { atr } => json!({ "atr": atr }),
+            Error::CardNotSupported { atr, applications } => {
+                json!({ "atr": atr, "applications": applications })
+            }
             Error::OperationNotSupported(op) => json!({ "operation": op }),
             Error::CardError { sw } => json!({ "sw": sw.to_string() }),
             Error::LastTryProtected {
@@ -284,6 +289,15 @@ impl From<TransportError> for Error {
             }
             TransportError::Malformed(m) | TransportError::Other(m) => Error::ReaderError(m),
         }
+    }
+}
+
+/// ", applications: PIV, OATH" or nothing.
+fn answered(applications: &[String]) -> String {
+    if applications.is_empty() {
+        String::new()
+    } else {
+        format!("; applications: {}", applications.join(", "))
     }
 }
 

@@ -9,7 +9,9 @@
 //! PIN values are copied straight into the command's zeroizing buffer.
 
 use super::Command;
+use crate::card::{Encoding, PinFormat};
 use crate::secret::Secret;
+use zeroize::Zeroizing;
 
 /// PIV application identifier (SP 800-73-4 Part 1 §2.2), without version bytes.
 pub const PIV_AID: [u8; 5] = [0xA0, 0x00, 0x00, 0x03, 0x08];
@@ -108,6 +110,81 @@ pub fn piv_pin_block(value: &Secret) -> Vec<u8> {
     block
 }
 
+/// Encodes a PIN value as its card profile says (docs/cards.md,
+/// `encoding`, `pad`, `stored-length`). The caller has checked it against
+/// the format ([`crate::pin::check_format`]).
+/// - ascii / utf8: the bytes as typed, padded with `pad` up to the stored
+///   length (SP 800-73-4 Part 2 §2.4.3 for PIV: FF to 8 bytes);
+/// - bcd: two digits per byte, the last nibble and the padding F
+///   (ISO/IEC 7816-4 §11.6.6 leaves the format to the card);
+/// - format2: the ISO 9564-1 format 2 block: control nibble 2, the number
+///   of digits, the digits in BCD, F filling, 8 bytes.
+pub fn pin_block(format: &PinFormat, value: &Secret) -> Zeroizing<Vec<u8>> {
+    let digits = || value.expose().iter().map(|d| d.wrapping_sub(b'0') & 0x0F);
+    let pack = |nibbles: &mut dyn Iterator<Item = u8>, out: &mut Vec<u8>| {
+        let nibbles: Zeroizing<Vec<u8>> = Zeroizing::new(nibbles.collect());
+        for pair in nibbles.chunks(2) {
+            out.push((pair[0] << 4) | pair.get(1).copied().unwrap_or(0x0F));
+        }
+    };
+    let mut block = Zeroizing::new(Vec::with_capacity(format.stored_len.max(value.len())));
+    match format.encoding {
+        Encoding::Ascii | Encoding::Utf8 => block.extend_from_slice(value.expose()),
+        Encoding::Bcd => pack(&mut digits(), &mut block),
+        Encoding::Format2 => {
+            block.push(0x20 | (value.len() as u8 & 0x0F));
+            pack(&mut digits(), &mut block);
+        }
+    }
+    let pad = match format.encoding {
+        Encoding::Bcd | Encoding::Format2 => 0xFF,
+        _ => format.pad.unwrap_or(0xFF),
+    };
+    if format.stored_len > block.len() {
+        block.resize(format.stored_len, pad);
+    }
+    block
+}
+
+/// Instructions a card profile may name for reading a counter: they read,
+/// never check a value. GET DATA (CA, CB: ISO 7816-4 §11.4.3), READ
+/// BINARY (B0, B1: §11.3.3), READ RECORD (B2, B3: §11.3.5), Yubico's GET
+/// METADATA (F7) and the Belgian eID's GET CARD DATA (E4).
+pub const READ_ONLY_INS: [u8; 8] = [0xCA, 0xCB, 0xB0, 0xB1, 0xB2, 0xB3, 0xF7, 0xE4];
+
+/// A read-only query a card profile names (`tries` with `source =
+/// "query"`), as a short command APDU (ISO 7816-4 §5.1: cases 1 to 4).
+/// Anything but a reading instruction ([`READ_ONLY_INS`]) is refused, so a
+/// profile cannot make the daemon send a VERIFY.
+pub fn read_only_query(apdu: &[u8]) -> Result<Command, String> {
+    let [cla, ins, p1, p2, body @ ..] = apdu else {
+        return Err("an APDU has at least 4 bytes".into());
+    };
+    if !READ_ONLY_INS.contains(ins) {
+        return Err(format!(
+            "instruction {ins:02X} is not a reading instruction ({})",
+            READ_ONLY_INS.map(|i| format!("{i:02X}")).join(", ")
+        ));
+    }
+    if cla & 0x80 != 0 && *ins != 0xE4 {
+        return Err("a proprietary class is allowed only with E4".into());
+    }
+    let cmd = Command::new(*cla, *ins, *p1, *p2);
+    let le = |b: u8| if b == 0 { 256 } else { usize::from(b) };
+    Ok(match body {
+        [] => cmd,
+        [n] => cmd.with_le(le(*n)),
+        [lc, rest @ ..] if usize::from(*lc) == rest.len() && *lc > 0 => {
+            cmd.with_data(rest.to_vec())
+        }
+        [lc, rest @ ..] if usize::from(*lc) + 1 == rest.len() && *lc > 0 => {
+            let (data, last) = rest.split_at(rest.len() - 1);
+            cmd.with_data(data.to_vec()).with_le(le(last[0]))
+        }
+        _ => return Err("Lc does not match the data".into()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +209,61 @@ mod tests {
             hex(reset_retry_counter(PIV_PIN_REF, &puk, &pin)),
             "002C0080103132333435363738313233343536FFFF"
         );
+    }
+
+    #[test]
+    fn encodes_pin_blocks() {
+        let f = |encoding, pad, stored_len| PinFormat {
+            min_len: 4,
+            max_len: 12,
+            numeric: true,
+            encoding,
+            pad,
+            stored_len,
+        };
+        let v = Secret::from("12345");
+        let h = |b: Zeroizing<Vec<u8>>| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
+        assert_eq!(
+            h(pin_block(&f(Encoding::Ascii, Some(0xFF), 8), &v)),
+            "3132333435FFFFFF"
+        );
+        assert_eq!(h(pin_block(&f(Encoding::Utf8, None, 0), &v)), "3132333435");
+        assert_eq!(
+            h(pin_block(&f(Encoding::Bcd, Some(0xFF), 4), &v)),
+            "12345FFF"
+        );
+        // ISO 9564-1 format 2: 2, length 5, digits, F filling to 8 bytes.
+        assert_eq!(
+            h(pin_block(&f(Encoding::Format2, None, 8), &v)),
+            "2512345FFFFFFFFF"
+        );
+        let twelve = Secret::from("123456789012");
+        assert_eq!(
+            h(pin_block(&f(Encoding::Format2, None, 8), &twelve)),
+            "2C123456789012FF"
+        );
+    }
+
+    #[test]
+    fn profile_queries_are_read_only() {
+        assert_eq!(
+            hex(read_only_query(&[0, 0xF7, 0, 0x80]).unwrap()),
+            "00F70080"
+        );
+        assert_eq!(
+            hex(read_only_query(&[0, 0xCB, 0x3F, 0xFF, 2, 0x4D, 0x00, 0x00]).unwrap()),
+            "00CB3FFF024D0000"
+        );
+        for bad in [
+            &[0x00, 0x20, 0x00, 0x81][..],
+            &[0x00, 0x24, 0x00, 0x81, 0x00][..],
+            &[0x00, 0x2C, 0x00, 0x81][..],
+            &[0x80, 0xCA, 0x00, 0x81][..],
+            &[0x00, 0xCA, 0x00][..],
+            &[0x00, 0xCA, 0x00, 0x01, 0x05, 0x01][..],
+        ] {
+            assert!(read_only_query(bad).is_err(), "{bad:02X?}");
+        }
     }
 
     #[test]

@@ -2,75 +2,126 @@
 //! PIN objects (references, encodings, limits, how to read the retry counter
 //! without spending a try, how to log out and re-initialise).
 //!
-//! A card is recognised only by selecting an application we know. A card
-//! with none of them is reported as unsupported with its ATR, never guessed at.
+//! Profiles are data ([`profile`], docs/cards.md). A card is recognised
+//! by its ATR and the applications that answer SELECT ([`recognise`]);
+//! a card no profile describes is reported as unsupported with its ATR and
+//! the applications that answered, never sent a VERIFY, never guessed at.
 
 pub mod openpgp;
 pub mod pinpad;
 pub mod piv;
+pub mod profile;
+mod recognise;
 mod session;
 
+pub use profile::{CardProfile, LogoutForm, ProfileError, ProfileSet, Role};
+pub use recognise::{WELL_KNOWN_AIDS, probe, recognise};
 pub use session::CardSession;
 
-use serde::Serialize;
+use crate::apdu::StatusWord;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
-/// The card applications cardgate knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProfileKind {
-    /// PIV (NIST SP 800-73-4).
-    Piv,
-    /// OpenPGP card (OpenPGP card 3.4).
-    OpenPgp,
-}
-
-impl ProfileKind {
-    /// The profile's name as policy files and logs spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProfileKind::Piv => "piv",
-            ProfileKind::OpenPgp => "openpgp",
-        }
-    }
-}
-
-/// How a PIN value is put into an APDU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a PIN value is put into an APDU (docs/cards.md, `encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Encoding {
-    /// ASCII bytes padded with FF up to 8 bytes (SP 800-73-4 Part 2 §2.4.3).
-    PivPadded,
-    /// The UTF-8 bytes as typed, no padding (OpenPGP 3.4 §4.3).
+    /// The ASCII bytes as typed (padded when the format says).
+    Ascii,
+    /// The UTF-8 bytes as typed (padded when the format says).
     Utf8,
+    /// Digits packed two per byte, the last nibble filled with F.
+    Bcd,
+    /// An ISO 9564-1 format 2 PIN block: 2L, BCD digits, F filling, 8 bytes.
+    #[serde(rename = "format2")]
+    Format2,
 }
 
-/// Limits the card itself imposes on a value.
+/// Limits the card itself imposes on a value, and its encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PinFormat {
-    /// Minimum length in bytes of the encoded value (before padding).
+    /// Minimum length in characters of the value.
     pub min_len: usize,
-    /// Maximum length in bytes of the encoded value (before padding).
+    /// Maximum length in characters of the value.
     pub max_len: usize,
     /// Only ASCII digits 0–9 are accepted.
     pub numeric: bool,
     /// How the value goes into the APDU.
     #[serde(skip)]
     pub encoding: Encoding,
+    /// The byte that fills the value up to `stored_len` (None: not padded).
+    #[serde(skip)]
+    pub pad: Option<u8>,
+    /// The length in bytes of the encoded value (0: as long as the value).
+    #[serde(skip)]
+    pub stored_len: usize,
+}
+
+/// Where a value is in a card's answer: a BER-TLV tag path (empty: the
+/// whole answer), then a byte offset in that value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueAt {
+    /// Tags from the outside in (see [`crate::apdu::tlv::find`]).
+    pub tags: Vec<u32>,
+    /// The byte's offset in the value found.
+    pub offset: usize,
+}
+
+impl ValueAt {
+    /// The byte in `data`, if it is there.
+    pub fn read(&self, data: &[u8]) -> Option<u8> {
+        let value = if self.tags.is_empty() {
+            data
+        } else {
+            crate::apdu::tlv::find(data, &self.tags)?
+        };
+        value.get(self.offset).copied()
+    }
+}
+
+/// A read-only command whose answer holds the try counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriesQuery {
+    /// The command (a short APDU; only reading instructions are allowed,
+    /// see [`crate::apdu::commands::read_only_query`]).
+    pub apdu: Vec<u8>,
+    /// Where the tries left are.
+    pub tries: ValueAt,
+    /// Where the maximum is, when the card says.
+    pub max: Option<ValueAt>,
 }
 
 /// Where the retry counter (and possibly the verified state) can be read
 /// without spending a try.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusSource {
-    /// VERIFY with no data: 9000 = verified, 63Cx = x tries left, 6983 = blocked.
+    /// VERIFY with no data: 9000 = verified, 63Cx = x tries left, 6983 =
+    /// blocked. Only for cards whose specification says it spends nothing.
     EmptyVerify,
     /// OpenPGP "PW status bytes" DO C4, tries at this byte index.
     OpenPgpPwStatus {
         /// One of the `C4_TRIES_*` indexes of [`openpgp`].
         tries_index: usize,
     },
-    /// The card offers no way: the counter is known only from failures.
-    Unavailable,
+    /// A read-only command (GET DATA, GET METADATA …) whose answer holds
+    /// the count.
+    Query(Box<TriesQuery>),
+}
+
+/// The `&'static str` for an id: PIN and application ids are few and
+/// live as long as the process, so each distinct one is kept once.
+pub fn intern(s: &str) -> &'static str {
+    static IDS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut ids = IDS.lock().unwrap_or_else(PoisonError::into_inner);
+    let ids = ids.get_or_insert_with(HashSet::new);
+    if let Some(known) = ids.get(s) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    ids.insert(leaked);
+    leaked
 }
 
 /// One secret the card checks: a PIN, a PUK, an admin PIN or a reset code.
@@ -78,6 +129,11 @@ pub enum StatusSource {
 pub struct Credential {
     /// Its name for display: "PIN", "PUK", "Admin PIN", ….
     pub label: String,
+    /// What it is for.
+    pub role: Role,
+    /// The application (index in [`Token::applications`]) selected for
+    /// its commands.
+    pub app: usize,
     /// Key reference used in P2 of VERIFY.
     pub reference: u8,
     /// Key reference used in P2 of CHANGE REFERENCE DATA and RESET RETRY
@@ -85,8 +141,9 @@ pub struct Credential {
     pub change_reference: u8,
     /// The card's limits on its value.
     pub format: PinFormat,
-    /// Where its try counter can be read without spending a try.
-    pub status: StatusSource,
+    /// Where its try counter can be read without spending a try, tried in
+    /// order (empty: the card does not show it).
+    pub status: Vec<StatusSource>,
     /// Can be presented alone with VERIFY (a PIV PUK cannot).
     pub verifiable: bool,
     /// The counter's maximum when the card does not say (most cards: 3).
@@ -96,6 +153,25 @@ pub struct Credential {
     /// Part 2 §3.2.2; success also resets its counter). A security-officer
     /// login checks it at once instead of holding it unchecked for `init`.
     pub checked_by_change: bool,
+    /// How its verification is ended.
+    pub logout: LogoutForm,
+    /// Further references ended with it (OpenPGP PW1 is verified
+    /// separately for signing, 81).
+    pub logout_also: Vec<u8>,
+    /// Status words this card uses for what ISO 7816-4 says otherwise,
+    /// with their ISO meaning.
+    pub sw_map: Vec<(u16, StatusWord)>,
+}
+
+impl Credential {
+    /// The card's answer in ISO 7816-4 terms.
+    pub fn normalise(&self, sw: StatusWord) -> StatusWord {
+        let raw = sw.to_u16();
+        self.sw_map
+            .iter()
+            .find(|(from, _)| *from == raw)
+            .map_or(sw, |(_, to)| *to)
+    }
 }
 
 /// How the security officer re-initialises (unblocks) a user PIN.
@@ -124,6 +200,8 @@ impl SoMethod {
 pub struct PinObject {
     /// Stable identifier within the token: "pin", "puk", "user", "admin".
     pub id: &'static str,
+    /// The application it belongs to (index in [`Token::applications`]).
+    pub app: usize,
     /// The secret the card checks for it.
     pub credential: Credential,
     /// The SO path used by `login(value, so=true)` + `init`.
@@ -132,18 +210,34 @@ pub struct PinObject {
     pub reset_code: Option<SoMethod>,
 }
 
-/// An application recognised on a card.
+/// An application found on a card (or one more selection one of its PINs
+/// needs).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    /// Which application it is.
-    pub profile: ProfileKind,
+pub struct Application {
+    /// Its id ("piv", "openpgp", "esteid" …): each PIN says its application.
+    pub id: &'static str,
     /// Its name for display ("PIV card", "OpenPGP card SERIAL").
     pub label: String,
-    /// The AID to select again after a reset.
+    /// The AID that selects it.
     pub aid: Vec<u8>,
-    /// The card's serial number in hex, when the application gives one
-    /// (the OpenPGP AID, OpenPGP 3.4 §4.2.1).
+    /// Its serial number in hex, when it gives one (OpenPGP 3.4 §4.2.1).
     pub serial: Option<String>,
+    /// Code run after it is found.
+    pub hook: Option<profile::Hook>,
+}
+
+/// The card in a reader as SCWS sees it: one token, with the PIN objects
+/// of every application the card answered to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The card profile that recognised it ("piv", "yubikey", "pkcs15" …).
+    pub profile: String,
+    /// Its name for display.
+    pub label: String,
+    /// Its applications; a PIN's `app` indexes this list.
+    pub applications: Vec<Application>,
+    /// Selecting one application ends the verifications of another.
+    pub select_clears_other: bool,
     /// Its PIN objects, the default user PIN first.
     pub pins: Vec<PinObject>,
 }
@@ -157,6 +251,27 @@ impl Token {
     /// The PIN used when none is named: the first user PIN.
     pub fn default_pin(&self) -> &PinObject {
         &self.pins[0]
+    }
+
+    /// The application a PIN object belongs to.
+    pub fn application_of(&self, pin: &PinObject) -> &Application {
+        &self.applications[pin.app]
+    }
+
+    /// The serial number of the first application that gives one.
+    pub fn serial(&self) -> Option<&str> {
+        self.applications.iter().find_map(|a| a.serial.as_deref())
+    }
+
+    /// The ids of its distinct applications, in order.
+    pub fn application_ids(&self) -> Vec<&'static str> {
+        let mut ids: Vec<&'static str> = Vec::new();
+        for a in &self.applications {
+            if !ids.contains(&a.id) {
+                ids.push(a.id);
+            }
+        }
+        ids
     }
 }
 

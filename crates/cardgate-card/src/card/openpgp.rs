@@ -1,13 +1,11 @@
 //! OpenPGP card 3.4: user PIN PW1 (references 81/82), admin PIN PW3 (83)
-//! and the optional resetting code RC.
+//! and the optional resetting code RC. The profile is data
+//! (`profiles/openpgp.toml`); this is what it cannot say: DO C4 and the
+//! serial number (its `hook`).
 
-use super::{
-    Credential, Encoding, PinFormat, PinObject, ProfileKind, SoMethod, StatusSource, Token, hex,
-};
+use super::{Application, Credential, PinObject, ProfileSet, SoMethod, StatusSource, Token, hex};
 use crate::apdu::StatusWord;
-use crate::apdu::commands::{
-    self, OPENPGP_AID, OPENPGP_DO_PW_STATUS, OPENPGP_PW1_OTHER, OPENPGP_PW1_SIGN, OPENPGP_PW3,
-};
+use crate::apdu::commands::{self, OPENPGP_DO_PW_STATUS};
 use crate::transport::{self, Transport, TransportError};
 
 /// Minimum length of PW1, the user PIN (OpenPGP 3.4 §4.3).
@@ -87,90 +85,80 @@ pub fn read_pw_status(
     Ok(PwStatus::parse(&resp.data).ok_or(StatusWord::Other(0x6F00)))
 }
 
-fn format(min: usize, max: usize) -> PinFormat {
-    PinFormat {
-        min_len: min,
-        max_len: max.max(min),
-        numeric: false,
-        encoding: Encoding::Utf8,
-    }
-}
-
-/// Builds the token after a successful SELECT: reads the full AID (serial)
-/// and the maximum lengths from DO C4.
-pub fn token(t: &mut dyn Transport) -> Result<Token, TransportError> {
+/// The profile's hook (`hook = "openpgp"`), run after the application at
+/// `app` answered SELECT: its serial number from the full AID (DO 4F,
+/// §4.2.1) in its label, and the maximum lengths DO C4 announces (§4.4.1)
+/// on its PINs.
+pub fn hook(
+    t: &mut dyn Transport,
+    app: usize,
+    applications: &mut [Application],
+    pins: &mut [PinObject],
+) -> Result<(), TransportError> {
     let aid = transport::exchange(t, &commands::get_data(0x004F))?;
     let serial = (aid.sw == StatusWord::Ok && aid.data.len() >= 14).then(|| hex(&aid.data[8..14]));
     let status = read_pw_status(t)?.ok();
-    Ok(build_token(serial, status))
+    apply(app, applications, pins, serial, status);
+    Ok(())
 }
 
-/// The token for a card with this serial and DO C4 (`None`: the card did
-/// not give it, default maximum lengths).
-pub fn build_token(serial: Option<String>, status: Option<PwStatus>) -> Token {
-    let (max_pw1, max_rc, max_pw3) = status.map_or((DEFAULT_MAX, DEFAULT_MAX, DEFAULT_MAX), |s| {
-        (s.max_pw1, s.max_rc, s.max_pw3)
-    });
-    let credential = |label: &str, reference, change_reference, format, tries_index| Credential {
-        label: label.into(),
-        reference,
-        change_reference,
-        format,
-        status: StatusSource::OpenPgpPwStatus { tries_index },
-        verifiable: true,
-        default_max_tries: 3,
-        // PW1 and PW3 have VERIFY; the reset code is set only with PUT DATA
-        // D3 after the admin PIN (OpenPGP 3.4 §7.2.8), so it is checked
-        // when it is used, by RESET RETRY COUNTER.
-        checked_by_change: false,
-    };
-    let user = credential(
-        "User PIN",
-        OPENPGP_PW1_OTHER,
-        OPENPGP_PW1_SIGN,
-        format(PW1_MIN, max_pw1),
-        C4_TRIES_PW1,
-    );
-    let admin = credential(
-        "Admin PIN",
-        OPENPGP_PW3,
-        OPENPGP_PW3,
-        format(PW3_MIN, max_pw3),
-        C4_TRIES_PW3,
-    );
-    // The resetting code is never VERIFYed: it travels with the new PIN.
-    let mut rc = credential(
-        "Reset Code",
-        OPENPGP_PW1_SIGN,
-        OPENPGP_PW1_SIGN,
-        format(RC_MIN, max_rc),
-        C4_TRIES_RC,
-    );
-    rc.verifiable = false;
-    let label = match &serial {
-        Some(s) => format!("OpenPGP card {s}"),
-        None => "OpenPGP card".into(),
-    };
-    Token {
-        profile: ProfileKind::OpenPgp,
-        label,
-        aid: OPENPGP_AID.to_vec(),
-        serial,
-        pins: vec![
-            PinObject {
-                id: "user",
-                credential: user,
-                so: Some(SoMethod::VerifyThenReset(admin.clone())),
-                reset_code: Some(SoMethod::CodeWithNewPin(rc)),
-            },
-            PinObject {
-                id: "admin",
-                credential: admin,
-                so: None,
-                reset_code: None,
-            },
-        ],
+/// What the hook learnt, applied: the serial in the label, DO C4's
+/// maximum lengths on every credential whose counter is in DO C4.
+pub fn apply(
+    app: usize,
+    applications: &mut [Application],
+    pins: &mut [PinObject],
+    serial: Option<String>,
+    status: Option<PwStatus>,
+) {
+    if let Some(a) = applications.get_mut(app) {
+        if let Some(s) = &serial {
+            a.label = format!("{} {s}", a.label);
+        }
+        a.serial = serial;
     }
+    let Some(status) = status else {
+        return;
+    };
+    let fix = |c: &mut Credential| {
+        if c.app != app {
+            return;
+        }
+        for source in &c.status {
+            if let StatusSource::OpenPgpPwStatus { tries_index } = source {
+                let max = match *tries_index {
+                    C4_TRIES_PW1 => status.max_pw1,
+                    C4_TRIES_RC => status.max_rc,
+                    _ => status.max_pw3,
+                };
+                c.format.max_len = max.max(c.format.min_len);
+            }
+        }
+    };
+    for pin in pins.iter_mut() {
+        fix(&mut pin.credential);
+        for m in [pin.so.as_mut(), pin.reset_code.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            match m {
+                SoMethod::CodeWithNewPin(c) | SoMethod::VerifyThenReset(c) => fix(c),
+            }
+        }
+    }
+}
+
+/// The OpenPGP token of a card with this serial and DO C4 (`None`: the
+/// card did not give it, default maximum lengths).
+pub fn build_token(serial: Option<String>, status: Option<PwStatus>) -> Token {
+    // The built-in profiles are checked by their unit tests.
+    #[allow(clippy::expect_used)]
+    let mut token = ProfileSet::builtin()
+        .offline_token("openpgp")
+        .expect("the built-in OpenPGP profile");
+    apply(0, &mut token.applications, &mut token.pins, serial, status);
+    token.label = token.applications[0].label.clone();
+    token
 }
 
 #[cfg(test)]

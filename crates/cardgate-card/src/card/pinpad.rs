@@ -4,10 +4,12 @@
 //! the APDU templates come from [`crate::apdu::commands`].
 //!
 //! How each profile's PIN reaches the card (the reader fills it in):
-//! - PIV (SP 800-73-4 Part 2 §2.4.3): ASCII digits, left-justified in an
-//!   8-byte block pre-filled with FF; 6–8 digits. Lc stays 08 (10 for
+//! - a padded value (PIV, SP 800-73-4 Part 2 §2.4.3): ASCII digits,
+//!   left-justified in a block of its stored length pre-filled with its
+//!   pad byte (PIV: 8 bytes of FF); 6–8 digits. Lc stays 08 (10 for
 //!   CHANGE / RESET, two blocks, the new one at offset 8).
-//! - OpenPGP (OpenPGP 3.4 §4.3 / §7.2.2): UTF-8 (the keypad types ASCII
+//! - BCD and ISO 9564-1 format-2 values are not typed on a pinpad yet.
+//! - an unpadded value (OpenPGP 3.4 §4.3 / §7.2.2): UTF-8 (the keypad types ASCII
 //!   digits) as typed, no padding: the template has Lc = 00 and no data,
 //!   block size 0, so the reader inserts the PIN(s) with their own length
 //!   and sets Lc — the way GnuPG's scdaemon drives pinpads for this card.
@@ -91,14 +93,24 @@ fn request(
     })
 }
 
-/// PIV PINs and PUKs go in an 8-byte block pre-filled with FF.
-const PIV_BLOCK: usize = commands::PIV_PIN_BLOCK_LEN;
-
-/// The padding template of one PIN block (empty: variable length).
+/// The padding template of one PIN block (empty: variable length): a
+/// padded value goes in a block of its stored length pre-filled with the
+/// pad byte (PIV: 8 bytes of FF).
 fn block_template(f: &PinFormat) -> Vec<u8> {
+    match f.pad {
+        Some(pad) if f.stored_len > 0 => vec![pad; f.stored_len],
+        _ => Vec::new(),
+    }
+}
+
+/// The reader types ASCII digits into the block; BCD and format-2 blocks
+/// (a length nibble, packed digits) are not asked of it yet.
+fn typed_by_reader(f: &PinFormat) -> Result<(), Error> {
     match f.encoding {
-        Encoding::PivPadded => vec![0xFF; PIV_BLOCK],
-        Encoding::Utf8 => Vec::new(),
+        Encoding::Ascii | Encoding::Utf8 => Ok(()),
+        Encoding::Bcd | Encoding::Format2 => Err(Error::OperationNotSupported(
+            "PIN entry on the pinpad for a BCD or format-2 PIN".into(),
+        )),
     }
 }
 
@@ -169,6 +181,7 @@ pub fn verify(
     opts: &PinpadOptions,
 ) -> Result<Request, Error> {
     let f = &cred.format;
+    typed_by_reader(f)?;
     let template = commands::verify(cred.reference, &block_template(f));
     let format = entry_format(f.min_len, f.max_len, block_len(f), 1, reader, opts);
     request(&format, part10::verify_structure(&format, &template))
@@ -187,6 +200,8 @@ fn modify(
     // One block size and one min/max for every entry of a MODIFY: the
     // profiles use the same encoding for both values, and the card
     // checks each value's own limits.
+    typed_by_reader(first)?;
+    typed_by_reader(new)?;
     let first_block = block_template(first);
     let new_block = block_template(new);
     let template = template(&first_block, &new_block);
@@ -257,6 +272,7 @@ pub fn reset_after_so(
     opts: &PinpadOptions,
 ) -> Result<Request, Error> {
     let f = &cred.format;
+    typed_by_reader(f)?;
     let template =
         commands::reset_retry_counter_after_so(cred.change_reference, &block_template(f));
     let format = entry_format(f.min_len, f.max_len, block_len(f), 2, reader, opts);

@@ -1,57 +1,53 @@
 //! A connection to a recognised card application.
 
 use super::pinpad::Pinpad;
-use super::{Token, hex, openpgp, piv};
+use super::{ProfileSet, Token, hex, recognise};
 use crate::apdu::{Command, Response, StatusWord, commands};
 use crate::error::Error;
 use crate::transport::part10::{self, Features, PinProperties, feature};
 use crate::transport::{self, Transport, TransportError};
 
-/// Owns the transport to one card and the token found on it. Re-selects the
-/// application transparently after another application reset the card.
+/// Owns the transport to one card and the token found on it. Selects the
+/// application each command is for, and selects it again after another
+/// application reset the card.
 pub struct CardSession {
     transport: Box<dyn Transport>,
-    /// The application found on the card and its PIN objects.
+    /// The card's applications and their PIN objects.
     pub token: Token,
     atr: Vec<u8>,
     /// Set when the card was reset under us (every verified state is gone);
     /// cleared by [`CardSession::take_reset`].
     reset_seen: bool,
+    /// The application selected now (index in `token.applications`).
+    selected: Option<usize>,
+    /// An application left for another whose verifications the card
+    /// ended; cleared by [`CardSession::take_left`].
+    left: Vec<usize>,
     /// The reader's PIN entry features, asked once per connection.
     pinpad: Option<Pinpad>,
 }
 
 impl CardSession {
-    /// Recognises the application on the card: PIV first, then OpenPGP.
-    pub fn open(mut transport: Box<dyn Transport>) -> Result<Self, Error> {
+    /// Recognises the card with the built-in profiles.
+    pub fn open(transport: Box<dyn Transport>) -> Result<Self, Error> {
+        CardSession::open_with(transport, &ProfileSet::builtin())
+    }
+
+    /// Recognises the card with `profiles` (see [`super::recognise`]).
+    pub fn open_with(
+        mut transport: Box<dyn Transport>,
+        profiles: &ProfileSet,
+    ) -> Result<Self, Error> {
         let atr = transport.atr().to_vec();
-        let detect = |t: &mut dyn Transport| -> Result<Option<Token>, TransportError> {
-            let resp = transport::exchange(t, &commands::select_aid(&commands::PIV_AID))?;
-            if resp.sw == StatusWord::Ok {
-                return Ok(Some(piv::token(&resp.data)));
-            }
-            let resp = transport::exchange(t, &commands::select_aid(&commands::OPENPGP_AID))?;
-            if resp.sw == StatusWord::Ok {
-                return openpgp::token(t).map(Some);
-            }
-            Ok(None)
-        };
-        let token = match detect(transport.as_mut()) {
-            Ok(Some(token)) => token,
-            Ok(None) => return Err(Error::CardNotSupported { atr: hex(&atr) }),
-            Err(TransportError::CardReset) => {
-                transport.reconnect(false)?;
-                detect(transport.as_mut())?
-                    .ok_or_else(|| Error::CardNotSupported { atr: hex(&atr) })?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        tracing::debug!(profile = token.profile.name(), atr = %hex(&atr), "card recognised");
+        let token = recognise(transport.as_mut(), profiles)?;
+        tracing::debug!(profile = %token.profile, atr = %hex(&atr), "card recognised");
         Ok(CardSession {
             transport,
             token,
             atr,
             reset_seen: false,
+            selected: None,
+            left: Vec::new(),
             pinpad: None,
         })
     }
@@ -61,9 +57,55 @@ impl CardSession {
         &self.atr
     }
 
-    /// Sends one command. If another application reset the card, the
-    /// command never reached it: reconnect, select our application again
-    /// and send it once more.
+    /// Sends one command to an application of the card, selecting it
+    /// first when another one is selected.
+    pub fn send_in(&mut self, app: usize, cmd: &Command) -> Result<Response, Error> {
+        self.ensure_selected(app)?;
+        self.send(cmd)
+    }
+
+    /// Selects an application of the card unless it is selected already
+    /// (before a reader's own command, such as a pinpad entry, for it).
+    pub fn ensure_selected(&mut self, app: usize) -> Result<(), Error> {
+        if self.selected != Some(app) {
+            self.select(app)?;
+        }
+        Ok(())
+    }
+
+    fn select(&mut self, app: usize) -> Result<(), Error> {
+        let aid = self
+            .token
+            .applications
+            .get(app)
+            .map(|a| a.aid.clone())
+            .ok_or_else(|| {
+                Error::OperationNotSupported("an application this card does not have".into())
+            })?;
+        let previous = self.selected.take();
+        let resp = self.send(&commands::select_aid(&aid))?;
+        if resp.sw != StatusWord::Ok {
+            return Err(Error::CardError { sw: resp.sw });
+        }
+        self.selected = Some(app);
+        if let Some(prev) = previous
+            && self.token.select_clears_other
+            && self.token.applications[prev].aid != aid
+        {
+            self.left.push(prev);
+        }
+        Ok(())
+    }
+
+    /// The applications left for another since the last call, whose
+    /// verifications the card ended.
+    pub fn take_left(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.left)
+    }
+
+    /// Sends one command to the application selected now. If another
+    /// application reset the card, the command never reached it:
+    /// reconnect, select our application again and send it once more.
     pub fn send(&mut self, cmd: &Command) -> Result<Response, Error> {
         match transport::exchange(self.transport.as_mut(), cmd) {
             Err(TransportError::CardReset) => {
@@ -157,10 +199,14 @@ impl CardSession {
     }
 
     fn reselect(&mut self) -> Result<(), Error> {
-        let resp = transport::exchange(
-            self.transport.as_mut(),
-            &commands::select_aid(&self.token.aid),
-        )?;
+        let Some(app) = self
+            .selected
+            .or((!self.token.applications.is_empty()).then_some(0))
+        else {
+            return Ok(());
+        };
+        let aid = self.token.applications[app].aid.clone();
+        let resp = transport::exchange(self.transport.as_mut(), &commands::select_aid(&aid))?;
         if resp.sw != StatusWord::Ok {
             return Err(Error::CardError { sw: resp.sw });
         }

@@ -16,9 +16,10 @@
 //!   operation that could have spent a try (63Cx, or 9000 on a checked
 //!   value); after a failure without a count (6300) it is learned again
 //!   (`present.rs`), or reported as unknown;
-//! - the counter is read without spending a try (empty VERIFY on PIV,
-//!   DO C4 on OpenPGP), and a card seen spending tries on empty VERIFYs is
-//!   not asked again.
+//! - the counter is read without spending a try, only as the card's
+//!   profile says (empty VERIFY on PIV, DO C4 on OpenPGP, GET DATA or GET
+//!   METADATA elsewhere), and a card seen spending tries on empty VERIFYs
+//!   is not asked again.
 
 mod entry;
 mod ops;
@@ -29,9 +30,9 @@ mod status;
 pub use entry::{Entered, Entry, NoSite, PinOp, Provenance, Purpose, SiteGate, SoPath, Verdict};
 pub use status::PinStatus;
 
-use crate::apdu::commands::{self, OPENPGP_PW1_SIGN};
+use crate::apdu::commands;
 use crate::apdu::{Response, StatusWord};
-use crate::card::{CardSession, Credential, PinObject, StatusSource, Token, openpgp};
+use crate::card::{CardSession, Credential, LogoutForm, PinObject, StatusSource, Token, openpgp};
 use crate::error::Error;
 use crate::policy::{CardPolicy, Constraint, PinPolicy, PolicySet};
 use crate::secret::Secret;
@@ -104,7 +105,9 @@ impl Counter {
 /// The PIN engine for the card in one reader.
 pub struct Engine {
     session: CardSession,
-    states: HashMap<u8, CredState>,
+    /// Keyed by (application, reference): references repeat across
+    /// applications.
+    states: HashMap<(usize, u8), CredState>,
     held: Option<HeldCode>,
     /// The PIN ids whose SO PIN (OpenPGP PW3) is verified on this connection.
     so_verified: Vec<&'static str>,
@@ -179,16 +182,39 @@ impl Engine {
     }
 
     fn state(&mut self, cred: &Credential) -> &mut CredState {
-        self.states.entry(cred.reference).or_default()
+        self.states.entry((cred.app, cred.reference)).or_default()
     }
 
-    /// Sends a command; forgets verified states if the card was reset meanwhile.
-    fn send(&mut self, cmd: &crate::apdu::Command) -> Result<Response, Error> {
-        let resp = self.session.send(cmd);
+    /// Sends a command to the application of `cred`; forgets verified
+    /// states the card ended meanwhile (a reset, or leaving an
+    /// application for another). The answer is in ISO 7816-4 terms
+    /// ([`Credential::normalise`]).
+    fn send(&mut self, cred: &Credential, cmd: &crate::apdu::Command) -> Result<Response, Error> {
+        let resp = self.session.send_in(cred.app, cmd);
         if self.session.take_reset() {
             self.forget_verified();
         }
-        resp
+        for app in self.session.take_left() {
+            self.forget_verified_in(app);
+        }
+        resp.map(|mut r| {
+            r.sw = cred.normalise(r.sw);
+            r
+        })
+    }
+
+    fn forget_verified_in(&mut self, app: usize) {
+        for ((a, _), st) in self.states.iter_mut() {
+            if *a == app {
+                st.validated = false;
+            }
+        }
+        let token = &self.session.token;
+        self.so_verified.retain(|id| {
+            token
+                .pin(id)
+                .is_none_or(|p| p.so.as_ref().is_none_or(|so| so.credential().app != app))
+        });
     }
 
     fn forget_verified(&mut self) {
@@ -284,7 +310,14 @@ impl Engine {
             || self.held.as_ref().is_some_and(|h| h.pin_id == pin.id)
             || self.pinpad_so.is_some_and(|(id, _)| id == pin.id);
         let st = self.state(&pin.credential).clone();
-        let mut status = PinStatus::build(pin, &st_view(&st), counter_view(counter), so_logged_in);
+        let application = self.session.token.application_of(pin).id;
+        let mut status = PinStatus::build(
+            pin,
+            application,
+            &st_view(&st),
+            counter_view(counter),
+            so_logged_in,
+        );
         let policy = self.pin_policy(pin.id)?;
         if let Some(label) = &policy.label {
             status.label = label.clone();
@@ -301,13 +334,24 @@ impl Engine {
         ids.into_iter().map(|id| self.status(id)).collect()
     }
 
-    /// Reads a credential's counter without spending a try.
+    /// Reads a credential's counter without spending a try: the first of
+    /// its sources that answers.
     fn read_counter(&mut self, cred: &Credential) -> Result<Counter, Error> {
-        let counter = match cred.status {
-            StatusSource::Unavailable => Counter::Unknown,
+        let mut counter = Counter::Unknown;
+        for source in &cred.status {
+            counter = self.read_source(cred, source)?;
+            if counter != Counter::Unknown {
+                break;
+            }
+        }
+        self.record_counter(cred, counter)
+    }
+
+    fn read_source(&mut self, cred: &Credential, source: &StatusSource) -> Result<Counter, Error> {
+        Ok(match source {
             StatusSource::EmptyVerify if self.state(cred).status_query_unsafe => Counter::Unknown,
             StatusSource::EmptyVerify => {
-                let resp = self.send(&commands::verify_status(cred.reference))?;
+                let resp = self.send(cred, &commands::verify_status(cred.reference))?;
                 let counter = match resp.sw {
                     // Verified: the card does not give the count; the one
                     // it gave last holds if nothing could have spent a try
@@ -328,20 +372,32 @@ impl Engine {
                 counter
             }
             StatusSource::OpenPgpPwStatus { tries_index } => {
-                let resp = self.send(&commands::get_data(commands::OPENPGP_DO_PW_STATUS))?;
+                let resp = self.send(cred, &commands::get_data(commands::OPENPGP_DO_PW_STATUS))?;
                 match (resp.sw, openpgp::PwStatus::parse(&resp.data)) {
-                    (StatusWord::Ok, Some(s)) => match s.tries_at(tries_index) {
-                        Some(0) => Counter::Blocked,
-                        Some(n) => Counter::Tries {
-                            tries: Some(n),
-                            verified: None,
-                        },
-                        None => Counter::Unknown,
-                    },
+                    (StatusWord::Ok, Some(s)) => tries_counter(s.tries_at(*tries_index)),
                     _ => Counter::Unknown,
                 }
             }
-        };
+            StatusSource::Query(q) => {
+                let Ok(cmd) = commands::read_only_query(&q.apdu) else {
+                    return Ok(Counter::Unknown);
+                };
+                let resp = self.send(cred, &cmd)?;
+                if resp.sw != StatusWord::Ok {
+                    return Ok(Counter::Unknown);
+                }
+                if let Some(max) = q.max.as_ref().and_then(|m| m.read(&resp.data))
+                    && (1..=15).contains(&max)
+                {
+                    let st = self.state(cred);
+                    st.max_seen = st.max_seen.max(max);
+                }
+                tries_counter(q.tries.read(&resp.data).filter(|t| *t <= 15))
+            }
+        })
+    }
+
+    fn record_counter(&mut self, cred: &Credential, counter: Counter) -> Result<Counter, Error> {
         let st = self.state(cred);
         match counter {
             Counter::Tries { tries, verified } => {
@@ -446,38 +502,56 @@ impl Engine {
     }
 
     /// `Pin.logout()`: resets the verified state of the PIN (and of its
-    /// SO credential) and forgets a held PUK / resetting code.
+    /// SO credential) and forgets a held PUK / resetting code. A card
+    /// without VERIFY P1=FF (or whose profile says so) is reset.
     pub fn logout(&mut self, pin_id: &str) -> Result<(), Error> {
         let pin = self.pin(pin_id)?;
         self.held = None;
         self.pinpad_so = None;
-        let mut references = vec![pin.credential.reference];
-        if self.session.token.profile == crate::card::ProfileKind::OpenPgp && pin.id == "user" {
-            // PW1 is verified separately for signing (81) and other uses (82).
-            references.push(OPENPGP_PW1_SIGN);
-        }
+        let mut ends: Vec<(Credential, u8)> =
+            vec![(pin.credential.clone(), pin.credential.reference)];
+        ends.extend(
+            pin.credential
+                .logout_also
+                .iter()
+                .map(|r| (pin.credential.clone(), *r)),
+        );
         if self.so_verified.contains(&pin.id)
             && let Some(so) = &pin.so
         {
-            references.push(so.credential().reference);
+            ends.push((so.credential().clone(), so.credential().reference));
         }
         self.so_verified.retain(|id| *id != pin.id);
-        let mut reset_needed = false;
-        for reference in references {
-            let resp = self.send(&commands::verify_reset(reference))?;
-            if resp.sw != StatusWord::Ok {
-                // Cards without VERIFY P1=FF: a reset is the only way out.
-                reset_needed = true;
+        let mut reset_needed = ends.iter().any(|(c, _)| c.logout == LogoutForm::Reset);
+        if !reset_needed {
+            for (cred, reference) in &ends {
+                let resp = self.send(cred, &commands::verify_reset(*reference))?;
+                if resp.sw != StatusWord::Ok {
+                    // Cards without VERIFY P1=FF: a reset is the only way out.
+                    reset_needed = true;
+                }
             }
         }
         if reset_needed {
-            tracing::debug!("card does not support VERIFY P1=FF; resetting it to log out");
+            tracing::debug!("ending the verification by resetting the card");
             self.session.reset_card()?;
             self.session.take_reset();
             self.forget_verified();
         }
         self.state(&pin.credential).validated = false;
         Ok(())
+    }
+}
+
+/// A count read from the card: 0 is blocked.
+fn tries_counter(tries: Option<u8>) -> Counter {
+    match tries {
+        Some(0) => Counter::Blocked,
+        Some(n) => Counter::Tries {
+            tries: Some(n),
+            verified: None,
+        },
+        None => Counter::Unknown,
     }
 }
 

@@ -68,14 +68,16 @@ impl Engine {
             Entry::Typed(v) => {
                 let encoded = encode(cred, &v.value)?;
                 let cmd = commands::verify(cred.reference, &encoded);
-                self.present(cred, v.from, so, purpose, site, |e| Ok(e.send(&cmd)?.sw))
+                self.present(cred, v.from, so, purpose, site, |e| {
+                    Ok(e.send(cred, &cmd)?.sw)
+                })
             }
             Entry::Pinpad => {
                 let (code, request) = self.pinpad_request(PadEntry::Verify, |props, opts| {
                     crate::card::pinpad::verify(cred, props, opts)
                 })?;
                 self.present(cred, Provenance::Pinpad, so, purpose, site, |e| {
-                    e.pinpad_exchange(code, &request)
+                    e.pinpad_exchange(cred, code, &request)
                 })
             }
         }
@@ -106,7 +108,7 @@ impl Engine {
                 let cmd =
                     commands::change_reference_data(cred.change_reference, &encoded, &encoded);
                 let sw = self.present(&cred, code.from, true, Purpose::Unblock, site, |e| {
-                    Ok(e.send(&cmd)?.sw)
+                    Ok(e.send(&cred, &cmd)?.sw)
                 })?;
                 if sw != StatusWord::Ok {
                     self.held = None;
@@ -185,7 +187,7 @@ impl Engine {
                     &new_encoded,
                 );
                 self.present(cred, old.from, false, Purpose::Change, site, |e| {
-                    Ok(e.send(&cmd)?.sw)
+                    Ok(e.send(cred, &cmd)?.sw)
                 })?
             }
             (Entry::Pinpad, Entry::Pinpad) => {
@@ -198,7 +200,7 @@ impl Engine {
                     false,
                     Purpose::Change,
                     site,
-                    |e| e.pinpad_exchange(code, &request),
+                    |e| e.pinpad_exchange(cred, code, &request),
                 )?
             }
             _ => {
@@ -252,7 +254,7 @@ impl Engine {
             let encoded = encode(&so_cred, &code.value)?;
             let cmd = commands::reset_retry_counter(cred.change_reference, &encoded, &new_encoded);
             let sw = self.present(&so_cred, code.from, true, Purpose::Unblock, site, |e| {
-                Ok(e.send(&cmd)?.sw)
+                Ok(e.send(cred, &cmd)?.sw)
             })?;
             // Sent: the held code is used up, whatever the card said.
             self.held = None;
@@ -261,10 +263,10 @@ impl Engine {
         if !self.so_verified.contains(&pin.id) {
             return Err(Error::SoLoginRequired);
         }
-        let resp = self.send(&commands::reset_retry_counter_after_so(
-            cred.change_reference,
-            &new_encoded,
-        ))?;
+        let resp = self.send(
+            cred,
+            &commands::reset_retry_counter_after_so(cred.change_reference, &new_encoded),
+        )?;
         self.after_reset_by_so(pin, resp.sw)
     }
 
@@ -287,7 +289,7 @@ impl Engine {
                 true,
                 Purpose::Unblock,
                 site,
-                |e| e.pinpad_exchange(code, &request),
+                |e| e.pinpad_exchange(cred, code, &request),
             )?;
             return self.after_reset_with_code(&so_cred, cred, sw);
         }
@@ -297,7 +299,7 @@ impl Engine {
         let (_, request) = self.pinpad_request(PadEntry::Modify, |props, opts| {
             crate::card::pinpad::reset_after_so(cred, props, opts)
         })?;
-        let sw = self.pinpad_exchange(code, &request)?;
+        let sw = self.pinpad_exchange(cred, code, &request)?;
         self.after_reset_by_so(pin, sw)
     }
 
@@ -434,18 +436,24 @@ pub fn check_format(cred: &Credential, value: &Secret) -> Result<(), Error> {
             max: f.max_len,
         });
     }
-    if f.encoding == Encoding::PivPadded && value.expose().contains(&0xFF) {
-        // FF is the padding byte: a value containing it would be ambiguous.
+    if f.encoding == Encoding::Ascii && !value.expose().is_ascii() {
+        return Err(Error::PinFormatInvalid);
+    }
+    if f.stored_len > 0 && value.len() > f.stored_len {
+        return Err(Error::PinLengthInvalid {
+            min: f.min_len,
+            max: f.max_len,
+        });
+    }
+    if f.pad.is_some_and(|p| value.expose().contains(&p)) {
+        // The padding byte: a value containing it would be ambiguous.
         return Err(Error::PinFormatInvalid);
     }
     Ok(())
 }
 
-/// Checks and encodes a value for an APDU.
+/// Checks and encodes a value for an APDU, as its profile says.
 fn encode(cred: &Credential, value: &Secret) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
     check_format(cred, value)?;
-    Ok(zeroize::Zeroizing::new(match cred.format.encoding {
-        Encoding::PivPadded => commands::piv_pin_block(value),
-        Encoding::Utf8 => value.expose().to_vec(),
-    }))
+    Ok(commands::pin_block(&cred.format, value))
 }

@@ -19,6 +19,7 @@
 
 use super::Engine;
 use crate::apdu::StatusWord;
+use crate::card::Credential;
 use crate::card::pinpad::{self, Pinpad, PinpadOptions};
 use crate::error::Error;
 use crate::transport::part10::{self, PinProperties, feature};
@@ -74,12 +75,19 @@ impl Engine {
     /// card's status word; the reader's own ones become errors.
     pub(super) fn pinpad_exchange(
         &mut self,
+        cred: &Credential,
         code: u32,
         request: &pinpad::Request,
     ) -> Result<StatusWord, Error> {
-        let answer = self.session.control(code, &request.structure);
+        let answer = self
+            .session
+            .ensure_selected(cred.app)
+            .and_then(|()| self.session.control(code, &request.structure));
         if self.session.take_reset() {
             self.forget_verified();
+        }
+        for app in self.session.take_left() {
+            self.forget_verified_in(app);
         }
         let answer = answer?;
         let [.., sw1, sw2] = answer[..] else {
@@ -98,7 +106,7 @@ impl Engine {
             part10::sw::BAD_STRUCTURE => Err(Error::ReaderError(
                 "the reader rejected the PIN entry request (6B80)".into(),
             )),
-            sw => Ok(StatusWord::from_u16(sw)),
+            sw => Ok(cred.normalise(StatusWord::from_u16(sw))),
         }
     }
 }

@@ -180,7 +180,7 @@ impl Engine {
                 verified: Some(true),
             } => {
                 let ended = self
-                    .send(&commands::verify_reset(cred.reference))
+                    .send(cred, &commands::verify_reset(cred.reference))
                     .is_ok_and(|r| r.sw == StatusWord::Ok);
                 if !ended {
                     return None;

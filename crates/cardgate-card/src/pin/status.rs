@@ -10,6 +10,8 @@ use serde::Serialize;
 pub struct PinStatus {
     /// The PIN object's id on the token (`pin`, `user`, …).
     pub id: String,
+    /// The id of the card application it belongs to (`piv`, `openpgp` …).
+    pub application: String,
     /// The credential's label, for display.
     pub label: String,
     /// The PIN has a value (the card did not answer 6984).
@@ -45,6 +47,7 @@ pub struct PinStatus {
 impl PinStatus {
     pub(crate) fn build(
         pin: &PinObject,
+        application: &str,
         st: &StateView,
         c: CounterView,
         so_validated: bool,
@@ -54,6 +57,7 @@ impl PinStatus {
         let blocked = c.blocked;
         PinStatus {
             id: pin.id.to_string(),
+            application: application.to_string(),
             label: cred.label.clone(),
             initialized: !(c.not_initialized || st.not_initialized),
             to_be_changed: st.to_be_changed,

@@ -3,7 +3,7 @@
 //! the format.
 
 use super::constraint::Constraint;
-use crate::card::{PinFormat, ProfileKind};
+use crate::card::PinFormat;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -217,6 +217,8 @@ impl ConstraintSpec {
             max_len: 0,
             numeric: false,
             encoding: crate::card::Encoding::Utf8,
+            pad: None,
+            stored_len: 0,
         })
         .type_name()
     }
@@ -254,8 +256,8 @@ struct RawPin {
 /// Which cards a policy is for. Every criterion given must match.
 #[derive(Debug, Clone)]
 pub struct Matcher {
-    /// The card application.
-    pub profile: Option<ProfileKind>,
+    /// A card profile's name or an application's id ("piv", "yubikey" …).
+    pub profile: Option<String>,
     /// Matched against the ATR as uppercase hex without spaces, ignoring case.
     pub atr: Option<Regex>,
     /// A prefix of the application's AID (the one cardgate selects).
@@ -266,11 +268,13 @@ pub struct Matcher {
 
 /// What a [`Matcher`] looks at.
 pub struct CardFacts<'a> {
-    /// The application recognised on the card.
-    pub profile: ProfileKind,
+    /// The card profile that recognised the card.
+    pub profile: &'a str,
+    /// The application of the PIN object.
+    pub application: &'a str,
     /// Uppercase hex, no spaces.
     pub atr: &'a str,
-    /// The AID cardgate selected.
+    /// The AID of the PIN object's application.
     pub aid: &'a [u8],
     /// The token label.
     pub label: &'a str,
@@ -280,7 +284,9 @@ impl Matcher {
     /// Every criterion given matches the card (an empty matcher matches
     /// every card, but a policy file may not have one).
     pub fn matches(&self, card: &CardFacts<'_>) -> bool {
-        self.profile.is_none_or(|p| p == card.profile)
+        self.profile
+            .as_deref()
+            .is_none_or(|p| p == card.profile || p == card.application)
             && self.atr.as_ref().is_none_or(|r| r.is_match(card.atr))
             && self.aid.as_ref().is_none_or(|a| card.aid.starts_with(a))
             && self.label.as_ref().is_none_or(|r| r.is_match(card.label))
@@ -378,16 +384,20 @@ impl Policy {
         let m = raw_match.into_inner();
         let profile = match m.profile {
             None => None,
-            Some(p) => Some(match p.get_ref().as_str() {
-                "piv" => ProfileKind::Piv,
-                "openpgp" => ProfileKind::OpenPgp,
-                other => {
+            Some(p) => {
+                let known = super::known_profiles();
+                if !known.contains(&p.get_ref().as_str()) {
                     return Err(err(
                         Some(p.span()),
-                        format!("unknown profile \"{other}\" (known: piv, openpgp)"),
+                        format!(
+                            "unknown profile \"{}\" (known: {})",
+                            p.get_ref(),
+                            known.join(", ")
+                        ),
                     ));
                 }
-            }),
+                Some(p.into_inner())
+            }
         };
         let regex =
             |r: Option<Spanned<String>>, what: &str| -> Result<Option<Regex>, PolicyError> {
@@ -416,7 +426,7 @@ impl Policy {
             })?),
         };
         let matcher = Matcher {
-            profile,
+            profile: profile.clone(),
             atr,
             aid,
             label,
@@ -427,8 +437,7 @@ impl Policy {
                 "[match] is empty: give at least one of profile, atr, aid, label".into(),
             ));
         }
-        let known_ids: Option<Vec<&'static str>> =
-            profile.map(|p| super::offline_token(p).pins.iter().map(|p| p.id).collect());
+        let known_ids: Option<Vec<&'static str>> = profile.as_deref().map(super::profile_pin_ids);
         let mut pins = BTreeMap::new();
         for (id, raw_pin) in raw.pins {
             let span = raw_pin.span();
@@ -439,7 +448,7 @@ impl Policy {
                     Some(span),
                     format!(
                         "unknown PIN id \"{id}\" for profile {} (known: {})",
-                        profile.map_or("", ProfileKind::name),
+                        profile.as_deref().unwrap_or(""),
                         known.join(", ")
                     ),
                 ));

@@ -17,7 +17,7 @@ pub use file::{
     Bound, CardFacts, ConstraintSpec, Matcher, PinRule, Policy, PolicyError, PolicySource,
 };
 
-use crate::card::{PinFormat, ProfileKind, Token, hex, openpgp, piv};
+use crate::card::{PinFormat, ProfileSet, Token, hex};
 use crate::error::Error;
 use crate::secret::Secret;
 use serde::Serialize;
@@ -222,16 +222,18 @@ impl PolicySet {
     /// The effective policy of every PIN object of a card.
     pub fn resolve(&self, token: &Token, atr: &[u8]) -> CardPolicy {
         let atr = hex(atr);
-        let facts = CardFacts {
-            profile: token.profile,
-            atr: &atr,
-            aid: &token.aid,
-            label: &token.label,
-        };
         let pins = token
             .pins
             .iter()
             .map(|pin| {
+                let app = token.application_of(pin);
+                let facts = CardFacts {
+                    profile: &token.profile,
+                    application: app.id,
+                    atr: &atr,
+                    aid: &app.aid,
+                    label: &token.label,
+                };
                 let best = self
                     .policies
                     .iter()
@@ -431,11 +433,45 @@ impl CardPolicy {
     }
 }
 
-/// The token a profile presents when its card reports nothing special
-/// (default limits): for checking policies without a card.
-pub fn offline_token(profile: ProfileKind) -> Token {
-    match profile {
-        ProfileKind::Piv => piv::token(&[]),
-        ProfileKind::OpenPgp => openpgp::build_token(None, None),
+/// The token a built-in profile presents when its card reports nothing
+/// special (default limits): for checking policies without a card.
+pub fn offline_token(profile: &str) -> Option<Token> {
+    ProfileSet::builtin().offline_token(profile)
+}
+
+/// What a policy's `profile` may name: a built-in card profile or one of
+/// their applications.
+pub fn known_profiles() -> Vec<&'static str> {
+    let set = ProfileSet::builtin();
+    let mut names: Vec<&'static str> = Vec::new();
+    for p in set.profiles() {
+        for name in
+            std::iter::once(crate::card::intern(&p.name)).chain(p.applications.iter().map(|a| a.id))
+        {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
     }
+    names.push("pkcs15");
+    names
+}
+
+/// The PIN ids of a profile (or of every application with that id).
+pub fn profile_pin_ids(profile: &str) -> Vec<&'static str> {
+    let set = ProfileSet::builtin();
+    if let Some(t) = set.offline_token(profile) {
+        return t.pins.iter().map(|p| p.id).collect();
+    }
+    let mut ids: Vec<&'static str> = Vec::new();
+    for p in set.profiles() {
+        for a in p.applications.iter().filter(|a| a.id == profile) {
+            for pin in &a.pins {
+                if !ids.contains(&pin.id) {
+                    ids.push(pin.id);
+                }
+            }
+        }
+    }
+    ids
 }

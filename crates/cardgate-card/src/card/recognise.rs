@@ -1,0 +1,223 @@
+//! Recognising a card: which profile describes it and which of its
+//! applications answer.
+//!
+//! 1. Profiles naming ATRs: the first whose ATR matches and one of whose
+//!    applications answers SELECT describes the whole card.
+//! 2. Otherwise every application of the profiles recognised by AID alone
+//!    (PIV, OpenPGP …) that answers SELECT is a group of PIN objects on the
+//!    card's one token: a card with PIV and OpenPGP shows four PINs.
+//! 3. A card no profile describes is `CARD_NOT_SUPPORTED`, with its ATR and
+//!    the well-known applications that answered.
+//!
+//! Only SELECT (and, for a profile's hook, GET DATA) is sent here: never a
+//! VERIFY, with or without data.
+
+use super::profile::{AppProfile, CardProfile, Hook, ProfileSet, assemble};
+use super::{Token, hex, intern, openpgp};
+use crate::apdu::{StatusWord, commands};
+use crate::error::Error;
+use crate::transport::{self, Transport, TransportError};
+
+/// Applications `cardgate card probe` and an unsupported card's error look
+/// for: (name, AID).
+pub const WELL_KNOWN_AIDS: &[(&str, &[u8])] = &[
+    ("PIV", &commands::PIV_AID),
+    ("OpenPGP", &commands::OPENPGP_AID),
+    (
+        "PKCS#15",
+        &[
+            0xA0, 0x00, 0x00, 0x00, 0x63, 0x50, 0x4B, 0x43, 0x53, 0x2D, 0x31, 0x35,
+        ],
+    ),
+    (
+        "Estonian ID",
+        &[
+            0xA0, 0x00, 0x00, 0x00, 0x77, 0x01, 0x08, 0x00, 0x07, 0x00, 0x00, 0xFE, 0x00, 0x00,
+            0x01, 0x00,
+        ],
+    ),
+    (
+        "Belgian eID",
+        &[
+            0xA0, 0x00, 0x00, 0x01, 0x77, 0x50, 0x4B, 0x43, 0x53, 0x2D, 0x31, 0x35,
+        ],
+    ),
+    (
+        "GIDS",
+        &[
+            0xA0, 0x00, 0x00, 0x03, 0x97, 0x42, 0x54, 0x46, 0x59, 0x02, 0x01,
+        ],
+    ),
+    (
+        "German eID",
+        &[0xE8, 0x07, 0x04, 0x00, 0x7F, 0x00, 0x07, 0x03, 0x02],
+    ),
+    (
+        "FIDO U2F",
+        &[0xA0, 0x00, 0x00, 0x06, 0x47, 0x2F, 0x00, 0x01],
+    ),
+    ("Yubico OATH", &[0xA0, 0x00, 0x00, 0x05, 0x27, 0x21, 0x01]),
+    ("EMV payment (PPSE)", b"2PAY.SYS.DDF01"),
+];
+
+/// Recognises the card behind `t` with `profiles`.
+pub fn recognise(t: &mut dyn Transport, profiles: &ProfileSet) -> Result<Token, Error> {
+    match detect(t, profiles) {
+        Err(TransportError::CardReset) => {
+            // Another application reset the card under us: once more.
+            t.reconnect(false)?;
+            detect(t, profiles)?
+        }
+        other => other?,
+    }
+}
+
+fn detect(
+    t: &mut dyn Transport,
+    profiles: &ProfileSet,
+) -> Result<Result<Token, Error>, TransportError> {
+    let atr = t.atr().to_vec();
+    let candidates: Vec<&CardProfile> = profiles.profiles().filter(|p| !p.template).collect();
+    for profile in candidates.iter().filter(|p| !p.atr.is_empty()) {
+        if !profile.atr_matches(&atr) {
+            continue;
+        }
+        let answered = answering(t, profile.applications.iter())?;
+        if !answered.is_empty() {
+            let label = profile.label.clone();
+            return build(
+                t,
+                &profile.name,
+                label,
+                profile.select_clears_other,
+                &answered,
+            )
+            .map(Ok);
+        }
+    }
+    // Profiles recognised by AID alone: every application that answers.
+    let mut answered: Vec<&AppProfile> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for profile in candidates.iter().filter(|p| p.atr.is_empty()) {
+        let apps = answering(
+            t,
+            profile
+                .applications
+                .iter()
+                .filter(|a| !answered.iter().any(|b| b.aid == a.aid)),
+        )?;
+        if !apps.is_empty() {
+            names.push(&profile.name);
+            answered.extend(apps);
+        }
+    }
+    if !answered.is_empty() {
+        let name = names.join("+");
+        let clears = names.len() > 1
+            || candidates
+                .iter()
+                .find(|p| p.name == name)
+                .is_none_or(|p| p.select_clears_other);
+        return build(t, &name, None, clears, &answered).map(Ok);
+    }
+    let applications = probe(t)?;
+    Ok(Err(Error::CardNotSupported {
+        atr: hex(&atr),
+        applications: applications.iter().map(|(n, _)| n.to_string()).collect(),
+    }))
+}
+
+/// The applications of `apps` that answer SELECT with 9000.
+fn answering<'a>(
+    t: &mut dyn Transport,
+    apps: impl Iterator<Item = &'a AppProfile>,
+) -> Result<Vec<&'a AppProfile>, TransportError> {
+    let mut found = Vec::new();
+    for app in apps {
+        if transport::exchange(t, &commands::select_aid(&app.aid))?.sw == StatusWord::Ok {
+            found.push(app);
+        }
+    }
+    Ok(found)
+}
+
+/// The well-known applications that answer SELECT (for an unsupported
+/// card's error and `cardgate card probe`).
+pub fn probe(t: &mut dyn Transport) -> Result<Vec<(&'static str, Vec<u8>)>, TransportError> {
+    let mut found = Vec::new();
+    for (name, aid) in WELL_KNOWN_AIDS {
+        if transport::exchange(t, &commands::select_aid(aid))?.sw == StatusWord::Ok {
+            found.push((*name, aid.to_vec()));
+        }
+    }
+    Ok(found)
+}
+
+fn build(
+    t: &mut dyn Transport,
+    profile: &str,
+    label: Option<String>,
+    select_clears_other: bool,
+    answered: &[&AppProfile],
+) -> Result<Token, TransportError> {
+    let (mut applications, mut pins) = assemble(answered);
+    // Ids stay unique on the token: a clash across applications takes the
+    // application's id as a prefix.
+    let mut seen: Vec<&'static str> = Vec::new();
+    for pin in &mut pins {
+        if seen.contains(&pin.id) {
+            pin.id = intern(&format!("{}-{}", applications[pin.app].id, pin.id));
+        }
+        seen.push(pin.id);
+    }
+    for i in 0..applications.len() {
+        if applications[i].hook == Some(Hook::Openpgp) {
+            transport::exchange(t, &commands::select_aid(&applications[i].aid))?;
+            openpgp::hook(t, i, &mut applications, &mut pins)?;
+        }
+    }
+    let label = label.unwrap_or_else(|| {
+        let mut labels: Vec<&str> = Vec::new();
+        for a in &applications {
+            if !labels.contains(&a.label.as_str()) {
+                labels.push(&a.label);
+            }
+        }
+        labels.join(" + ")
+    });
+    tracing::debug!(
+        profile,
+        applications = applications.len(),
+        "card recognised"
+    );
+    Ok(Token {
+        profile: profile.to_string(),
+        label,
+        applications,
+        select_clears_other,
+        pins,
+    })
+}
+
+impl ProfileSet {
+    /// The token a profile presents when its card reports nothing special
+    /// (every application, default limits): for checking policies and
+    /// showing profiles without a card.
+    pub fn offline_token(&self, name: &str) -> Option<Token> {
+        let p = self.get(name)?;
+        let apps: Vec<&AppProfile> = p.applications.iter().collect();
+        let (applications, pins) = assemble(&apps);
+        let label = p.label.clone().unwrap_or_else(|| {
+            applications
+                .first()
+                .map_or_else(String::new, |a| a.label.clone())
+        });
+        Some(Token {
+            profile: p.name.clone(),
+            label,
+            applications,
+            select_clears_other: p.select_clears_other,
+            pins,
+        })
+    }
+}
