@@ -8,6 +8,7 @@
 pub mod openpgp;
 pub mod pinpad;
 pub mod piv;
+pub mod pkcs15;
 mod session;
 
 pub use session::CardSession;
