@@ -185,6 +185,47 @@ pub fn read_only_query(apdu: &[u8]) -> Result<Command, String> {
     })
 }
 
+/// SELECT by file identifier, P1=00 (select MF, DF or EF: the card
+/// resolves the identifier from the current DF), P2=0C (no response
+/// data) (ISO 7816-4 §11.2.2).
+///
+/// Some cards refuse P2=0C with 6A86; the caller may retry the same
+/// selection with [`select_with_fci`].
+pub fn select_file_id(fid: u16) -> Command {
+    Command::new(0x00, 0xA4, 0x00, 0x0C).with_data(fid.to_be_bytes().to_vec())
+}
+
+/// SELECT an EF under the current DF by file identifier, P1=02, P2=0C
+/// (no response data) (ISO 7816-4 §11.2.2).
+pub fn select_ef(fid: u16) -> Command {
+    Command::new(0x00, 0xA4, 0x02, 0x0C).with_data(fid.to_be_bytes().to_vec())
+}
+
+/// SELECT by path from the MF, P1=08: `path` is the concatenation of
+/// file identifiers without the MF's own 3F00, P2=0C (no response data)
+/// (ISO 7816-4 §11.2.2).
+pub fn select_path_from_mf(path: &[u8]) -> Command {
+    Command::new(0x00, 0xA4, 0x08, 0x0C).with_data(path.to_vec())
+}
+
+/// The same SELECT asking for the FCI template (P2=00) with Le=256
+/// instead of no response data (ISO 7816-4 §11.2.2): the
+/// fallback for cards that answer 6A86 to P2=0C.
+pub fn select_with_fci(select: Command) -> Command {
+    let mut c = select;
+    c.p2 = 0x00;
+    c.with_le(256)
+}
+
+/// READ BINARY at `offset` in the current EF, P1 bit 8 = 0 so P1-P2
+/// is a 15-bit offset (ISO 7816-4 §11.3.3); `le` bytes asked for (256
+/// is the short-length maximum, encoded 00). Offsets above 7FFF are
+/// clamped: the caller bounds its reads well below.
+pub fn read_binary(offset: u16, le: usize) -> Command {
+    let offset = offset.min(0x7FFF);
+    Command::new(0x00, 0xB0, (offset >> 8) as u8, offset as u8).with_le(le)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +319,24 @@ mod tests {
             hex(change_reference_data(OPENPGP_PW3, b"12345678", b"87654321")),
             "002400831031323334353637383837363534333231"
         );
+    }
+
+    #[test]
+    fn builds_file_commands() {
+        assert_eq!(hex(select_file_id(0x2F00)), "00A4000C022F00");
+        assert_eq!(hex(select_ef(0x5031)), "00A4020C025031");
+        assert_eq!(hex(select_path_from_mf(&[0x50, 0x15])), "00A4080C025015");
+        assert_eq!(
+            hex(select_path_from_mf(&[0x50, 0x15, 0x44, 0x01])),
+            "00A4080C0450154401"
+        );
+        assert_eq!(
+            hex(select_with_fci(select_path_from_mf(&[0x50, 0x15]))),
+            "00A4080002501500"
+        );
+        assert_eq!(hex(read_binary(0, 256)), "00B0000000");
+        assert_eq!(hex(read_binary(0x0100, 256)), "00B0010000");
+        assert_eq!(hex(read_binary(0x1234, 0x20)), "00B0123420");
+        assert_eq!(hex(read_binary(0xFFFF, 1)), "00B07FFF01");
     }
 }

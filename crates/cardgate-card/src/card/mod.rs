@@ -10,6 +10,7 @@
 pub mod openpgp;
 pub mod pinpad;
 pub mod piv;
+pub mod pkcs15;
 pub mod profile;
 mod recognise;
 mod session;
