@@ -51,15 +51,20 @@
 // Tests may unwrap: a panic there is a failed test, not a crash.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod beid;
 pub mod cli;
 mod command;
 pub mod config;
+pub mod esteid;
+pub mod iso;
 mod openpgp;
 mod pin;
 pub use pin::Presentation;
 mod piv;
+pub mod pkcs15;
 pub mod sim;
 pub mod vpcd;
+pub mod yubikey;
 
 // The card library's modules under the names this crate's code uses.
 pub(crate) use cardgate_card::{apdu, secret, transport};
@@ -106,6 +111,11 @@ const INS_GET_RESPONSE: u8 = 0xC0;
 enum App {
     Piv(piv::Piv),
     OpenPgp(openpgp::OpenPgp),
+    YubiKey(Box<yubikey::YubiKey>),
+    EstEid(esteid::EstEid),
+    Beid(beid::Beid),
+    Pkcs15(Box<pkcs15::Pkcs15>),
+    Iso(iso::Iso),
 }
 
 /// How many command headers a card keeps for [`VirtualCard::commands`].
@@ -141,13 +151,18 @@ impl VirtualCard {
         let app = match profile {
             Profile::Piv => App::Piv(piv::Piv::new(&config)),
             Profile::OpenPgp => App::OpenPgp(openpgp::OpenPgp::new(&config)),
+            Profile::YubiKey => App::YubiKey(Box::new(yubikey::YubiKey::new(&config))),
+            Profile::EstEid => App::EstEid(esteid::EstEid::new(&config)),
+            Profile::Beid => App::Beid(beid::Beid::new(&config)),
+            Profile::Pkcs15 => App::Pkcs15(Box::new(pkcs15::Pkcs15::new(&config))),
+            Profile::Iso => App::Iso(iso::Iso::new(&config)),
         };
         VirtualCard {
             profile,
             app,
             selected: false,
             pending: Vec::new(),
-            atr: build_atr(&historical_bytes(profile)),
+            atr: config.atr.clone().unwrap_or_else(|| default_atr(profile)),
             headers: Vec::new(),
         }
     }
@@ -158,20 +173,50 @@ impl VirtualCard {
     }
 
     /// The user PIN's retry counter, read from inside the card (for tests
-    /// that check no try was spent).
+    /// that check no try was spent): PIV `pin`, OpenPGP `pw1`, YubiKey
+    /// `piv.pin`, EstEID `pin1`, the others' `pin`.
     pub fn user_pin_tries(&self) -> u8 {
         match &self.app {
             App::Piv(a) => a.user_tries(),
             App::OpenPgp(a) => a.user_tries(),
+            App::YubiKey(a) => a.user_tries(),
+            App::EstEid(a) => a.user_tries(),
+            App::Beid(a) => a.user_tries(),
+            App::Pkcs15(a) => a.user_tries(),
+            App::Iso(a) => a.user_tries(),
         }
     }
 
+    /// The retry counter of the reference data object `name` (as in
+    /// [`VirtualCard::counters`]), read from inside the card; `None` when
+    /// the card has no such object.
+    pub fn tries(&mut self, name: &str) -> Option<u8> {
+        let mut found = None;
+        self.for_each_counter(|n, r| {
+            if n == name {
+                found = Some(r.tries());
+            }
+        });
+        found
+    }
+
+    /// The names of the card's reference data objects, in the order of
+    /// [`VirtualCard::counters`].
+    pub fn counter_names(&mut self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        self.for_each_counter(|n, _| names.push(n));
+        names
+    }
+
     /// The retry counters as text, one line per reference data object:
-    /// `NAME TRIES SPENT` (PIV `pin`, `puk`; OpenPGP `pw1`, `pw3`, `rc`),
-    /// where SPENT counts every try spent over the card's life. A card
-    /// process keeps them in its `--state` file, as a real card keeps its
-    /// counters when it is pulled out; tests compare them with the
-    /// operations they made. Never holds a PIN value.
+    /// `NAME TRIES SPENT`, where SPENT counts every try spent over the
+    /// card's life. NAME is unique on the card: PIV `pin`, `puk`; OpenPGP
+    /// `pw1`, `pw3`, `rc`; YubiKey `piv.pin`, `piv.puk`, `openpgp.pw1`,
+    /// `openpgp.pw3`, `openpgp.rc`; EstEID `pin1`, `pin2`, `puk`; Belgian
+    /// eID `pin`; PKCS#15 and ISO `pin`, `puk`. A card process keeps them
+    /// in its `--state` file, as a real card keeps its counters when it is
+    /// pulled out; tests compare them with the operations they made. Never
+    /// holds a PIN value.
     pub fn counters(&mut self) -> String {
         let mut out = String::new();
         self.for_each_counter(|name, r| {
@@ -216,14 +261,20 @@ impl VirtualCard {
         });
     }
 
-    fn for_each_counter(&mut self, mut f: impl FnMut(&str, &mut pin::RefData)) {
+    fn for_each_counter(&mut self, mut f: impl FnMut(&'static str, &mut pin::RefData)) {
         match &mut self.app {
             App::Piv(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
             App::OpenPgp(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::YubiKey(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::EstEid(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::Beid(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::Pkcs15(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::Iso(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
         }
     }
 
-    /// The answer to reset.
+    /// The answer to reset: the configured `atr`, else the profile's own
+    /// (see [`default_atr`]).
     pub fn atr(&self) -> Vec<u8> {
         self.atr.clone()
     }
@@ -235,6 +286,11 @@ impl VirtualCard {
         match &mut self.app {
             App::Piv(a) => a.reset(),
             App::OpenPgp(a) => a.reset(),
+            App::YubiKey(a) => a.reset(),
+            App::EstEid(a) => a.reset(),
+            App::Beid(a) => a.reset(),
+            App::Pkcs15(a) => a.reset(),
+            App::Iso(a) => a.reset(),
         }
     }
 
@@ -261,7 +317,9 @@ impl VirtualCard {
     }
 
     fn dispatch(&mut self, cmd: &Apdu) -> Reply {
-        if cmd.cla != 0 {
+        // The Belgian eID's proprietary commands use CLA 80.
+        let proprietary = cmd.cla == 0x80 && matches!(self.app, App::Beid(_));
+        if cmd.cla != 0 && !proprietary {
             self.pending.clear();
             return Reply::sw(if cmd.cla & 0xEF == 0 {
                 SW_CHAINING_NOT_SUPPORTED
@@ -269,16 +327,25 @@ impl VirtualCard {
                 StatusWord::ClaNotSupported
             });
         }
-        if cmd.ins == INS_GET_RESPONSE {
+        if cmd.ins == INS_GET_RESPONSE && cmd.cla == 0 {
             return self.get_response(cmd);
         }
         self.pending.clear();
+        match &mut self.app {
+            App::Piv(_) | App::OpenPgp(_) => {}
+            App::YubiKey(a) => return a.process(cmd),
+            App::EstEid(a) => return a.process(cmd),
+            App::Beid(a) => return a.process(cmd),
+            App::Pkcs15(a) => return a.process(cmd),
+            App::Iso(a) => return a.process(cmd),
+        }
         if cmd.ins == INS_SELECT {
             return self.select(cmd);
         }
         let known = match &self.app {
             App::Piv(_) => piv::Piv::knows(cmd.ins),
             App::OpenPgp(_) => openpgp::OpenPgp::knows(cmd.ins),
+            _ => false,
         };
         if !known {
             return Reply::sw(StatusWord::InsNotSupported);
@@ -289,6 +356,7 @@ impl VirtualCard {
         match &mut self.app {
             App::Piv(a) => a.process(cmd),
             App::OpenPgp(a) => a.process(cmd),
+            _ => Reply::sw(StatusWord::InsNotSupported),
         }
     }
 
@@ -300,6 +368,7 @@ impl VirtualCard {
         let answer = match &self.app {
             App::Piv(a) => a.select(&cmd.data),
             App::OpenPgp(a) => a.select(&cmd.data),
+            _ => None,
         };
         match answer {
             Some(reply) => {
@@ -338,7 +407,29 @@ impl VirtualCard {
     }
 }
 
-/// Historical bytes (ISO 7816-4 §8.1.1), distinct per profile.
+/// The answer to reset of a card of `profile` when the configuration sets
+/// none:
+///
+/// | profile | ATR |
+/// |---|---|
+/// | PIV | ours: T=0/T=1, historical bytes `80 73 C0 01 00 58 "cardgate"` |
+/// | OpenPGP | ours: T=0/T=1, the historical bytes OpenPGP cards use |
+/// | YubiKey | a YubiKey 5's ([`yubikey::ATR`]) |
+/// | EstEID | the IDEMIA Cosmo 8 card's ([`esteid::ATR`]) |
+/// | Belgian eID | applet 1.8's ([`beid::ATR`]) |
+/// | PKCS#15 | ours: T=0/T=1, historical bytes `80 56 "cg-p15"` (card issuer's data) |
+/// | ISO | ours: `3B 89 80 01 80 57 63 67 2D 37 38 31 36 FE`: T=0/T=1, historical bytes category 80, card issuer's data (5x) "cg-7816", TCK FE |
+pub fn default_atr(profile: Profile) -> Vec<u8> {
+    match profile {
+        Profile::YubiKey => yubikey::ATR.to_vec(),
+        Profile::EstEid => esteid::ATR.to_vec(),
+        Profile::Beid => beid::ATR.to_vec(),
+        _ => build_atr(&historical_bytes(profile)),
+    }
+}
+
+/// Historical bytes (ISO 7816-4 §8.1.1) of the ATRs we compose, distinct
+/// per profile.
 fn historical_bytes(profile: Profile) -> Vec<u8> {
     match profile {
         // Category 80, card capabilities (73: selection by full and partial
@@ -352,7 +443,24 @@ fn historical_bytes(profile: Profile) -> Vec<u8> {
         // The layout OpenPGP cards use (3.4 §6): category 00, card service
         // data, card capabilities, then status indicator (LCS 05 =
         // operational, 9000).
-        Profile::OpenPgp => vec![0x00, 0x31, 0xC5, 0x73, 0xC0, 0x01, 0x00, 0x05, 0x90, 0x00],
+        // The OpenPGP layout too for the YubiKey's OpenPGP DO 5F52 (its ATR
+        // is a real YubiKey's).
+        Profile::OpenPgp | Profile::YubiKey => {
+            vec![0x00, 0x31, 0xC5, 0x73, 0xC0, 0x01, 0x00, 0x05, 0x90, 0x00]
+        }
+        // Category 80, card issuer's data (5x, 6 bytes) "cg-p15".
+        Profile::Pkcs15 => {
+            let mut h = vec![0x80, 0x56];
+            h.extend_from_slice(b"cg-p15");
+            h
+        }
+        // Category 80, card issuer's data (5x, 7 bytes) "cg-7816"; also
+        // the fallback of profiles with a real card's ATR.
+        Profile::Iso | Profile::EstEid | Profile::Beid => {
+            let mut h = vec![0x80, 0x57];
+            h.extend_from_slice(b"cg-7816");
+            h
+        }
     }
 }
 
