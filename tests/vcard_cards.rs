@@ -9,7 +9,7 @@ use cardgate::vcard::{CardConfig, Profile, Quirk, VirtualCard, pkcs15};
 /// Hex digits (whitespace ignored) into bytes.
 fn hex(s: &str) -> Vec<u8> {
     let digits: String = s.split_whitespace().collect();
-    assert!(digits.len() % 2 == 0, "odd hex {s:?}");
+    assert!(digits.len().is_multiple_of(2), "odd hex {s:?}");
     (0..digits.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex"))

@@ -1,7 +1,10 @@
-//! Our own virtual smart card: an ISO 7816 PIN state machine with a PIV and
-//! an OpenPGP profile. It runs in-process (the simulated transport) or as a
-//! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`,
-//! see [`vpcd`] and [`cli`]).
+//! Our own virtual smart card: ISO 7816 PIN state machines modelling PIV,
+//! OpenPGP and a few real cards, each from its public specification or,
+//! where none is public, from the public software that drives it. It runs
+//! in-process (the simulated transport) or as a separate process speaking
+//! the vpcd protocol to pcscd (`cardgate vcard`, see [`vpcd`] and [`cli`]).
+//! It never reads the daemon's card profiles: tests check those against a
+//! separately written card.
 //!
 //! The card follows the specifications, not our engine's habits:
 //! - PIV: NIST SP 800-73-4 Part 2 — SELECT (right-truncated AID), VERIFY
@@ -12,25 +15,46 @@
 //!   VERIFY 81/82/83 (incl. empty-data status query and P1=FF),
 //!   CHANGE REFERENCE DATA 81/83, RESET RETRY COUNTER with the resetting code
 //!   (P1=00) or after PW3 (P1=02), PUT DATA D3 (resetting code) and C4.
+//! - YubiKey ([`yubikey`]): both applications above on one card, selecting
+//!   one drops the other's verified state; Yubico's PIV GET METADATA (PIN,
+//!   PUK; firmware 5.3.0 and later) and GET VERSION.
+//! - EstEID ([`esteid`]): the IDEMIA Estonian ID card — main, AWP and QSCD
+//!   applications, PIN1 01 / PUK 02 global and PIN2 85 in QSCD, 12-byte
+//!   FF-padded values, tries by GET DATA `00 CB 3F FF`, unblocking by PUK
+//!   VERIFY then RESET RETRY COUNTER P1=02.
+//! - Belgian eID ([`beid`]): Belpic applet 1.8 — PIN 01 in ISO 9564-1
+//!   format 2 blocks, GET CARD DATA and LOG OFF (CLA 80), no way to read
+//!   the tries, no unblocking by software.
+//! - PKCS#15 ([`pkcs15`]): PKCS #15 v1.1 / ISO/IEC 7816-15 files (EF.DIR,
+//!   ODF, TokenInfo, AODF in DER, [`pkcs15::encoded_files`]) with SELECT
+//!   FILE by identifier, path and AID, READ BINARY, and the PIN 81 / PUK 82
+//!   they describe.
+//! - ISO ([`iso`]): ISO/IEC 7816-4 alone — one application (AID F0
+//!   "cardgate"), PIN 81 and PUK 82, 8-byte FF-padded digits, RESET RETRY
+//!   COUNTER P1=00 PUK ‖ new; with quirks `empty_verify_spends_try` and
+//!   `wrong_verify_6300` it is the unknown, hostile card.
 //!
 //! # Conventions where the specifications leave room
 //!
 //! | situation | answer |
 //! |---|---|
 //! | fewer than 4 bytes, or Lc/Le inconsistent with the length | 6700 |
-//! | CLA with the chaining bit (10) | 6884; any other CLA but 00: 6E00 |
+//! | CLA with the chaining bit (10) | 6884; any other CLA but 00: 6E00 (Belgian eID: CLA 80 for its proprietary commands) |
 //! | unknown INS | 6D00; an INS of the profile's spec we do not implement: 6A81 |
-//! | a known INS before the application is selected | 6985 |
+//! | a known INS before the application is selected | 6985 (EstEID, PKCS#15: the MF is current after a reset; Belgian eID: its applet is) |
 //! | SELECT of another AID | 6A82, the current selection is kept |
-//! | SELECT with P1≠04 or P2≠00 | 6A86 |
+//! | SELECT with P1≠04 or P2≠00 | 6A86 (EstEID, Belgian eID, ISO: P2=0C too; PKCS#15: P1 00/01/02/04/08/09, P2 00/04/0C) |
+//! | references specific to a DF (PKCS#15 81/82, EstEID PIN2 85) | 6A88 elsewhere; leaving the DF drops their verified state |
+//! | YubiKey: selecting one application | drops the other's verified states; re-selecting the same keeps them |
 //! | P1 not 00/FF in VERIFY, not 00 in CHANGE | 6A86 |
-//! | unsupported reference | PIV: 6A88 (incl. global PIN 00); OpenPGP: 6A86 |
+//! | unsupported reference | PIV, EstEID, Belgian eID, PKCS#15, ISO: 6A88 (incl. PIV global PIN 00); OpenPGP: 6A86 |
 //! | VERIFY P1=FF with data | 6700 |
 //! | a failed VERIFY | clears the verified state of that PIN |
 //! | a failed CHANGE REFERENCE DATA | clears it too (PIV: kept with quirk `failed_change_keeps_verification`) |
-//! | wrong value, x tries left | 63Cx; PIV answers 6983 for the try that blocks, OpenPGP 63C0 |
+//! | wrong value, x tries left | 63Cx (6300 with quirk `wrong_verify_6300`); PIV answers 6983 for the try that blocks, the others 63C0 |
 //! | presenting to a blocked reference | 6983 (63C0 with quirk `blocked_sw_63c0`), no try spent |
-//! | empty-data VERIFY | 9000 when verified, else 63Cx (6983 when blocked), no try spent |
+//! | empty-data VERIFY | 9000 when verified, else 63Cx (6983 when blocked), no try spent; Belgian eID: 6700 (no status query) |
+//! | EstEID, Belgian eID, PKCS#15, ISO value of the wrong length / malformed | 6700 / 6A80, no try spent |
 //! | PIV PIN/PUK block not 8 bytes / PIN not 6–8 digits FF-padded | 6A80, no try spent |
 //! | OpenPGP password length out of min..=127 | 6700, no try spent |
 //! | OpenPGP CHANGE/RESET: the old value / RC is split off at its stored length and checked first, then the new value's length | wrong → 63Cx, new too short/long → 6700 |

@@ -17,12 +17,12 @@
 //! - "User PIN": commonObjectAttributes { label, flags private+modifiable,
 //!   authId 02 — by the specification's convention, the authentication
 //!   object that unblocks it }, commonAuthenticationObjectAttributes
-//!   { authId 01 }, [1] PinAttributes { pinFlags local, initialized,
+//!   { authId 01 }, `[1]` PinAttributes { pinFlags local, initialized,
 //!   needs-padding; pinType ascii-numeric (1); minLength 4; storedLength 8;
-//!   maxLength 8; pinReference [0] 0x81 (`80 02 00 81`: DER keeps the
+//!   maxLength 8; pinReference `[0]` 0x81 (`80 02 00 81`: DER keeps the
 //!   INTEGER positive); padChar FF; path 3F005015 }.
 //! - "PUK": commonObjectAttributes { label, flags private+modifiable },
-//!   { authId 02 }, [1] PinAttributes { pinFlags local, initialized,
+//!   { authId 02 }, `[1]` PinAttributes { pinFlags local, initialized,
 //!   needs-padding, unblockingPin; ascii-numeric; 4; 8; 8; reference 0x82;
 //!   FF; 3F005015 }.
 //!
@@ -108,7 +108,7 @@ pub fn encoded_files() -> Pkcs15Files {
     let mut ef_dir = Vec::new();
     tlv(&mut ef_dir, &[0x61], &template);
 
-    // EF.ODF: authObjects [8] PKCS15ObjectsPath → Path { path }.
+    // EF.ODF: authObjects `[8]` PKCS15ObjectsPath → Path { path }.
     let mut aodf_path = app_path.to_vec();
     aodf_path.extend_from_slice(&EF_AODF.to_be_bytes());
     let odf = tagged(0xA8, &path(&aodf_path));
@@ -162,7 +162,7 @@ struct PinObject<'a> {
 }
 
 /// An AuthenticationObject of the `pin` choice: PKCS15Object {
-/// CommonObjectAttributes, CommonAuthenticationObjectAttributes, [1]
+/// CommonObjectAttributes, CommonAuthenticationObjectAttributes, `[1]`
 /// PinAttributes }.
 fn pin_object(o: &PinObject<'_>) -> Vec<u8> {
     let mut common = Vec::new();
