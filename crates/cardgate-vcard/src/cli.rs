@@ -14,7 +14,8 @@ use super::vpcd;
 /// Arguments of `cardgate vcard`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VcardArgs {
-    /// Card application (default: from --config, else piv).
+    /// Card model: piv, openpgp, yubikey, esteid, beid, pkcs15, iso
+    /// (default: from --config, else piv).
     #[arg(long, value_enum)]
     pub profile: Option<Profile>,
     /// TCP port of vpcd (35963 = "Virtual PCD 00 00", 35964 = "Virtual PCD 00 01").
@@ -188,6 +189,39 @@ mod tests {
         assert!(c.has_quirk(Quirk::BlockedSw63c0));
         assert!(c.has_quirk(Quirk::EmptyVerifySpendsTry));
         assert!(!c.has_quirk(Quirk::ChangeWrongOld6300));
+    }
+
+    #[test]
+    fn every_profile_by_name() {
+        for profile in Profile::ALL {
+            let name = clap::ValueEnum::to_possible_value(&profile)
+                .unwrap()
+                .get_name()
+                .to_string();
+            let c = parse(&["--profile", &name]).unwrap().card_config().unwrap();
+            assert_eq!(c.profile, profile, "{name}");
+        }
+        for name in ["yubikey", "esteid", "beid", "pkcs15", "iso"] {
+            assert!(parse(&["--profile", name]).is_ok(), "{name}");
+        }
+        let c = parse(&[
+            "--profile",
+            "iso",
+            "--quirk",
+            "wrong_verify_6300",
+            "--quirk",
+            "empty-verify-counts",
+        ])
+        .unwrap()
+        .card_config()
+        .unwrap();
+        assert!(c.has_quirk(Quirk::WrongVerify6300) && c.has_quirk(Quirk::EmptyVerifySpendsTry));
+        assert!(
+            parse(&["--profile", "esteid", "--must-change"])
+                .unwrap()
+                .card_config()
+                .is_err()
+        );
     }
 
     #[test]

@@ -1,27 +1,36 @@
 //! Configuration of a virtual card: profile, initial reference data, retry
 //! counters, initial PIN states and the quirks of real cards it imitates.
 //!
-//! Built in code (`CardConfig::piv()`, `CardConfig::openpgp()`, then struct
-//! update syntax) or loaded from TOML:
+//! Built in code (`CardConfig::piv()`, `CardConfig::openpgp()`,
+//! `CardConfig::for_profile(…)`, then struct update syntax) or loaded from
+//! TOML:
 //!
 //! ```toml
-//! profile = "openpgp"          # "piv" | "openpgp"
+//! profile = "openpgp"          # "piv" | "openpgp" | "yubikey" | "esteid" | "beid" | "pkcs15" | "iso"
 //! max_tries = 3                # every retry counter of the card (1..=15)
-//! pin_not_initialized = false  # user PIN unusable (6984) until RESET RETRY COUNTER
-//! pin_must_change = false      # user PIN must be changed before use (VERIFY → 6985)
+//! pin_not_initialized = false  # PIV/OpenPGP/YubiKey: user PIN unusable (6984) until RESET RETRY COUNTER
+//! pin_must_change = false      # PIV/OpenPGP/YubiKey: user PIN must be changed before use (VERIFY → 6985)
 //! start_blocked = false        # user PIN retry counter starts at 0
 //! quirks = ["blocked_sw_63c0"] # see `Quirk`
-//! serial = 0x0000CAFE          # OpenPGP only: serial number in the AID
+//! atr = "3B 88 80 01 …"        # answer to reset (hex, spaces allowed); default: the profile's own
+//! serial = 0x0000CAFE          # OpenPGP and YubiKey: serial number in the OpenPGP AID
+//! firmware = "5.4.3"           # YubiKey only: version for GET VERSION; below 5.3.0 no GET METADATA
 //!
 //! # Initial reference data (factory defaults when absent).
 //! # PIV:     pin (6-8 digits, default 123456), puk (8 bytes, default 12345678)
 //! # OpenPGP: pw1 (6-127 bytes, default 123456), pw3 (8-127 bytes, default
 //! #          12345678), reset_code (8-127 bytes, default: not set)
+//! # YubiKey: the PIV keys and the OpenPGP keys above
+//! # EstEID:  pin1 (4-12 digits, default 1234), pin2 (5-12 digits, default
+//! #          12345), puk (8-12 digits, default 17258403)
+//! # Belgian eID: pin (4-12 digits, default 1234)
+//! # PKCS#15: pin (4-8 digits, default 123456), puk (4-8 digits, default 12345678)
+//! # ISO:     pin (4-8 digits, default 1234), puk (4-8 digits, default 12345678)
 //! pw1 = "123456"
 //! pw3 = "12345678"
 //! ```
 //!
-//! Unknown keys, and keys of the other profile, are rejected.
+//! Unknown keys, and keys another profile has, are rejected.
 
 use std::fmt;
 use std::path::Path;
@@ -30,7 +39,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::secret::Secret;
 
-/// Which application the card carries.
+/// Which card, and so which applications, the virtual card models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
@@ -39,14 +48,75 @@ pub enum Profile {
     /// OpenPGP card application 3.4.
     #[value(name = "openpgp")]
     OpenPgp,
+    /// A YubiKey 5: the PIV application (with Yubico's GET METADATA and GET
+    /// VERSION extensions) and the OpenPGP application on one card, each
+    /// selected by its AID; selecting one drops the verified state of the
+    /// other (see the `yubikey` module).
+    #[serde(rename = "yubikey")]
+    #[value(name = "yubikey")]
+    YubiKey,
+    /// The Estonian ID card (IDEMIA, 2018 and later): PIN1 and the PUK in
+    /// the main application, PIN2 in the QSCD application, tries read by
+    /// GET DATA (as web-eid's libelectronic-id and DigiDoc4 send it).
+    #[serde(rename = "esteid")]
+    #[value(name = "esteid")]
+    EstEid,
+    /// The Belgian eID (Belpic applet 1.8): one PIN in ISO 9564-1 format 2
+    /// blocks, no command to read its tries, no unblocking by software.
+    Beid,
+    /// A generic PKCS#15 card (ISO/IEC 7816-15) as OpenSC's pkcs15-init
+    /// creates it: EF.DIR, EF.ODF, EF.TokenInfo and an AODF describing a
+    /// user PIN and its PUK.
+    Pkcs15,
+    /// A plain ISO/IEC 7816-4 card with one application (AID F0 "cardgate"),
+    /// a PIN and a PUK, and nothing else to describe them.
+    Iso,
 }
 
 impl Profile {
-    /// A human name: "PIV" or "OpenPGP".
+    /// Every profile, in declaration order.
+    pub const ALL: [Profile; 7] = [
+        Profile::Piv,
+        Profile::OpenPgp,
+        Profile::YubiKey,
+        Profile::EstEid,
+        Profile::Beid,
+        Profile::Pkcs15,
+        Profile::Iso,
+    ];
+
+    /// A human name: "PIV", "OpenPGP", "YubiKey", "EstEID", "Belgian eID",
+    /// "PKCS#15" or "ISO 7816-4".
     pub fn name(self) -> &'static str {
         match self {
             Profile::Piv => "PIV",
             Profile::OpenPgp => "OpenPGP",
+            Profile::YubiKey => "YubiKey",
+            Profile::EstEid => "EstEID",
+            Profile::Beid => "Belgian eID",
+            Profile::Pkcs15 => "PKCS#15",
+            Profile::Iso => "ISO 7816-4",
+        }
+    }
+
+    /// The configuration keys holding reference data or settings of this
+    /// profile only (the others are refused by [`CardConfig::validate`]).
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Profile::Piv => &["pin", "puk"],
+            Profile::OpenPgp => &["pw1", "pw3", "reset_code", "serial"],
+            Profile::YubiKey => &[
+                "pin",
+                "puk",
+                "pw1",
+                "pw3",
+                "reset_code",
+                "serial",
+                "firmware",
+            ],
+            Profile::EstEid => &["pin1", "pin2", "puk"],
+            Profile::Beid => &["pin"],
+            Profile::Pkcs15 | Profile::Iso => &["pin", "puk"],
         }
     }
 }
@@ -67,9 +137,23 @@ pub enum Quirk {
     #[value(name = "blocked_sw_63c0", alias = "blocked-sw-63c0")]
     BlockedSw63c0,
     /// A VERIFY without data is a failed verification: it spends a try
-    /// (instead of being a free status query).
-    #[value(name = "empty_verify_spends_try", alias = "empty-verify-spends-try")]
+    /// (instead of being a free status query). Also spelled
+    /// `empty_verify_counts`.
+    #[serde(alias = "empty_verify_counts")]
+    #[value(
+        name = "empty_verify_spends_try",
+        alias = "empty-verify-spends-try",
+        alias = "empty_verify_counts",
+        alias = "empty-verify-counts"
+    )]
     EmptyVerifySpendsTry,
+    /// A VERIFY with a wrong value answers 6300 (no counter in the status
+    /// word) instead of 63Cx, still spending the try. Applies to every
+    /// profile's VERIFY (the empty status query of a card with
+    /// `empty_verify_spends_try` too).
+    #[serde(rename = "wrong_verify_6300")]
+    #[value(name = "wrong_verify_6300", alias = "wrong-verify-6300")]
+    WrongVerify6300,
     /// CHANGE REFERENCE DATA with a wrong old value answers 6300 (no
     /// counter in the status word), still decrementing the counter.
     #[serde(rename = "change_wrong_old_6300")]
@@ -112,6 +196,31 @@ pub const OPENPGP_RC_MIN: usize = 8;
 /// C4 (OpenPGP card 3.4 §4.4.1).
 pub const OPENPGP_PW_MAX: usize = 127;
 
+/// The YubiKey firmware version GET VERSION reports by default (a YubiKey
+/// 5 with GET METADATA, which came with 5.3.0). Its PIV factory defaults
+/// are [`PIV_DEFAULT_PIN`] and [`PIV_DEFAULT_PUK`] (Yubico's documentation
+/// of the PIV application).
+pub const YUBIKEY_DEFAULT_FIRMWARE: [u8; 3] = [5, 4, 3];
+
+/// EstEID PIN1 of the test cards (the Estonian test card documentation's
+/// values; a citizen's card comes with values in its PIN envelope).
+pub const ESTEID_DEFAULT_PIN1: &str = "1234";
+/// EstEID PIN2 of the test cards.
+pub const ESTEID_DEFAULT_PIN2: &str = "12345";
+/// EstEID PUK of the test cards.
+pub const ESTEID_DEFAULT_PUK: &str = "17258403";
+/// Belgian eID PIN of the test cards (a citizen chooses it at the
+/// municipality).
+pub const BEID_DEFAULT_PIN: &str = "1234";
+/// PKCS#15 card user PIN (our choice: pkcs15-init asks for it).
+pub const PKCS15_DEFAULT_PIN: &str = "123456";
+/// PKCS#15 card PUK (our choice).
+pub const PKCS15_DEFAULT_PUK: &str = "12345678";
+/// ISO card PIN (our choice).
+pub const ISO_DEFAULT_PIN: &str = "1234";
+/// ISO card PUK (our choice).
+pub const ISO_DEFAULT_PUK: &str = "12345678";
+
 /// Default OpenPGP serial number (in the AID, manufacturer FFFF = test card).
 pub const DEFAULT_SERIAL: u32 = 0x0000_0001;
 
@@ -139,22 +248,39 @@ pub struct CardConfig {
     /// Behaviours of real cards to imitate (see [`Quirk`]).
     #[serde(default)]
     pub quirks: Vec<Quirk>,
-    /// OpenPGP only: the serial number in the AID.
+    /// The answer to reset; `None`: the profile's own (see
+    /// [`crate::VirtualCard::atr`]). In TOML a hex string.
+    #[serde(default, deserialize_with = "de_hex")]
+    pub atr: Option<Vec<u8>>,
+    /// OpenPGP and YubiKey: the serial number in the OpenPGP AID.
     #[serde(default)]
     pub serial: Option<u32>,
-    /// PIV only: initial PIN (6–8 ASCII digits).
+    /// YubiKey only: the firmware version GET VERSION reports (default
+    /// 5.4.3); below 5.3.0 the PIV application has no GET METADATA. In TOML
+    /// a string "major.minor.patch".
+    #[serde(default, deserialize_with = "de_firmware")]
+    pub firmware: Option<[u8; 3]>,
+    /// Initial user PIN: PIV and YubiKey 6–8 ASCII digits; Belgian eID 4–12
+    /// digits; PKCS#15 and ISO 4–8 digits.
     #[serde(default, deserialize_with = "de_secret")]
     pub pin: Option<Secret>,
-    /// PIV only: initial PUK (8 bytes).
+    /// Initial PUK: PIV and YubiKey 8 bytes; EstEID 8–12 digits; PKCS#15
+    /// and ISO 4–8 digits.
     #[serde(default, deserialize_with = "de_secret")]
     pub puk: Option<Secret>,
-    /// OpenPGP only: initial PW1 (user PIN).
+    /// EstEID only: initial PIN1 (authentication, 4–12 digits).
+    #[serde(default, deserialize_with = "de_secret")]
+    pub pin1: Option<Secret>,
+    /// EstEID only: initial PIN2 (signing, 5–12 digits).
+    #[serde(default, deserialize_with = "de_secret")]
+    pub pin2: Option<Secret>,
+    /// OpenPGP and YubiKey: initial PW1 (user PIN).
     #[serde(default, deserialize_with = "de_secret")]
     pub pw1: Option<Secret>,
-    /// OpenPGP only: initial PW3 (admin PIN).
+    /// OpenPGP and YubiKey: initial PW3 (admin PIN).
     #[serde(default, deserialize_with = "de_secret")]
     pub pw3: Option<Secret>,
-    /// OpenPGP only: initial resetting code (not set by default).
+    /// OpenPGP and YubiKey: initial resetting code (not set by default).
     #[serde(default, deserialize_with = "de_secret")]
     pub reset_code: Option<Secret>,
 }
@@ -165,6 +291,46 @@ fn default_max_tries() -> u8 {
 
 fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.map(Secret::from_string))
+}
+
+fn de_hex<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    parse_hex(&text)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not hex bytes")))
+}
+
+fn de_firmware<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 3]>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    parse_firmware(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!("firmware `{text}` is not major.minor.patch"))
+    })
+}
+
+/// Hex digits, whitespace and `:` ignored, into bytes.
+pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b':')
+        .collect();
+    if !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
+/// "5.4.3" into `[5, 4, 3]`.
+pub fn parse_firmware(text: &str) -> Option<[u8; 3]> {
+    let mut parts = text.trim().split('.').map(|p| p.parse::<u8>().ok());
+    let version = [parts.next()??, parts.next()??, parts.next()??];
+    parts.next().is_none().then_some(version)
 }
 
 /// Why a configuration was refused.
@@ -196,9 +362,13 @@ impl CardConfig {
             pin_must_change: false,
             start_blocked: false,
             quirks: Vec::new(),
+            atr: None,
             serial: None,
+            firmware: None,
             pin: None,
             puk: None,
+            pin1: None,
+            pin2: None,
             pw1: None,
             pw3: None,
             reset_code: None,
@@ -261,51 +431,85 @@ impl CardConfig {
                 self.max_tries
             ));
         }
+        let keys = [
+            ("pin", self.pin.is_some()),
+            ("puk", self.puk.is_some()),
+            ("pin1", self.pin1.is_some()),
+            ("pin2", self.pin2.is_some()),
+            ("pw1", self.pw1.is_some()),
+            ("pw3", self.pw3.is_some()),
+            ("reset_code", self.reset_code.is_some()),
+            ("serial", self.serial.is_some()),
+            ("firmware", self.firmware.is_some()),
+        ];
+        let allowed = self.profile.keys();
+        for (name, set) in keys {
+            if set && !allowed.contains(&name) {
+                let list: Vec<String> = allowed.iter().map(|k| format!("`{k}`")).collect();
+                return bad(format!(
+                    "`{name}` is not a setting of a {} card; it has {}",
+                    self.profile.name(),
+                    list.join(", ")
+                ));
+            }
+        }
+        let state_flags = self.pin_not_initialized || self.pin_must_change;
+        if state_flags
+            && !matches!(
+                self.profile,
+                Profile::Piv | Profile::OpenPgp | Profile::YubiKey
+            )
+        {
+            return bad(format!(
+                "`pin_not_initialized` and `pin_must_change` are not modelled on a {} card",
+                self.profile.name()
+            ));
+        }
+        if let Some(atr) = &self.atr
+            && (!(2..=33).contains(&atr.len()) || !matches!(atr[0], 0x3B | 0x3F))
+        {
+            return bad("`atr` must be 2 to 33 bytes starting with 3B or 3F".into());
+        }
+        let digits = |name: &str, value: &Option<Secret>, min: usize, max: usize| match value {
+            Some(v) if !(min..=max).contains(&v.len()) || !v.is_ascii_digits() => bad(format!(
+                "`{name}` must be {min} to {max} ASCII digits on a {} card",
+                self.profile.name()
+            )),
+            _ => Ok(()),
+        };
         match self.profile {
-            Profile::Piv => {
-                for (name, set) in [
-                    ("pw1", self.pw1.is_some()),
-                    ("pw3", self.pw3.is_some()),
-                    ("reset_code", self.reset_code.is_some()),
-                    ("serial", self.serial.is_some()),
-                ] {
-                    if set {
-                        return bad(format!(
-                            "`{name}` is an OpenPGP setting; a PIV card has `pin` and `puk`"
-                        ));
-                    }
-                }
-                if let Some(pin) = &self.pin
-                    && (!(6..=8).contains(&pin.len()) || !pin.is_ascii_digits())
-                {
-                    return bad("`pin` must be 6 to 8 ASCII digits".into());
-                }
+            Profile::Piv | Profile::YubiKey => {
+                digits("pin", &self.pin, 6, 8)?;
                 if let Some(puk) = &self.puk
                     && puk.len() != 8
                 {
                     return bad("`puk` must be 8 bytes".into());
                 }
             }
-            Profile::OpenPgp => {
-                for (name, set) in [("pin", self.pin.is_some()), ("puk", self.puk.is_some())] {
-                    if set {
-                        return bad(format!(
-                            "`{name}` is a PIV setting; an OpenPGP card has `pw1`, `pw3` and `reset_code`"
-                        ));
-                    }
-                }
-                for (name, value, min) in [
-                    ("pw1", &self.pw1, OPENPGP_PW1_MIN),
-                    ("pw3", &self.pw3, OPENPGP_PW3_MIN),
-                    ("reset_code", &self.reset_code, OPENPGP_RC_MIN),
-                ] {
-                    if let Some(v) = value
-                        && !(min..=OPENPGP_PW_MAX).contains(&v.len())
-                    {
-                        return bad(format!(
-                            "`{name}` must be {min} to {OPENPGP_PW_MAX} bytes (UTF-8)"
-                        ));
-                    }
+            Profile::EstEid => {
+                digits("pin1", &self.pin1, 4, 12)?;
+                digits("pin2", &self.pin2, 5, 12)?;
+                digits("puk", &self.puk, 8, 12)?;
+            }
+            Profile::Beid => digits("pin", &self.pin, 4, 12)?,
+            Profile::Pkcs15 | Profile::Iso => {
+                digits("pin", &self.pin, 4, 8)?;
+                digits("puk", &self.puk, 4, 8)?;
+            }
+            Profile::OpenPgp => {}
+        }
+        if matches!(self.profile, Profile::OpenPgp | Profile::YubiKey) {
+            for (name, value, min) in [
+                ("pw1", &self.pw1, OPENPGP_PW1_MIN),
+                ("pw3", &self.pw3, OPENPGP_PW3_MIN),
+                ("reset_code", &self.reset_code, OPENPGP_RC_MIN),
+            ] {
+                if let Some(v) = value
+                    && !(min..=OPENPGP_PW_MAX).contains(&v.len())
+                {
+                    return bad(format!(
+                        "`{name}` must be {min} to {OPENPGP_PW_MAX} bytes (UTF-8)"
+                    ));
                 }
             }
         }

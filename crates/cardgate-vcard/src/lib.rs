@@ -1,7 +1,10 @@
-//! Our own virtual smart card: an ISO 7816 PIN state machine with a PIV and
-//! an OpenPGP profile. It runs in-process (the simulated transport) or as a
-//! separate process speaking the vpcd protocol to pcscd (`cardgate vcard`,
-//! see [`vpcd`] and [`cli`]).
+//! Our own virtual smart card: ISO 7816 PIN state machines modelling PIV,
+//! OpenPGP and a few real cards, each from its public specification or,
+//! where none is public, from the public software that drives it. It runs
+//! in-process (the simulated transport) or as a separate process speaking
+//! the vpcd protocol to pcscd (`cardgate vcard`, see [`vpcd`] and [`cli`]).
+//! It never reads the daemon's card profiles: tests check those against a
+//! separately written card.
 //!
 //! The card follows the specifications, not our engine's habits:
 //! - PIV: NIST SP 800-73-4 Part 2 — SELECT (right-truncated AID), VERIFY
@@ -12,25 +15,46 @@
 //!   VERIFY 81/82/83 (incl. empty-data status query and P1=FF),
 //!   CHANGE REFERENCE DATA 81/83, RESET RETRY COUNTER with the resetting code
 //!   (P1=00) or after PW3 (P1=02), PUT DATA D3 (resetting code) and C4.
+//! - YubiKey ([`yubikey`]): both applications above on one card, selecting
+//!   one drops the other's verified state; Yubico's PIV GET METADATA (PIN,
+//!   PUK; firmware 5.3.0 and later) and GET VERSION.
+//! - EstEID ([`esteid`]): the IDEMIA Estonian ID card — main, AWP and QSCD
+//!   applications, PIN1 01 / PUK 02 global and PIN2 85 in QSCD, 12-byte
+//!   FF-padded values, tries by GET DATA `00 CB 3F FF`, unblocking by PUK
+//!   VERIFY then RESET RETRY COUNTER P1=02.
+//! - Belgian eID ([`beid`]): Belpic applet 1.8 — PIN 01 in ISO 9564-1
+//!   format 2 blocks, GET CARD DATA and LOG OFF (CLA 80), no way to read
+//!   the tries, no unblocking by software.
+//! - PKCS#15 ([`pkcs15`]): PKCS #15 v1.1 / ISO/IEC 7816-15 files (EF.DIR,
+//!   ODF, TokenInfo, AODF in DER, [`pkcs15::encoded_files`]) with SELECT
+//!   FILE by identifier, path and AID, READ BINARY, and the PIN 81 / PUK 82
+//!   they describe.
+//! - ISO ([`iso`]): ISO/IEC 7816-4 alone — one application (AID F0
+//!   "cardgate"), PIN 81 and PUK 82, 8-byte FF-padded digits, RESET RETRY
+//!   COUNTER P1=00 PUK ‖ new; with quirks `empty_verify_spends_try` and
+//!   `wrong_verify_6300` it is the unknown, hostile card.
 //!
 //! # Conventions where the specifications leave room
 //!
 //! | situation | answer |
 //! |---|---|
 //! | fewer than 4 bytes, or Lc/Le inconsistent with the length | 6700 |
-//! | CLA with the chaining bit (10) | 6884; any other CLA but 00: 6E00 |
+//! | CLA with the chaining bit (10) | 6884; any other CLA but 00: 6E00 (Belgian eID: CLA 80 for its proprietary commands) |
 //! | unknown INS | 6D00; an INS of the profile's spec we do not implement: 6A81 |
-//! | a known INS before the application is selected | 6985 |
+//! | a known INS before the application is selected | 6985 (EstEID, PKCS#15: the MF is current after a reset; Belgian eID: its applet is) |
 //! | SELECT of another AID | 6A82, the current selection is kept |
-//! | SELECT with P1≠04 or P2≠00 | 6A86 |
+//! | SELECT with P1≠04 or P2≠00 | 6A86 (EstEID, Belgian eID, ISO: P2=0C too; PKCS#15: P1 00/01/02/04/08/09, P2 00/04/0C) |
+//! | references specific to a DF (PKCS#15 81/82, EstEID PIN2 85) | 6A88 elsewhere; leaving the DF drops their verified state |
+//! | YubiKey: selecting one application | drops the other's verified states; re-selecting the same keeps them |
 //! | P1 not 00/FF in VERIFY, not 00 in CHANGE | 6A86 |
-//! | unsupported reference | PIV: 6A88 (incl. global PIN 00); OpenPGP: 6A86 |
+//! | unsupported reference | PIV, EstEID, Belgian eID, PKCS#15, ISO: 6A88 (incl. PIV global PIN 00); OpenPGP: 6A86 |
 //! | VERIFY P1=FF with data | 6700 |
 //! | a failed VERIFY | clears the verified state of that PIN |
 //! | a failed CHANGE REFERENCE DATA | clears it too (PIV: kept with quirk `failed_change_keeps_verification`) |
-//! | wrong value, x tries left | 63Cx; PIV answers 6983 for the try that blocks, OpenPGP 63C0 |
+//! | wrong value, x tries left | 63Cx (6300 with quirk `wrong_verify_6300`); PIV answers 6983 for the try that blocks, the others 63C0 |
 //! | presenting to a blocked reference | 6983 (63C0 with quirk `blocked_sw_63c0`), no try spent |
-//! | empty-data VERIFY | 9000 when verified, else 63Cx (6983 when blocked), no try spent |
+//! | empty-data VERIFY | 9000 when verified, else 63Cx (6983 when blocked), no try spent; Belgian eID: 6700 (no status query) |
+//! | EstEID, Belgian eID, PKCS#15, ISO value of the wrong length / malformed | 6700 / 6A80, no try spent |
 //! | PIV PIN/PUK block not 8 bytes / PIN not 6–8 digits FF-padded | 6A80, no try spent |
 //! | OpenPGP password length out of min..=127 | 6700, no try spent |
 //! | OpenPGP CHANGE/RESET: the old value / RC is split off at its stored length and checked first, then the new value's length | wrong → 63Cx, new too short/long → 6700 |
@@ -51,15 +75,20 @@
 // Tests may unwrap: a panic there is a failed test, not a crash.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod beid;
 pub mod cli;
 mod command;
 pub mod config;
+pub mod esteid;
+pub mod iso;
 mod openpgp;
 mod pin;
 pub use pin::Presentation;
 mod piv;
+pub mod pkcs15;
 pub mod sim;
 pub mod vpcd;
+pub mod yubikey;
 
 // The card library's modules under the names this crate's code uses.
 pub(crate) use cardgate_card::{apdu, secret, transport};
@@ -106,6 +135,11 @@ const INS_GET_RESPONSE: u8 = 0xC0;
 enum App {
     Piv(piv::Piv),
     OpenPgp(openpgp::OpenPgp),
+    YubiKey(Box<yubikey::YubiKey>),
+    EstEid(esteid::EstEid),
+    Beid(beid::Beid),
+    Pkcs15(Box<pkcs15::Pkcs15>),
+    Iso(iso::Iso),
 }
 
 /// How many command headers a card keeps for [`VirtualCard::commands`].
@@ -141,13 +175,18 @@ impl VirtualCard {
         let app = match profile {
             Profile::Piv => App::Piv(piv::Piv::new(&config)),
             Profile::OpenPgp => App::OpenPgp(openpgp::OpenPgp::new(&config)),
+            Profile::YubiKey => App::YubiKey(Box::new(yubikey::YubiKey::new(&config))),
+            Profile::EstEid => App::EstEid(esteid::EstEid::new(&config)),
+            Profile::Beid => App::Beid(beid::Beid::new(&config)),
+            Profile::Pkcs15 => App::Pkcs15(Box::new(pkcs15::Pkcs15::new(&config))),
+            Profile::Iso => App::Iso(iso::Iso::new(&config)),
         };
         VirtualCard {
             profile,
             app,
             selected: false,
             pending: Vec::new(),
-            atr: build_atr(&historical_bytes(profile)),
+            atr: config.atr.clone().unwrap_or_else(|| default_atr(profile)),
             headers: Vec::new(),
         }
     }
@@ -158,20 +197,50 @@ impl VirtualCard {
     }
 
     /// The user PIN's retry counter, read from inside the card (for tests
-    /// that check no try was spent).
+    /// that check no try was spent): PIV `pin`, OpenPGP `pw1`, YubiKey
+    /// `piv.pin`, EstEID `pin1`, the others' `pin`.
     pub fn user_pin_tries(&self) -> u8 {
         match &self.app {
             App::Piv(a) => a.user_tries(),
             App::OpenPgp(a) => a.user_tries(),
+            App::YubiKey(a) => a.user_tries(),
+            App::EstEid(a) => a.user_tries(),
+            App::Beid(a) => a.user_tries(),
+            App::Pkcs15(a) => a.user_tries(),
+            App::Iso(a) => a.user_tries(),
         }
     }
 
+    /// The retry counter of the reference data object `name` (as in
+    /// [`VirtualCard::counters`]), read from inside the card; `None` when
+    /// the card has no such object.
+    pub fn tries(&mut self, name: &str) -> Option<u8> {
+        let mut found = None;
+        self.for_each_counter(|n, r| {
+            if n == name {
+                found = Some(r.tries());
+            }
+        });
+        found
+    }
+
+    /// The names of the card's reference data objects, in the order of
+    /// [`VirtualCard::counters`].
+    pub fn counter_names(&mut self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        self.for_each_counter(|n, _| names.push(n));
+        names
+    }
+
     /// The retry counters as text, one line per reference data object:
-    /// `NAME TRIES SPENT` (PIV `pin`, `puk`; OpenPGP `pw1`, `pw3`, `rc`),
-    /// where SPENT counts every try spent over the card's life. A card
-    /// process keeps them in its `--state` file, as a real card keeps its
-    /// counters when it is pulled out; tests compare them with the
-    /// operations they made. Never holds a PIN value.
+    /// `NAME TRIES SPENT`, where SPENT counts every try spent over the
+    /// card's life. NAME is unique on the card: PIV `pin`, `puk`; OpenPGP
+    /// `pw1`, `pw3`, `rc`; YubiKey `piv.pin`, `piv.puk`, `openpgp.pw1`,
+    /// `openpgp.pw3`, `openpgp.rc`; EstEID `pin1`, `pin2`, `puk`; Belgian
+    /// eID `pin`; PKCS#15 and ISO `pin`, `puk`. A card process keeps them
+    /// in its `--state` file, as a real card keeps its counters when it is
+    /// pulled out; tests compare them with the operations they made. Never
+    /// holds a PIN value.
     pub fn counters(&mut self) -> String {
         let mut out = String::new();
         self.for_each_counter(|name, r| {
@@ -216,14 +285,20 @@ impl VirtualCard {
         });
     }
 
-    fn for_each_counter(&mut self, mut f: impl FnMut(&str, &mut pin::RefData)) {
+    fn for_each_counter(&mut self, mut f: impl FnMut(&'static str, &mut pin::RefData)) {
         match &mut self.app {
             App::Piv(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
             App::OpenPgp(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::YubiKey(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::EstEid(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::Beid(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::Pkcs15(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
+            App::Iso(a) => a.counters_mut().into_iter().for_each(|(n, r)| f(n, r)),
         }
     }
 
-    /// The answer to reset.
+    /// The answer to reset: the configured `atr`, else the profile's own
+    /// (see [`default_atr`]).
     pub fn atr(&self) -> Vec<u8> {
         self.atr.clone()
     }
@@ -235,6 +310,11 @@ impl VirtualCard {
         match &mut self.app {
             App::Piv(a) => a.reset(),
             App::OpenPgp(a) => a.reset(),
+            App::YubiKey(a) => a.reset(),
+            App::EstEid(a) => a.reset(),
+            App::Beid(a) => a.reset(),
+            App::Pkcs15(a) => a.reset(),
+            App::Iso(a) => a.reset(),
         }
     }
 
@@ -261,7 +341,9 @@ impl VirtualCard {
     }
 
     fn dispatch(&mut self, cmd: &Apdu) -> Reply {
-        if cmd.cla != 0 {
+        // The Belgian eID's proprietary commands use CLA 80.
+        let proprietary = cmd.cla == 0x80 && matches!(self.app, App::Beid(_));
+        if cmd.cla != 0 && !proprietary {
             self.pending.clear();
             return Reply::sw(if cmd.cla & 0xEF == 0 {
                 SW_CHAINING_NOT_SUPPORTED
@@ -269,16 +351,25 @@ impl VirtualCard {
                 StatusWord::ClaNotSupported
             });
         }
-        if cmd.ins == INS_GET_RESPONSE {
+        if cmd.ins == INS_GET_RESPONSE && cmd.cla == 0 {
             return self.get_response(cmd);
         }
         self.pending.clear();
+        match &mut self.app {
+            App::Piv(_) | App::OpenPgp(_) => {}
+            App::YubiKey(a) => return a.process(cmd),
+            App::EstEid(a) => return a.process(cmd),
+            App::Beid(a) => return a.process(cmd),
+            App::Pkcs15(a) => return a.process(cmd),
+            App::Iso(a) => return a.process(cmd),
+        }
         if cmd.ins == INS_SELECT {
             return self.select(cmd);
         }
         let known = match &self.app {
             App::Piv(_) => piv::Piv::knows(cmd.ins),
             App::OpenPgp(_) => openpgp::OpenPgp::knows(cmd.ins),
+            _ => false,
         };
         if !known {
             return Reply::sw(StatusWord::InsNotSupported);
@@ -289,6 +380,7 @@ impl VirtualCard {
         match &mut self.app {
             App::Piv(a) => a.process(cmd),
             App::OpenPgp(a) => a.process(cmd),
+            _ => Reply::sw(StatusWord::InsNotSupported),
         }
     }
 
@@ -300,6 +392,7 @@ impl VirtualCard {
         let answer = match &self.app {
             App::Piv(a) => a.select(&cmd.data),
             App::OpenPgp(a) => a.select(&cmd.data),
+            _ => None,
         };
         match answer {
             Some(reply) => {
@@ -338,7 +431,29 @@ impl VirtualCard {
     }
 }
 
-/// Historical bytes (ISO 7816-4 §8.1.1), distinct per profile.
+/// The answer to reset of a card of `profile` when the configuration sets
+/// none:
+///
+/// | profile | ATR |
+/// |---|---|
+/// | PIV | ours: T=0/T=1, historical bytes `80 73 C0 01 00 58 "cardgate"` |
+/// | OpenPGP | ours: T=0/T=1, the historical bytes OpenPGP cards use |
+/// | YubiKey | a YubiKey 5's ([`yubikey::ATR`]) |
+/// | EstEID | the IDEMIA Cosmo 8 card's ([`esteid::ATR`]) |
+/// | Belgian eID | applet 1.8's ([`beid::ATR`]) |
+/// | PKCS#15 | ours: T=0/T=1, historical bytes `80 56 "cg-p15"` (card issuer's data) |
+/// | ISO | ours: `3B 89 80 01 80 57 63 67 2D 37 38 31 36 FE`: T=0/T=1, historical bytes category 80, card issuer's data (5x) "cg-7816", TCK FE |
+pub fn default_atr(profile: Profile) -> Vec<u8> {
+    match profile {
+        Profile::YubiKey => yubikey::ATR.to_vec(),
+        Profile::EstEid => esteid::ATR.to_vec(),
+        Profile::Beid => beid::ATR.to_vec(),
+        _ => build_atr(&historical_bytes(profile)),
+    }
+}
+
+/// Historical bytes (ISO 7816-4 §8.1.1) of the ATRs we compose, distinct
+/// per profile.
 fn historical_bytes(profile: Profile) -> Vec<u8> {
     match profile {
         // Category 80, card capabilities (73: selection by full and partial
@@ -352,7 +467,24 @@ fn historical_bytes(profile: Profile) -> Vec<u8> {
         // The layout OpenPGP cards use (3.4 §6): category 00, card service
         // data, card capabilities, then status indicator (LCS 05 =
         // operational, 9000).
-        Profile::OpenPgp => vec![0x00, 0x31, 0xC5, 0x73, 0xC0, 0x01, 0x00, 0x05, 0x90, 0x00],
+        // The OpenPGP layout too for the YubiKey's OpenPGP DO 5F52 (its ATR
+        // is a real YubiKey's).
+        Profile::OpenPgp | Profile::YubiKey => {
+            vec![0x00, 0x31, 0xC5, 0x73, 0xC0, 0x01, 0x00, 0x05, 0x90, 0x00]
+        }
+        // Category 80, card issuer's data (5x, 6 bytes) "cg-p15".
+        Profile::Pkcs15 => {
+            let mut h = vec![0x80, 0x56];
+            h.extend_from_slice(b"cg-p15");
+            h
+        }
+        // Category 80, card issuer's data (5x, 7 bytes) "cg-7816"; also
+        // the fallback of profiles with a real card's ATR.
+        Profile::Iso | Profile::EstEid | Profile::Beid => {
+            let mut h = vec![0x80, 0x57];
+            h.extend_from_slice(b"cg-7816");
+            h
+        }
     }
 }
 

@@ -58,6 +58,9 @@ fn select_data(cmd: &Apdu) -> Reply {
 
 /// Manufacturer FFFF: test card (3.4 §4.2.1).
 const MANUFACTURER: [u8; 2] = [0xFF, 0xFF];
+/// Manufacturer 0006: Yubico (the OpenPGP card specification's list of
+/// manufacturers), in a YubiKey's OpenPGP AID.
+pub(crate) const MANUFACTURER_YUBICO: [u8; 2] = [0x00, 0x06];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pw {
@@ -83,6 +86,11 @@ pub(crate) struct OpenPgp {
 
 impl OpenPgp {
     pub(crate) fn new(config: &CardConfig) -> Self {
+        Self::with_manufacturer(config, MANUFACTURER)
+    }
+
+    /// An application whose AID names `manufacturer` (3.4 §4.2.1).
+    pub(crate) fn with_manufacturer(config: &CardConfig, manufacturer: [u8; 2]) -> Self {
         let max = config.max_tries.clamp(1, MAX_MAX_TRIES);
         let pw1 = config
             .pw1
@@ -99,7 +107,7 @@ impl OpenPgp {
         let mut aid = [0u8; 16];
         aid[..6].copy_from_slice(&OPENPGP_AID);
         aid[6..8].copy_from_slice(&[0x03, 0x04]);
-        aid[8..10].copy_from_slice(&MANUFACTURER);
+        aid[8..10].copy_from_slice(&manufacturer);
         aid[10..14].copy_from_slice(&config.serial.unwrap_or(DEFAULT_SERIAL).to_be_bytes());
         OpenPgp {
             pw1,
@@ -215,10 +223,7 @@ impl OpenPgp {
             if self.conv.empty_verify_spends_try {
                 self.clear_status(pw);
                 let conv = self.conv;
-                return Reply::sw(match self.refdata(pw).spend() {
-                    Check::Mismatch { left } => conv.wrong(left),
-                    _ => conv.blocked(),
-                });
+                return Reply::sw(conv.spend_empty(self.refdata(pw)));
             }
             if verified {
                 return Reply::ok();
@@ -251,7 +256,7 @@ impl OpenPgp {
             }
             Check::Mismatch { left } => {
                 self.clear_status(pw);
-                Reply::sw(conv.wrong(left))
+                Reply::sw(conv.wrong_verify(left))
             }
             Check::Blocked | Check::NotSet => {
                 self.clear_status(pw);

@@ -65,6 +65,19 @@ impl Piv {
         self.pin.tries()
     }
 
+    /// For Yubico's GET METADATA of the PIN (80) or the PUK (81): whether
+    /// it still holds its factory default, its maximum and its remaining
+    /// tries. `None` for any other reference.
+    pub(crate) fn pin_puk_metadata(&self, reference: u8) -> Option<(bool, u8, u8)> {
+        let (r, default) = match reference {
+            PIV_PIN_REF => (&self.pin, PIV_DEFAULT_PIN),
+            PIV_PUK_REF => (&self.puk, PIV_DEFAULT_PUK),
+            _ => return None,
+        };
+        let default = zeroize::Zeroizing::new(pin_block(&Secret::from(default)));
+        Some((r.holds(&default), r.max(), r.tries()))
+    }
+
     /// The retry counters by name (see [`super::VirtualCard::counters`]).
     pub(crate) fn counters_mut(&mut self) -> [(&'static str, &mut RefData); 2] {
         [("pin", &mut self.pin), ("puk", &mut self.puk)]
@@ -132,10 +145,7 @@ impl Piv {
             }
             if self.conv.empty_verify_spends_try {
                 self.pin_verified = false;
-                return Reply::sw(match self.pin.spend() {
-                    Check::Mismatch { left } => self.conv.wrong(left),
-                    _ => self.conv.blocked(),
-                });
+                return Reply::sw(self.conv.spend_empty(&mut self.pin));
             }
             if self.pin_verified {
                 return Reply::ok();
@@ -159,7 +169,7 @@ impl Piv {
             }
             Check::Mismatch { left } => {
                 self.pin_verified = false;
-                Reply::sw(self.conv.wrong(left))
+                Reply::sw(self.conv.wrong_verify(left))
             }
             Check::Blocked | Check::NotSet => {
                 self.pin_verified = false;
