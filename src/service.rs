@@ -2,7 +2,7 @@
 //! and runs operations one at a time, in the order they were asked for.
 //! Blocking PC/SC calls never run on the caller's thread.
 
-use crate::card::CardSession;
+use crate::card::{CardSession, ProfileSet};
 use crate::error::Error;
 use crate::pin::Engine;
 use crate::policy::PolicySet;
@@ -23,6 +23,11 @@ pub struct Slot {
     engine: Option<Engine>,
     /// Resolved against each card when its session opens.
     policies: Arc<PolicySet>,
+    /// The card profiles a card is recognised with.
+    profiles: Arc<ProfileSet>,
+    /// The last card no profile described, by its ATR: it is not asked
+    /// again (not even SELECTed) until another card is in the reader.
+    unsupported: Option<(Vec<u8>, Error)>,
     /// Set when the reader or the PC/SC service went away: what is still
     /// queued fails with this at once, never on a new connection made
     /// after the service came back (a PIN operation its caller has given
@@ -37,8 +42,22 @@ impl Slot {
             Some(engine) => engine,
             None => {
                 let transport = self.backend.connect(&self.reader)?;
-                let session = CardSession::open(transport)?;
-                Engine::with_policies(session, &self.policies)
+                if let Some((atr, e)) = &self.unsupported
+                    && atr.as_slice() == transport.atr()
+                {
+                    let e = e.clone();
+                    transport.disconnect();
+                    return Err(e);
+                }
+                let atr = transport.atr().to_vec();
+                match CardSession::open_with(transport, &self.profiles) {
+                    Ok(session) => Engine::with_policies(session, &self.policies),
+                    Err(e @ Error::CardNotSupported { .. }) => {
+                        self.unsupported = Some((atr, e.clone()));
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         Ok(self.engine.insert(engine))
@@ -97,6 +116,7 @@ pub struct Service {
     backend: Arc<dyn Backend>,
     workers: Mutex<HashMap<String, Worker>>,
     policies: Arc<PolicySet>,
+    profiles: Arc<ProfileSet>,
 }
 
 /// Errors after which the connection to the card is not usable any more.
@@ -121,7 +141,15 @@ impl Service {
             backend,
             workers: Mutex::new(HashMap::new()),
             policies,
+            profiles: Arc::new(ProfileSet::builtin()),
         }
+    }
+
+    /// Recognises cards with `profiles` (e.g. [`ProfileSet::load`] of the
+    /// standard directories) instead of the built-in ones.
+    pub fn with_profiles(mut self, profiles: Arc<ProfileSet>) -> Self {
+        self.profiles = profiles;
+        self
     }
 
     /// The readers the backend lists now.
@@ -307,9 +335,14 @@ impl Service {
     }
 
     fn worker<'a>(&self, workers: &'a mut HashMap<String, Worker>, reader: &str) -> &'a mut Worker {
-        workers
-            .entry(reader.to_string())
-            .or_insert_with(|| spawn_worker(self.backend.clone(), self.policies.clone(), reader))
+        workers.entry(reader.to_string()).or_insert_with(|| {
+            spawn_worker(
+                self.backend.clone(),
+                self.policies.clone(),
+                self.profiles.clone(),
+                reader,
+            )
+        })
     }
 
     /// Queues `job` last on `worker` (with the workers' lock held, so the
@@ -318,7 +351,12 @@ impl Service {
         worker.tail = None;
         if let Err(mpsc::SendError(job)) = worker.jobs.send(job) {
             // The worker died (a panic in a job): start a fresh one.
-            let fresh = spawn_worker(self.backend.clone(), self.policies.clone(), reader);
+            let fresh = spawn_worker(
+                self.backend.clone(),
+                self.policies.clone(),
+                self.profiles.clone(),
+                reader,
+            );
             let _ = fresh.jobs.send(job);
             *worker = fresh;
         }
@@ -349,7 +387,12 @@ fn finish(mut w: Worker) {
     }
 }
 
-fn spawn_worker(backend: Arc<dyn Backend>, policies: Arc<PolicySet>, reader: &str) -> Worker {
+fn spawn_worker(
+    backend: Arc<dyn Backend>,
+    policies: Arc<PolicySet>,
+    profiles: Arc<ProfileSet>,
+    reader: &str,
+) -> Worker {
     let (jobs, rx) = mpsc::channel::<Job>();
     let retired = Arc::new(Mutex::new(None));
     let mut slot = Slot {
@@ -357,6 +400,8 @@ fn spawn_worker(backend: Arc<dyn Backend>, policies: Arc<PolicySet>, reader: &st
         reader: reader.to_string(),
         engine: None,
         policies,
+        profiles,
+        unsupported: None,
         retired: retired.clone(),
     };
     // Like `std::thread::spawn`, a thread the OS refuses is a panic: the

@@ -267,7 +267,8 @@ pub fn main() -> ExitCode {
         Command::Card(command) => {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
             ExitCode::from(run(
-                &Service::with_policies(backend, policy::load()),
+                &Service::with_policies(backend, policy::load())
+                    .with_profiles(Arc::new(crate::card::ProfileSet::load_standard())),
                 command,
             ))
         }

@@ -155,7 +155,8 @@ impl Server {
             .collect();
         let mut gate = OriginGate::new(config.origins_file, config.origins);
         gate.set_port(port);
-        let service = Service::with_policies(backend.clone(), config.policies);
+        let service = Service::with_policies(backend.clone(), config.policies)
+            .with_profiles(Arc::new(crate::card::ProfileSet::load_standard()));
         let hub = Hub::start(hub::HubParts {
             backend,
             service,

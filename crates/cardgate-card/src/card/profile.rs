@@ -79,9 +79,9 @@ struct ProfileFile {
     template: bool,
     #[serde(default)]
     atr: Vec<AtrFile>,
-    /// Selecting one application of the card ends the verifications made
-    /// in another (true for most multi-application cards; the safe
-    /// assumption).
+    /// Selecting one application of the card ends the verifications of
+    /// the other's specific references (b8 set, ISO 7816-4 §7.5.1; true
+    /// for most multi-application cards, and the safe assumption).
     #[serde(default = "yes")]
     select_clears_other: bool,
     #[serde(default, rename = "application")]
@@ -380,9 +380,18 @@ impl ProfileSet {
         set
     }
 
+    /// The built-in profiles and those of the standard directories.
+    pub fn load_standard() -> Self {
+        ProfileSet::load(&ProfileSet::standard_dirs())
+    }
+
     /// The standard directories: `/etc/cardgate/cards` and the user's
-    /// config dir `cards/`.
+    /// config dir `cards/`; `CARDGATE_CARDS_PATH` (directories separated
+    /// by `:`) replaces them.
     pub fn standard_dirs() -> Vec<PathBuf> {
+        if let Some(path) = std::env::var_os("CARDGATE_CARDS_PATH") {
+            return std::env::split_paths(&path).collect();
+        }
         let mut dirs = vec![PathBuf::from("/etc/cardgate/cards")];
         if let Some(p) = directories::ProjectDirs::from("", "", "cardgate") {
             dirs.push(p.config_dir().join("cards"));

@@ -203,17 +203,24 @@ impl Engine {
         })
     }
 
+    /// The card left `app` for another application: the verifications of
+    /// its specific references (b8 set, ISO 7816-4 §7.5.1) are gone; global
+    /// ones (b8 clear, such as the Estonian ID card's PIN1 and PUK) stay.
     fn forget_verified_in(&mut self, app: usize) {
-        for ((a, _), st) in self.states.iter_mut() {
-            if *a == app {
+        let specific = |reference: u8| reference & 0x80 != 0;
+        for ((a, reference), st) in self.states.iter_mut() {
+            if *a == app && specific(*reference) {
                 st.validated = false;
             }
         }
         let token = &self.session.token;
         self.so_verified.retain(|id| {
-            token
-                .pin(id)
-                .is_none_or(|p| p.so.as_ref().is_none_or(|so| so.credential().app != app))
+            token.pin(id).is_none_or(|p| {
+                p.so.as_ref().is_none_or(|so| {
+                    let c = so.credential();
+                    c.app != app || !specific(c.reference)
+                })
+            })
         });
     }
 
