@@ -6,14 +6,20 @@
 //! 2. Otherwise every application of the profiles recognised by AID alone
 //!    (PIV, OpenPGP …) that answers SELECT is a group of PIN objects on the
 //!    card's one token: a card with PIV and OpenPGP shows four PINs.
-//! 3. A card no profile describes is `CARD_NOT_SUPPORTED`, with its ATR and
+//! 3. A PKCS#15 card (ISO/IEC 7816-15) no profile names describes its own
+//!    PINs: they are read from its AODF ([`super::pkcs15`]).
+//! 4. A card no profile describes is `CARD_NOT_SUPPORTED`, with its ATR and
 //!    the well-known applications that answered.
 //!
-//! Only SELECT (and, for a profile's hook, GET DATA) is sent here: never a
-//! VERIFY, with or without data.
+//! Only SELECT, READ BINARY (PKCS#15 files) and, for a profile's hook, GET
+//! DATA are sent here: never a VERIFY, with or without data.
 
 use super::profile::{AppProfile, CardProfile, Hook, ProfileSet, assemble};
-use super::{Token, hex, intern, openpgp};
+use super::pkcs15::{self, PinType, Pkcs15Card, Pkcs15Pin};
+use super::{
+    Application, Credential, Encoding, LogoutForm, PinFormat, PinObject, Role, SoMethod, Token,
+    hex, intern, openpgp,
+};
 use crate::apdu::{StatusWord, commands};
 use crate::error::Error;
 use crate::transport::{self, Transport, TransportError};
@@ -120,6 +126,12 @@ fn detect(
                 .is_none_or(|p| p.select_clears_other);
         return build(t, &name, None, clears, &answered).map(Ok);
     }
+    // A PKCS#15 card describes its own PINs.
+    if let Some(card) = pkcs15::discover(t)?
+        && let Some(token) = pkcs15_token(&card)
+    {
+        return Ok(Ok(token));
+    }
     let applications = probe(t)?;
     Ok(Err(Error::CardNotSupported {
         atr: hex(&atr),
@@ -219,5 +231,125 @@ impl ProfileSet {
             select_clears_other: p.select_clears_other,
             pins,
         })
+    }
+}
+
+/// The token of a PKCS#15 card from what its AODF says (PKCS#15 v1.1
+/// §6.8): each PIN's label, reference, type, lengths, pad character and
+/// flags, and the unblocking PIN named by its authId. The card does not
+/// say how to read a counter: none is read (a site's value is refused at
+/// an unknown count; the user's dialog, pinpad and command line may go
+/// on, and learn the count from the card's answers). `None` when the
+/// application has no AID to select again or no usable PIN.
+fn pkcs15_token(card: &Pkcs15Card) -> Option<Token> {
+    let aid = card.application.aid.clone()?;
+    let label = card
+        .application
+        .label
+        .clone()
+        .unwrap_or_else(|| "PKCS#15 card".into());
+    let usable: Vec<&Pkcs15Pin> = card
+        .pins
+        .iter()
+        .filter(|p| !matches!(p.pin_type, PinType::HalfNibbleBcd))
+        .collect();
+    let creds: Vec<(&Pkcs15Pin, Credential)> = usable
+        .iter()
+        .map(|p| (*p, pkcs15_credential(p)))
+        .collect();
+    let mut pins = Vec::new();
+    let mut ids: Vec<&'static str> = Vec::new();
+    for (p, cred) in &creds {
+        let base = match cred.role {
+            Role::SecurityOfficer => "so-pin",
+            Role::Unblock => "puk",
+            _ => "pin",
+        };
+        let mut id = intern(base);
+        let mut n = 2;
+        while ids.contains(&id) {
+            id = intern(&format!("{base}{n}"));
+            n += 1;
+        }
+        ids.push(id);
+        // PKCS#15 convention: a PIN's own authId names the PIN that
+        // unblocks it.
+        let so = p
+            .parent_auth_id
+            .as_ref()
+            .filter(|_| !p.flags.unblock_disabled)
+            .and_then(|parent| creds.iter().find(|(q, _)| q.auth_id == *parent && q.auth_id != p.auth_id))
+            .map(|(_, c)| SoMethod::CodeWithNewPin(c.clone()));
+        pins.push(PinObject {
+            id,
+            app: 0,
+            credential: cred.clone(),
+            so,
+            reset_code: None,
+        });
+    }
+    let first_user = pins.iter().position(|p| p.credential.role == Role::User)?;
+    let first = pins.remove(first_user);
+    pins.insert(0, first);
+    Some(Token {
+        profile: "pkcs15".into(),
+        label: label.clone(),
+        applications: vec![Application {
+            id: "pkcs15",
+            label,
+            aid,
+            serial: None,
+            hook: None,
+        }],
+        select_clears_other: true,
+        pins,
+    })
+}
+
+fn pkcs15_credential(p: &Pkcs15Pin) -> Credential {
+    let (encoding, numeric) = match p.pin_type {
+        PinType::Bcd => (Encoding::Bcd, true),
+        PinType::AsciiNumeric => (Encoding::Ascii, true),
+        PinType::Iso9564_1 => (Encoding::Format2, true),
+        PinType::Utf8 | PinType::HalfNibbleBcd => (Encoding::Utf8, false),
+    };
+    let max_len = p.max_length.unwrap_or(p.stored_length).max(p.min_length.max(1));
+    let (pad, stored_len) = if p.flags.needs_padding {
+        (Some(p.pad_char.unwrap_or(0xFF)), p.stored_length)
+    } else {
+        (None, 0)
+    };
+    let stored_len = if encoding == Encoding::Format2 { 8 } else { stored_len };
+    let role = if p.flags.so_pin {
+        Role::SecurityOfficer
+    } else if p.flags.unblocking_pin {
+        Role::Unblock
+    } else {
+        Role::User
+    };
+    let reference = p.reference_or_default();
+    Credential {
+        label: p.label.clone().unwrap_or_else(|| format!("PIN {reference:02X}")),
+        role,
+        app: 0,
+        reference,
+        change_reference: reference,
+        format: PinFormat {
+            min_len: p.min_length.max(1),
+            max_len,
+            numeric,
+            encoding,
+            pad,
+            stored_len,
+        },
+        status: Vec::new(),
+        // An unblocking PIN travels with the new PIN (RESET RETRY
+        // COUNTER P1=00); it is not checked alone.
+        verifiable: !p.flags.unblocking_pin,
+        default_max_tries: 3,
+        checked_by_change: false,
+        logout: LogoutForm::VerifyFf,
+        logout_also: Vec::new(),
+        sw_map: Vec::new(),
     }
 }
