@@ -72,10 +72,24 @@ fn yubikey_shows_four_pins_of_two_applications() {
 fn yubikey_counts_equal_the_cards_after_failures_in_both_applications() {
     let r = rig(Profile::YubiKey);
     let e = r.run(|e| e.login("pin", &s("999999"), false)).unwrap_err();
-    assert_eq!(e, Error::PinIncorrect { remaining_tries: Some(2) });
+    assert_eq!(
+        e,
+        Error::PinIncorrect {
+            remaining_tries: Some(2)
+        }
+    );
     let e = r.run(|e| e.login("user", &s("999999"), false)).unwrap_err();
-    assert_eq!(e, Error::PinIncorrect { remaining_tries: Some(2) });
-    for (pin, counter) in [("pin", "piv.pin"), ("user", "openpgp.pw1"), ("admin", "openpgp.pw3")] {
+    assert_eq!(
+        e,
+        Error::PinIncorrect {
+            remaining_tries: Some(2)
+        }
+    );
+    for (pin, counter) in [
+        ("pin", "piv.pin"),
+        ("user", "openpgp.pw1"),
+        ("admin", "openpgp.pw3"),
+    ] {
         assert_eq!(r.tries(pin), Some(card(&r, counter)), "{pin}");
     }
     assert_eq!(card(&r, "piv.pin"), 2);
@@ -123,19 +137,29 @@ fn esteid_reads_tries_by_get_data_and_keeps_them_equal_to_the_cards() {
     );
     for (pin, wrong) in [("pin1", "0000"), ("pin2", "00000")] {
         let e = r.run(move |e| e.login(pin, &s(wrong), false)).unwrap_err();
-        assert_eq!(e, Error::PinIncorrect { remaining_tries: Some(2) }, "{pin}");
+        assert_eq!(
+            e,
+            Error::PinIncorrect {
+                remaining_tries: Some(2)
+            },
+            "{pin}"
+        );
         assert_eq!(r.tries(pin), Some(card(&r, pin)));
     }
     // Values are checked against the card's limits before any APDU.
     let e = r.run(|e| e.login("pin1", &s("12"), false)).unwrap_err();
-    assert!(matches!(e, Error::PinLengthInvalid { min: 4, max: 12 }), "{e:?}");
+    assert!(
+        matches!(e, Error::PinLengthInvalid { min: 4, max: 12 }),
+        "{e:?}"
+    );
     assert_eq!(card(&r, "pin1"), 2);
 }
 
 #[test]
 fn esteid_pin2_is_changed_and_unblocked_with_the_puk() {
     let r = rig(Profile::EstEid);
-    r.run(|e| e.change("pin2", &s("12345"), &s("54321"))).unwrap();
+    r.run(|e| e.change("pin2", &s("12345"), &s("54321")))
+        .unwrap();
     r.run(|e| e.login("pin2", &s("54321"), false)).unwrap();
     // Block PIN2 with three wrong values typed by the user.
     for _ in 0..3 {
@@ -176,7 +200,12 @@ fn beid_sends_format_2_blocks_and_never_guesses_a_count() {
     // The user's own entry goes on, in a format 2 block the card checks.
     r.run(|e| e.login("pin", &s("1234"), false)).unwrap();
     let e = r.run(|e| e.login("pin", &s("4321"), false)).unwrap_err();
-    assert_eq!(e, Error::PinIncorrect { remaining_tries: Some(2) });
+    assert_eq!(
+        e,
+        Error::PinIncorrect {
+            remaining_tries: Some(2)
+        }
+    );
     assert_eq!(card(&r, "pin"), 2);
     // No unblocking outside a municipality.
     let e = r.run(|e| e.init("pin", &s("1234"))).unwrap_err();
@@ -202,7 +231,8 @@ fn pkcs15_card_works_from_its_own_description() {
     // Status, verify, change and unblock, typed by the user.
     assert_eq!(r.tries("pin"), None);
     r.run(|e| e.login("pin", &s("123456"), false)).unwrap();
-    r.run(|e| e.change("pin", &s("123456"), &s("2468"))).unwrap();
+    r.run(|e| e.change("pin", &s("123456"), &s("2468")))
+        .unwrap();
     for _ in 0..3 {
         let _ = r.run(|e| e.login("pin", &s("9999"), false));
     }
@@ -230,12 +260,16 @@ fn an_unknown_card_is_only_ever_selected() {
         let Error::CardNotSupported { atr, applications } = e else {
             panic!("{e:?}");
         };
-        assert_eq!(atr.len(), 2 * cardgate::vcard::default_atr(Profile::Iso).len());
+        assert_eq!(
+            atr.len(),
+            2 * cardgate::vcard::default_atr(Profile::Iso).len()
+        );
         assert!(applications.is_empty());
-        r.service.handle_event(&cardgate::transport::Event::CardInserted {
-            reader: READER.into(),
-            atr: Vec::new(),
-        });
+        r.service
+            .handle_event(&cardgate::transport::Event::CardInserted {
+                reader: READER.into(),
+                atr: Vec::new(),
+            });
     }
     assert_eq!(card(&r, "pin"), 3);
     assert_eq!(card(&r, "puk"), 3);
@@ -267,7 +301,8 @@ fn one_profile_file_makes_the_unknown_card_usable() {
     assert!(profiles.errors.is_empty(), "{:?}", profiles.errors);
     let sim = SimBackend::new();
     sim.add_reader(READER);
-    sim.insert_card(READER, VirtualCard::new(hostile())).unwrap();
+    sim.insert_card(READER, VirtualCard::new(hostile()))
+        .unwrap();
     let service = Service::with_policies(Arc::new(sim.clone()), Arc::new(PolicySet::builtin()))
         .with_profiles(Arc::new(profiles));
     let run = |f: Box<dyn FnOnce(&mut Engine) -> Result<(), Error> + Send>| {
@@ -282,9 +317,17 @@ fn one_profile_file_makes_the_unknown_card_usable() {
     run(Box::new(|e| e.login("pin", &s("1234"), false))).unwrap();
     run(Box::new(|e| e.change("pin", &s("1234"), &s("5678")))).unwrap();
     let e = run(Box::new(|e| e.login("pin", &s("0000"), false))).unwrap_err();
-    assert_eq!(e, Error::PinIncorrect { remaining_tries: None });
+    assert_eq!(
+        e,
+        Error::PinIncorrect {
+            remaining_tries: None
+        }
+    );
     assert_eq!(tries("pin"), 2);
-    run(Box::new(|e| e.login_so("pin", &s("12345678"), SoPath::Default))).unwrap();
+    run(Box::new(|e| {
+        e.login_so("pin", &s("12345678"), SoPath::Default)
+    }))
+    .unwrap();
     run(Box::new(|e| e.init("pin", &s("4321")))).unwrap();
     assert_eq!(tries("pin"), 3);
     run(Box::new(|e| e.login("pin", &s("4321"), false))).unwrap();

@@ -14,8 +14,8 @@
 //! Only SELECT, READ BINARY (PKCS#15 files) and, for a profile's hook, GET
 //! DATA are sent here: never a VERIFY, with or without data.
 
-use super::profile::{AppProfile, CardProfile, Hook, ProfileSet, assemble};
 use super::pkcs15::{self, PinType, Pkcs15Card, Pkcs15Pin};
+use super::profile::{AppProfile, CardProfile, Hook, ProfileSet, assemble};
 use super::{
     Application, Credential, Encoding, LogoutForm, PinFormat, PinObject, Role, SoMethod, Token,
     hex, intern, openpgp,
@@ -253,10 +253,8 @@ fn pkcs15_token(card: &Pkcs15Card) -> Option<Token> {
         .iter()
         .filter(|p| !matches!(p.pin_type, PinType::HalfNibbleBcd))
         .collect();
-    let creds: Vec<(&Pkcs15Pin, Credential)> = usable
-        .iter()
-        .map(|p| (*p, pkcs15_credential(p)))
-        .collect();
+    let creds: Vec<(&Pkcs15Pin, Credential)> =
+        usable.iter().map(|p| (*p, pkcs15_credential(p))).collect();
     let mut pins = Vec::new();
     let mut ids: Vec<&'static str> = Vec::new();
     for (p, cred) in &creds {
@@ -278,7 +276,11 @@ fn pkcs15_token(card: &Pkcs15Card) -> Option<Token> {
             .parent_auth_id
             .as_ref()
             .filter(|_| !p.flags.unblock_disabled)
-            .and_then(|parent| creds.iter().find(|(q, _)| q.auth_id == *parent && q.auth_id != p.auth_id))
+            .and_then(|parent| {
+                creds
+                    .iter()
+                    .find(|(q, _)| q.auth_id == *parent && q.auth_id != p.auth_id)
+            })
             .map(|(_, c)| SoMethod::CodeWithNewPin(c.clone()));
         pins.push(PinObject {
             id,
@@ -313,13 +315,20 @@ fn pkcs15_credential(p: &Pkcs15Pin) -> Credential {
         PinType::Iso9564_1 => (Encoding::Format2, true),
         PinType::Utf8 | PinType::HalfNibbleBcd => (Encoding::Utf8, false),
     };
-    let max_len = p.max_length.unwrap_or(p.stored_length).max(p.min_length.max(1));
+    let max_len = p
+        .max_length
+        .unwrap_or(p.stored_length)
+        .max(p.min_length.max(1));
     let (pad, stored_len) = if p.flags.needs_padding {
         (Some(p.pad_char.unwrap_or(0xFF)), p.stored_length)
     } else {
         (None, 0)
     };
-    let stored_len = if encoding == Encoding::Format2 { 8 } else { stored_len };
+    let stored_len = if encoding == Encoding::Format2 {
+        8
+    } else {
+        stored_len
+    };
     let role = if p.flags.so_pin {
         Role::SecurityOfficer
     } else if p.flags.unblocking_pin {
@@ -329,7 +338,10 @@ fn pkcs15_credential(p: &Pkcs15Pin) -> Credential {
     };
     let reference = p.reference_or_default();
     Credential {
-        label: p.label.clone().unwrap_or_else(|| format!("PIN {reference:02X}")),
+        label: p
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("PIN {reference:02X}")),
         role,
         app: 0,
         reference,
