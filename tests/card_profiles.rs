@@ -305,7 +305,8 @@ fn one_profile_file_makes_the_unknown_card_usable() {
         .unwrap();
     let service = Service::with_policies(Arc::new(sim.clone()), Arc::new(PolicySet::builtin()))
         .with_profiles(Arc::new(profiles));
-    let run = |f: Box<dyn FnOnce(&mut Engine) -> Result<(), Error> + Send>| {
+    type Op = Box<dyn FnOnce(&mut Engine) -> Result<(), Error> + Send>;
+    let run = |f: Op| {
         service.with_engine(READER, f)
     };
     let tries = |name: &str| sim.with_card(READER, |c| c.tries(name)).unwrap().unwrap();

@@ -243,6 +243,8 @@ export type Constraint =
 /** The daemon's PinStatus object (docs/protocol.md), as {@link Pin.status} returns it. */
 export interface PinStatus {
   id: string;
+  /** The card application the PIN belongs to (`piv`, `openpgp`, `esteid` …). */
+  application: string;
   label: string;
   initialized: boolean;
   toBeChanged: boolean;
@@ -298,6 +300,8 @@ export declare class Pin {
   readonly id: string;
   /** The try counter's maximum (cardgate extension). */
   readonly maxTries: number;
+  /** The id of the card application this PIN belongs to: `"piv"`, `"openpgp"`, `"esteid"` … (cardgate extension). */
+  readonly application: string;
   /** The security officer is logged in and {@link Pin.init} may be called (cardgate extension). */
   readonly soValidated: boolean;
   /** Shortest value the card accepts, in bytes (cardgate extension). */
@@ -372,8 +376,10 @@ export declare class Token {
   readonly pins: Pin[];
   /** Whether PINs are entered on the reader (pinpad); always false until pinpad support. */
   readonly protectedAuthPath: boolean;
-  /** `"piv"` or `"openpgp"` (cardgate extension). */
+  /** The card profile that recognised the card: `"piv"`, `"openpgp"`, `"yubikey"`, `"pkcs15"` … (cardgate extension). */
   readonly profile: string;
+  /** The card's applications, each a group of its PINs (a YubiKey: PIV and OpenPGP) (cardgate extension). */
+  readonly applications: { id: string; label: string; aid: string }[];
   /** The card's serial number, or null (cardgate extension). */
   readonly serial: string | null;
   /** False once the card was removed. */

@@ -233,6 +233,10 @@ export class Pin {
   get maxTries() {
     return this.#status.maxTries;
   }
+  /** The id of the card application this PIN belongs to: `piv`, `openpgp`, `esteid` … (cardgate extension). */
+  get application() {
+    return this.#status.application;
+  }
   /** The security officer is logged in, ready for init() (cardgate extension). */
   get soValidated() {
     return !!this.#status.soValidated;
@@ -403,9 +407,13 @@ export class Token {
   get label() {
     return this.#data.label;
   }
-  /** `piv` or `openpgp` (cardgate extension). */
+  /** The card profile that recognised the card: `piv`, `openpgp`, `yubikey`, `pkcs15` … (cardgate extension). */
   get profile() {
     return this.#data.profile;
+  }
+  /** The card's applications, each a group of its PINs: `[{id, label, aid}]` (cardgate extension). */
+  get applications() {
+    return (this.#data.applications ?? []).map((a) => ({ ...a }));
   }
   /** The card's serial number, or null. */
   get serial() {
