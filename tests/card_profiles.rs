@@ -306,9 +306,7 @@ fn one_profile_file_makes_the_unknown_card_usable() {
     let service = Service::with_policies(Arc::new(sim.clone()), Arc::new(PolicySet::builtin()))
         .with_profiles(Arc::new(profiles));
     type Op = Box<dyn FnOnce(&mut Engine) -> Result<(), Error> + Send>;
-    let run = |f: Op| {
-        service.with_engine(READER, f)
-    };
+    let run = |f: Op| service.with_engine(READER, f);
     let tries = |name: &str| sim.with_card(READER, |c| c.tries(name)).unwrap().unwrap();
     // The template reads no counter: the hostile card's empty VERIFY is
     // never sent, and its 6300 gives no count.

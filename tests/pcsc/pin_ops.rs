@@ -39,6 +39,10 @@ pub fn tests() -> Vec<Trial> {
         ),
         ("cli_unblock_and_readers_json", cli_unblock_and_readers_json),
         ("cli_no_pcsc_service", cli_no_pcsc_service),
+        (
+            "cli_yubikey_four_pins_and_a_users_card_profile",
+            cli_yubikey_four_pins_and_a_users_card_profile,
+        ),
     ])
 }
 
@@ -463,4 +467,97 @@ fn cli_no_pcsc_service() -> Result<(), Failed> {
     )?;
     let (code, _) = cli(&["readers"], "", &env)?;
     eq(code, 6, "readers exit status")
+}
+
+/// A YubiKey (PIV and OpenPGP on one card) is one token with four PIN
+/// objects on the command line; a card no profile knows is refused with its
+/// ATR and sent no VERIFY, until one profile file in the user's config dir
+/// describes it.
+fn cli_yubikey_four_pins_and_a_users_card_profile() -> Result<(), Failed> {
+    let _vc = card("yubikey", PORT_1, &[])?;
+    let (code, out) = cli(&["pin", "status", "--reader", READER_1, "--json"], "", &[])?;
+    eq(code, 0, "status exit")?;
+    let status = json(&out)?;
+    let pins: Vec<(String, String)> = status["pins"]
+        .as_array()
+        .ok_or("pins")?
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap_or("").to_string(),
+                p["application"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("pin", "piv"),
+        ("puk", "piv"),
+        ("user", "openpgp"),
+        ("admin", "openpgp"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    eq(pins, want, "the YubiKey's PIN objects")?;
+    drop(_vc);
+
+    let _odd = card(
+        "iso",
+        PORT_1,
+        &[
+            "--quirk",
+            "empty_verify_spends_try",
+            "--quirk",
+            "wrong_verify_6300",
+        ],
+    )?;
+    let home = tempfile_dir("cards-home")?;
+    let env = [
+        ("HOME", home.to_str().unwrap_or("")),
+        ("XDG_CONFIG_HOME", ""),
+    ];
+    let (code, out) = cli(&["pin", "status", "--reader", READER_1, "--json"], "", &env)?;
+    check(code != 0, "an unknown card is refused")?;
+    let err = json(&out)?;
+    eq(
+        err["error"]["code"].as_str(),
+        Some("CARD_NOT_SUPPORTED"),
+        "code",
+    )?;
+    let atr = err["error"]["atr"].as_str().ok_or("the ATR")?.to_string();
+    let dir = home.join(".config/cardgate/cards");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("acme.toml"),
+        format!(
+            "name = \"acme\"\natr = [\"{atr}\"]\n[[application]]\nid = \"acme\"\nbase = \"iso7816.iso\"\naid = \"F0 63 61 72 64 67 61 74 65\"\n"
+        ),
+    )?;
+    let (code, out) = cli(
+        &["pin", "verify", "-r", READER_1, "--pin-stdin", "--json"],
+        "1234\n",
+        &env,
+    )?;
+    eq(
+        code,
+        0,
+        format!("verify with the user's profile: {out}").as_str(),
+    )?;
+    let (code, out) = cli(&["pin", "status", "--reader", READER_1, "--json"], "", &env)?;
+    eq(code, 0, "status with the user's profile")?;
+    eq(
+        json(&out)?["token"]["profile"].as_str(),
+        Some("acme"),
+        "the profile",
+    )?;
+    std::fs::remove_dir_all(&home)?;
+    Ok(())
+}
+
+fn tempfile_dir(name: &str) -> Result<std::path::PathBuf, Failed> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
