@@ -19,19 +19,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The system-wide configuration file (Unix).
-pub const SYSTEM_FILE: &str = "/etc/cardgate/config.toml";
+pub(crate) const SYSTEM_FILE: &str = "/etc/cardgate/config.toml";
 /// Replaces the user configuration file's path.
-pub const CONFIG_ENV: &str = "CARDGATE_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "CARDGATE_CONFIG";
 /// Replaces the system configuration file's path (packaging, tests).
-pub const SYSTEM_CONFIG_ENV: &str = "CARDGATE_SYSTEM_CONFIG";
+pub(crate) const SYSTEM_CONFIG_ENV: &str = "CARDGATE_SYSTEM_CONFIG";
 /// Log filter (overrides `log_level`).
-pub const LOG_ENV: &str = "CARDGATE_LOG";
+pub(crate) const LOG_ENV: &str = "CARDGATE_LOG";
 
-pub use crate::settings::project_dirs;
+pub(crate) use crate::settings::project_dirs;
 
 /// The user's configuration file: `$CARDGATE_CONFIG`, else `config.toml`
 /// in the user's configuration directory.
-pub fn user_file() -> Option<PathBuf> {
+pub(crate) fn user_file() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
@@ -40,7 +40,7 @@ pub fn user_file() -> Option<PathBuf> {
 
 /// The system-wide file: `$CARDGATE_SYSTEM_CONFIG`, else
 /// `/etc/cardgate/config.toml` (`%PROGRAMDATA%\cardgate\config.toml` on Windows).
-pub fn system_file() -> Option<PathBuf> {
+pub(crate) fn system_file() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(SYSTEM_CONFIG_ENV) {
         return (!p.is_empty()).then(|| PathBuf::from(p));
     }
@@ -53,18 +53,18 @@ pub fn system_file() -> Option<PathBuf> {
 
 /// The user's data directory (`~/.local/share/cardgate` on Linux): TLS
 /// files, the lockout state.
-pub fn data_dir() -> Option<PathBuf> {
+pub(crate) fn data_dir() -> Option<PathBuf> {
     project_dirs().map(|d| d.data_dir().to_path_buf())
 }
 
 /// `lockout.toml` in the user's data directory: the per-site lockout state.
-pub fn default_lockout_file() -> Option<PathBuf> {
+pub(crate) fn default_lockout_file() -> Option<PathBuf> {
     data_dir().map(|d| d.join(crate::security::lockout::FILE_NAME))
 }
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The built-in default.
     Default,
     /// The system configuration file.
@@ -92,7 +92,7 @@ impl fmt::Display for Source {
 impl Source {
     /// A one-word name of the source (`default`, `system`, `user`, `env`,
     /// `flag`), without its path or variable.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Source::Default => "default",
             Source::System(_) => "system",
@@ -106,7 +106,7 @@ impl Source {
 /// `[tls]`: wss:// on the daemon's port, with the certificate from
 /// `cardgate tls init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     /// Also accept TLS (wss://, https://) on the same port.
     pub enabled: bool,
     /// The server certificate (PEM).
@@ -117,7 +117,7 @@ pub struct TlsSettings {
 
 /// `[pin_dialog]`: the daemon's own PIN dialog (a pinentry program).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PinDialogSettings {
+pub(crate) struct PinDialogSettings {
     /// `None`: found like gpg-agent does (PINENTRY_PROGRAM, gpg-agent.conf, PATH).
     pub program: Option<PathBuf>,
     /// How long the user has to answer the dialog.
@@ -126,7 +126,7 @@ pub struct PinDialogSettings {
 
 /// The effective configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// TCP port on `127.0.0.1` and `[::1]` (`0`: a free one).
     pub port: u16,
     /// How long a card operation may take before its caller gets
@@ -158,7 +158,7 @@ pub struct Config {
 /// One key as loaded: its dotted name, its effective value as
 /// `config show` prints it, and where that value came from.
 #[derive(Debug, Clone)]
-pub struct Setting {
+pub(crate) struct Setting {
     /// The dotted key, e.g. `limits.login_idle`.
     pub key: &'static str,
     /// The effective value.
@@ -169,7 +169,7 @@ pub struct Setting {
 
 /// A configuration file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     /// The file.
     pub file: PathBuf,
     /// 1-based line and column, when known.
@@ -254,7 +254,7 @@ impl<'de> Deserialize<'de> for LogLevel {
 }
 
 /// Checks a log filter ("warn", "cardgate=debug,info" …).
-pub fn check_log_level(s: &str) -> Result<(), String> {
+pub(crate) fn check_log_level(s: &str) -> Result<(), String> {
     if s.trim().is_empty() {
         return Err("the log level is empty (try \"warn\", \"info\" or \"debug\")".into());
     }
@@ -408,7 +408,7 @@ fn expand(path: &Path) -> PathBuf {
 
 /// Values given on the command line (highest precedence).
 #[derive(Debug, Clone, Default)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     /// `--port`.
     pub port: Option<u16>,
     /// `--op-timeout`, in seconds.
@@ -431,13 +431,13 @@ pub struct Overrides {
 
 impl Config {
     /// The configuration from the standard files, the environment and `flags`.
-    pub fn load(flags: &Overrides) -> Result<Config, ConfigError> {
+    pub(crate) fn load(flags: &Overrides) -> Result<Config, ConfigError> {
         let user = flags.user_file.clone().or_else(user_file);
         Config::load_from(system_file().as_deref(), user.as_deref(), flags)
     }
 
     /// The configuration from the given files (either may be absent).
-    pub fn load_from(
+    pub(crate) fn load_from(
         system: Option<&Path>,
         user: Option<&Path>,
         flags: &Overrides,
@@ -772,7 +772,7 @@ impl Config {
     }
 
     /// Where a key's value came from.
-    pub fn source(&self, key: &str) -> Option<&Source> {
+    pub(crate) fn source(&self, key: &str) -> Option<&Source> {
         self.settings
             .iter()
             .find(|s| s.key == key)
@@ -780,7 +780,7 @@ impl Config {
     }
 
     /// The policy directories to load, lowest precedence first.
-    pub fn policy_sources(&self) -> crate::policy::PolicySources {
+    pub(crate) fn policy_sources(&self) -> crate::policy::PolicySources {
         use crate::policy::{DirKind, PolicyDir, PolicySources};
         match &self.policy_dirs {
             None => PolicySources::standard_dirs(),
@@ -798,7 +798,7 @@ impl Config {
     }
 
     /// Each key's effective value as TOML, in display order.
-    pub fn values(&self) -> Vec<(&'static str, toml::Value)> {
+    pub(crate) fn values(&self) -> Vec<(&'static str, toml::Value)> {
         self.settings
             .iter()
             .map(|s| (s.key, s.value.clone()))
@@ -808,7 +808,7 @@ impl Config {
 
 /// How long a socket-activated daemon waits without a connection before it
 /// exits (systemd starts it again on the next connection).
-pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests {

@@ -516,9 +516,8 @@ fn wss_with_the_generated_certificate() {
                 assert_eq!(r["readers"][0]["name"], "cardgate demo reader 0");
             }
             // A client that does not trust the CA is refused by TLS itself.
-            let other = cardgate::tls::TlsFiles::in_dir(&home.path("other-tls"));
-            cardgate::tls::init(&other, false).unwrap();
-            let untrusted = client_config(&other.ca);
+            let other_ca = cardgate::testing::tls_init(&home.path("other-tls")).unwrap();
+            let untrusted = client_config(&other_ca);
             let e = wss_client(port, "127.0.0.1", untrusted).await.unwrap_err();
             assert!(e.contains("certificate"), "{e}");
             // Plain ws:// still works on the same port.

@@ -27,7 +27,7 @@
 //!   `{"type":"closed","session":N,"code":1008,"reason":…}`,
 //!   `{"type":"error","code":…,"message":…}` (about the envelope itself).
 
-pub mod upstream;
+pub(crate) mod upstream;
 
 use crate::config::Config;
 use crate::security::origin::Origin;
@@ -44,21 +44,21 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-pub use upstream::{Starter, Upstream};
+pub(crate) use upstream::{Starter, Upstream};
 
 /// The largest envelope accepted from the browser: a 64 KiB JSON-RPC
 /// message, escaped into a JSON string, fits. A bigger length means a
 /// broken peer: the host says so and exits rather than read it.
-pub const MAX_FRAME: u32 = 256 * 1024;
+pub(crate) const MAX_FRAME: u32 = 256 * 1024;
 /// Chrome refuses messages over 1 MiB from a host.
-pub const MAX_OUT_FRAME: usize = 1024 * 1024;
+pub(crate) const MAX_OUT_FRAME: usize = 1024 * 1024;
 /// How long a closing session waits for the daemon's close answer.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Args)]
 /// `cardgate native-host`'s arguments: what the browser passes, and
 /// whether to relay to a demo daemon.
-pub struct NativeHostArgs {
+pub(crate) struct NativeHostArgs {
     /// Relay to a daemon with simulated readers and cards: when none
     /// listens, start `cardgate demo` (a PIV and an OpenPGP card) instead
     /// of `cardgate serve`.
@@ -73,7 +73,7 @@ pub struct NativeHostArgs {
 
 /// Runs the host; `config_file` is the `--config` it was given, passed on
 /// to a daemon it starts.
-pub fn run(
+pub(crate) fn run(
     args: NativeHostArgs,
     config: &Config,
     config_file: Option<&std::path::Path>,
@@ -144,7 +144,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8
 }
 
 /// One frame: length in native byte order, then the JSON.
-pub fn encode_frame(v: &Value) -> Vec<u8> {
+pub(crate) fn encode_frame(v: &Value) -> Vec<u8> {
     let mut text = v.to_string();
     if text.len() > MAX_OUT_FRAME {
         text = json!({ "type": "error", "code": "MESSAGE_TOO_BIG", "message": "an answer exceeded the browser's 1 MiB limit and was dropped" }).to_string();
@@ -169,7 +169,7 @@ enum Inbound {
 /// Serves the framed stream until its end, relaying each session to the
 /// daemon. Returns the exit status: 0 when the browser closed the port, 1
 /// when the stream broke.
-pub async fn serve<R, W>(upstream: Arc<Upstream>, mut input: R, mut output: W) -> u8
+pub(crate) async fn serve<R, W>(upstream: Arc<Upstream>, mut input: R, mut output: W) -> u8
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,

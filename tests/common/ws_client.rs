@@ -1,8 +1,8 @@
 //! A small JSON-RPC WebSocket client for tests against the real daemon.
 #![allow(dead_code)] // each test binary uses part of it
 
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::ServerConfig;
+use cardgate::OriginsFile;
+use cardgate::ServerConfig;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::VecDeque;

@@ -260,7 +260,7 @@ fn browser_security() -> Result<(), Failed> {
     ];
     run_script("security.e2e.mjs", port, args, env, &out, || {
         // Whatever the pages did, the card kept at least one try.
-        let service = cardgate::service::Service::new(std::sync::Arc::new(
+        let service = cardgate::testing::Service::new(std::sync::Arc::new(
             cardgate::transport::pcsc::PcscBackend::new(),
         ));
         let st = service

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ws_client::Client;
+use cardgate::LockoutConfig;
+use cardgate::OriginsFile;
+use cardgate::PinDialog;
 use cardgate::apdu::commands;
-use cardgate::pinentry::PinDialog;
-use cardgate::security::lockout::LockoutConfig;
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Limits, Server, ServerConfig};
 use cardgate::transport::Backend;
 use cardgate::transport::pcsc::PcscBackend;
+use cardgate::{Limits, Server, ServerConfig};
 use libtest_mimic::{Failed, Trial};
 use serde_json::{Value, json};
 
@@ -739,7 +739,7 @@ fn pcsc_lockout_escalates_and_only_the_user_unlocks() -> Result<(), Failed> {
 
         // The user unlocks the site.
         eq(
-            server.hub().lockout.unlock(SITE),
+            cardgate::testing::unlock_site(server, SITE),
             Ok(true),
             "Lockout::unlock",
         )?;
