@@ -9,6 +9,9 @@
 //! refusal when none can be reached. Every daemon a test started is
 //! stopped by pid at its end, failed or not.
 
+#[path = "common/net.rs"]
+mod net;
+
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -43,7 +46,7 @@ impl Home {
         std::fs::create_dir_all(&config).unwrap();
         let origins = config.join("origins.toml");
         std::fs::write(&origins, format!("allowed = [\"{BANK}\"]\n")).unwrap();
-        let port = free_port();
+        let port = net::free_port();
         std::fs::write(
             config.join("config.toml"),
             format!("port = {port}\n{extra}\n[limits]\nlockout_file = \"\"\n"),
@@ -130,14 +133,6 @@ impl Drop for Home {
     fn drop(&mut self) {
         self.stop_all();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Host {

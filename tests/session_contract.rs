@@ -10,7 +10,6 @@
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::OriginsFile;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
@@ -134,15 +133,8 @@ impl Native {
 impl Front for Native {
     async fn start(sim: SimBackend, limits: Limits) -> Native {
         let config = ServerConfig {
-            port: 0,
-            op_timeout: Duration::from_secs(10),
-            origins_file: None,
-            origins: OriginsFile {
-                allowed: vec![BANK.into()],
-                ..OriginsFile::default()
-            },
             limits,
-            ..ServerConfig::default()
+            ..ws_client::page_config(BANK)
         };
         let server = Server::start(Arc::new(sim), config).await.unwrap();
         let (input, host_in) = tokio::io::duplex(1 << 20);

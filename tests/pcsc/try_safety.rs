@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use crate::ws_client::Client;
 use cardgate::LockoutConfig;
-use cardgate::OriginsFile;
 use cardgate::PinDialog;
 use cardgate::apdu::commands;
 use cardgate::transport::Backend;
@@ -113,13 +112,6 @@ impl Card {
 
 fn config(dialog: Option<&Path>, limits: Limits) -> ServerConfig {
     ServerConfig {
-        port: 0,
-        op_timeout: Duration::from_secs(10),
-        origins_file: None,
-        origins: OriginsFile {
-            allowed: vec![SITE.into()],
-            ..OriginsFile::default()
-        },
         limits: Limits {
             // Requests are not what is limited here.
             rate_per_second: 10_000,
@@ -127,7 +119,7 @@ fn config(dialog: Option<&Path>, limits: Limits) -> ServerConfig {
             ..limits
         },
         pin_dialog: PinDialog::new(dialog.map(Path::to_path_buf), Duration::from_secs(10)),
-        ..ServerConfig::default()
+        ..crate::ws_client::page_config(SITE)
     }
 }
 
