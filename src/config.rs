@@ -13,6 +13,7 @@
 use crate::security::lockout::LockoutConfig;
 use crate::security::origin::{Origin, OriginsFile};
 use crate::settings::{ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
+use clap::builder::TypedValueParser as _;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -73,8 +74,8 @@ pub(crate) enum Source {
     User(PathBuf),
     /// This environment variable.
     Env(&'static str),
-    /// This command-line flag.
-    Flag(&'static str),
+    /// This command-line flag, as it is typed.
+    Flag(String),
 }
 
 impl fmt::Display for Source {
@@ -310,15 +311,25 @@ struct FilePinDialog {
 #[derive(Debug, Clone, Copy)]
 struct Consent(ConsentMode);
 
+/// How `origins.unknown` and `--unknown-origins` spell each [`ConsentMode`].
+const CONSENT_NAMES: [(&str, ConsentMode); 2] = [
+    ("refuse", ConsentMode::Refuse),
+    ("prompt", ConsentMode::Prompt),
+];
+
+fn consent_mode(name: &str) -> Option<ConsentMode> {
+    CONSENT_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, mode)| *mode)
+}
+
 impl<'de> Deserialize<'de> for Consent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "refuse" => Ok(Consent(ConsentMode::Refuse)),
-            "prompt" => Ok(Consent(ConsentMode::Prompt)),
-            other => Err(serde::de::Error::custom(format!(
-                "{other:?}: expected \"refuse\" or \"prompt\""
-            ))),
-        }
+        let name = String::deserialize(d)?;
+        consent_mode(&name).map(Consent).ok_or_else(|| {
+            serde::de::Error::custom(format!("{name:?}: expected \"refuse\" or \"prompt\""))
+        })
     }
 }
 
@@ -406,27 +417,69 @@ fn expand(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// Values given on the command line (highest precedence).
-#[derive(Debug, Clone, Default)]
+/// Values given on the command line (highest precedence). The flags of
+/// `cardgate serve` and `cardgate demo` are declared here, once: the doc
+/// comments are their help, and `config show` names them as clap spells
+/// them ([`Overrides::flag`]).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct Overrides {
-    /// `--port`.
+    /// Port on 127.0.0.1 and [::1] (default: `port` in config.toml, 27183).
+    #[arg(long)]
     pub port: Option<u16>,
-    /// `--op-timeout`, in seconds.
+    /// Seconds a card operation may take before its caller gets TIMEOUT
+    /// (default: `op_timeout`, 30).
+    #[arg(long, value_name = "SECONDS")]
     pub op_timeout: Option<u64>,
-    /// `--idle-exit`, in seconds.
-    pub idle_exit: Option<u64>,
-    /// `--origins-file`.
+    /// The origins allowlist (default: `origins.file`, origins.toml in the
+    /// user's config directory; managed with `cardgate origins`).
+    #[arg(long, value_name = "FILE")]
     pub origins_file: Option<PathBuf>,
-    /// -v / -vv: a log level.
-    pub log_level: Option<String>,
-    /// --config: the user file to read instead of the standard one.
-    pub user_file: Option<PathBuf>,
-    /// `--pinentry`: the PIN dialog program.
+    /// When socket-activated, exit after this many seconds without a
+    /// connection; 0 never (default: `idle_exit`, 600).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_exit: Option<u64>,
+    /// The pinentry program for the daemon's PIN dialog (default:
+    /// `pin_dialog.program`, else found like gpg-agent does:
+    /// PINENTRY_PROGRAM, gpg-agent.conf, PATH).
+    #[arg(long, value_name = "PROGRAM")]
     pub pinentry: Option<PathBuf>,
-    /// `--pin-timeout`, in seconds.
+    /// Seconds the user has to answer the PIN dialog (default:
+    /// `pin_dialog.timeout`, 60).
+    #[arg(long, value_name = "SECONDS")]
     pub pin_timeout: Option<u64>,
-    /// `--unknown-origins`: refuse or prompt for origins on no list.
+    /// Pages from origins not on the allowlist: refuse them, or ask the user
+    /// (allow once / always / deny) through the PIN dialog program
+    /// (default: `origins.unknown`, refuse).
+    #[arg(
+        long,
+        value_parser = clap::builder::PossibleValuesParser::new(CONSENT_NAMES.map(|(n, _)| n))
+            .try_map(|n| consent_mode(&n).ok_or("expected refuse or prompt")),
+    )]
     pub unknown_origins: Option<ConsentMode>,
+    /// -v / -vv (a global flag of the command line): a log level.
+    #[arg(skip)]
+    pub log_level: Option<String>,
+    /// --config (a global flag of the command line): the user file to read
+    /// instead of the standard one.
+    #[arg(skip)]
+    pub user_file: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// The flag that sets the field `field`, as it is typed
+    /// (`--op-timeout`), from its declaration above.
+    fn flag(field: &str) -> String {
+        use clap::Args;
+        let command = Overrides::augment_args(clap::Command::new("serve"));
+        let long = command
+            .get_arguments()
+            .find(|a| a.get_id() == field)
+            .and_then(|a| a.get_long());
+        match long {
+            Some(long) => format!("--{long}"),
+            None => format!("--{field}"),
+        }
+    }
 }
 
 impl Config {
@@ -480,10 +533,11 @@ impl Config {
                     $($rest)*
                 )
             };
-            (@flag $key:expr) => { concat!("--", $key) };
-            (@flag $key:expr, $name:literal) => { $name };
+            (@flag $name:expr) => { $name };
+            // `flag: None`: no flag sets the key.
+            (@flag) => { String::new() };
             (@key $key:expr, |$f:ident| $in_file:expr,
-                flag: $flag:expr $(=> $flag_name:literal)?,
+                flag: $flag:expr $(=> $flag_name:expr)?,
                 env: $env:expr,
                 file: |$v:ident| $from_file:expr,
                 default: $default:expr,
@@ -495,7 +549,7 @@ impl Config {
                     })
                 };
                 let (value, source) = if let Some(v) = $flag {
-                    (v, Source::Flag(pick!(@flag $key $(, $flag_name)?)))
+                    (v, Source::Flag(pick!(@flag $($flag_name)?)))
                 } else if let Some((v, var)) = $env {
                     (v, Source::Env(var))
                 } else if let Some((v, src)) = from_layers() {
@@ -523,21 +577,21 @@ impl Config {
         let show_secs = |s: &u64| V::Integer(*s as i64);
 
         let port = pick!(port,
-            flag: flags.port,
+            flag: flags.port => Overrides::flag("port"),
             env: None,
             file: |v| *v,
             default: DEFAULT_PORT,
             show: |v| V::Integer((*v).into()),
         );
         let op_timeout = pick!(op_timeout,
-            flag: flags.op_timeout.map(|s| s.max(1)) => "--op-timeout",
+            flag: flags.op_timeout.map(|s| s.max(1)) => Overrides::flag("op_timeout"),
             env: None,
             file: |v| v.0,
             default: DEFAULT_OP_TIMEOUT.as_secs(),
             show: |v| show_secs(v),
         );
         let idle_exit = pick!(idle_exit,
-            flag: flags.idle_exit => "--idle-exit",
+            flag: flags.idle_exit => Overrides::flag("idle_exit"),
             env: None,
             file: |v| v.0,
             default: DEFAULT_IDLE_EXIT.as_secs(),
@@ -556,7 +610,8 @@ impl Config {
             _ => None,
         };
         let log_level = pick!(log_level,
-            flag: flags.log_level.clone() => "-v",
+            // The global `-v` of the command line (`-vv`: trace).
+            flag: flags.log_level.clone() => "-v".to_string(),
             env: log_env,
             file: |v| v.0.clone(),
             default: "warn".to_string(),
@@ -591,7 +646,7 @@ impl Config {
 
         let default_origins = project_dirs().map(|d| d.config_dir().join("origins.toml"));
         let origins_file = pick!(origins.file,
-            flag: flags.origins_file.clone().map(Some) => "--origins-file",
+            flag: flags.origins_file.clone().map(Some) => Overrides::flag("origins_file"),
             env: None,
             // An empty path: no allowlist file at all.
             file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
@@ -620,7 +675,7 @@ impl Config {
             show: |v| V::Boolean(*v),
         );
         let consent = pick!(origins.unknown,
-            flag: flags.unknown_origins => "--unknown-origins",
+            flag: flags.unknown_origins => Overrides::flag("unknown_origins"),
             env: None,
             file: |v| v.0,
             default: ConsentMode::Refuse,
@@ -716,7 +771,7 @@ impl Config {
         );
 
         let pin_program = pick!(pin_dialog.program,
-            flag: flags.pinentry.clone().map(Some) => "--pinentry",
+            flag: flags.pinentry.clone().map(Some) => Overrides::flag("pinentry"),
             env: None,
             // An empty path: find one.
             file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
@@ -724,7 +779,7 @@ impl Config {
             show: |v| show_optional_path(v),
         );
         let pin_timeout = pick!(pin_dialog.timeout,
-            flag: flags.pin_timeout.map(|s| s.max(1)) => "--pin-timeout",
+            flag: flags.pin_timeout.map(|s| s.max(1)) => Overrides::flag("pin_timeout"),
             env: None,
             file: |v| v.0,
             default: crate::pinentry::DEFAULT_TIMEOUT.as_secs(),
@@ -867,7 +922,7 @@ mod tests {
             ("pin_dialog.program", "--pinentry"),
             ("log_level", "-v"),
         ] {
-            assert_eq!(c.source(key), Some(&Source::Flag(flag)), "{key}");
+            assert_eq!(c.source(key), Some(&Source::Flag(flag.into())), "{key}");
         }
     }
 

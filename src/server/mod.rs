@@ -19,9 +19,7 @@ use crate::pinentry::PinDialog;
 use crate::policy::PolicySet;
 use crate::security::origin::{OriginGate, OriginsFile};
 use crate::service::Service;
-pub(crate) use crate::settings::{
-    ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits, default_origins_file,
-};
+pub(crate) use crate::settings::{DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits, default_origins_file};
 use crate::transport::Backend;
 use hub::Hub;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
