@@ -491,6 +491,62 @@ fn malformed_envelopes_are_answered_and_the_host_goes_on() {
 }
 
 #[test]
+fn a_session_whose_messages_pile_up_is_closed_with_a_structured_error() {
+    let home = Home::new();
+    // A "daemon" that accepts the WebSocket and then never reads: the
+    // session's messages wait in the host.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", home.port)).unwrap();
+    let (done, end) = mpsc::channel::<()>();
+    let daemon = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = tungstenite::accept(tcp).unwrap();
+        let _ = end.recv_timeout(WAIT);
+        drop(ws);
+    });
+    let mut h = Host::start_in(home);
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    // 200 KiB each: the socket's buffers hold some, the host's queue 64.
+    let text = format!(
+        r#"{{"jsonrpc":"2.0","method":"hello","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(200 * 1024)
+    );
+    let mut overflowed = None;
+    for sent in 1..=500 {
+        h.send_text(1, &text);
+        if let Ok(v) = h.frames.try_recv() {
+            if v["type"] == "error" {
+                overflowed = Some((sent, v));
+                break;
+            }
+            h.pending.push(v);
+        }
+    }
+    let (sent, e) = overflowed.unwrap_or_else(|| {
+        let e = h.expect("queue error", |v| v["type"] == "error");
+        (500, e)
+    });
+    assert_eq!(e["session"], 1, "{e}");
+    assert_eq!(e["code"], "TOO_MANY_MESSAGES", "{e}");
+    assert!(sent > 64, "closed after {sent} messages");
+    let c = h.expect("closed", |v| v["type"] == "closed" && v["session"] == 1);
+    assert_eq!(c["code"], 1008, "{c}");
+    // The session is gone; the host goes on.
+    h.send_text(1, "{}");
+    let c = h.expect("closed", |v| v["type"] == "closed" && v["session"] == 1);
+    assert_eq!(c["reason"], "no such session", "{c}");
+    // The host does not wait for the daemon that does not read.
+    let started = Instant::now();
+    assert!(h.finish().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    done.send(()).unwrap();
+    daemon.join().unwrap();
+}
+
+#[test]
 fn an_oversize_frame_ends_the_host_without_reading_it() {
     let mut h = Host::start();
     assert_eq!(h.open(1, BANK)["type"], "opened");
