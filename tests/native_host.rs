@@ -23,6 +23,8 @@ use tokio_tungstenite::tungstenite;
 const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
 const WAIT: Duration = Duration::from_secs(10);
 const BANK: &str = "https://bank.example";
+/// What the browser passes the host: the extension's origin.
+const EXTENSION: &str = "chrome-extension://abcdefghijklmnop/";
 
 /// A temporary HOME with the configuration: a free port, the allowlist,
 /// the lockout kept in memory only (so that only one daemon's can count).
@@ -152,13 +154,14 @@ impl Host {
     }
 
     fn start_in(home: Home) -> Host {
-        let mut child = home
-            .command()
-            .args([
-                "native-host",
-                "--demo",
-                "chrome-extension://abcdefghijklmnop/",
-            ])
+        let mut command = home.command();
+        command.args(["native-host", "--demo", EXTENSION]);
+        Host::spawn(home, command)
+    }
+
+    /// Runs `command`, a native host of `home`.
+    fn spawn(home: Home, mut command: Command) -> Host {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -716,6 +719,61 @@ fn a_running_daemon_is_used_as_it_is() {
     assert_eq!(pids, vec![daemon.id()], "no other daemon was started");
     h.home.stop_all();
     let _ = daemon.wait();
+}
+
+#[test]
+fn the_host_starts_the_daemon_through_its_systemd_socket_unit() {
+    // The user's cardgate.socket is installed, and `systemctl` is a fake
+    // that notes its arguments and, for `--user start cardgate.socket`,
+    // starts a daemon on the port as the socket unit would (one with
+    // simulated cards: a `cardgate serve` the host started itself would
+    // have none).
+    let home = Home::new();
+    let units = home.dir.path().join("config/systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("cardgate.socket"), "[Socket]\n").unwrap();
+    let bin = home.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = home.dir.path().join("systemctl.log");
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$*\" >> '{log}'\n\
+             if [ \"$*\" = \"--user start cardgate.socket\" ]; then\n\
+             '{BIN}' demo --card piv --port {port} </dev/null >/dev/null 2>&1 &\n\
+             fi\n",
+            log = log.display(),
+            port = home.port,
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin];
+    dirs.extend(std::env::split_paths(&path));
+    let mut command = home.command();
+    command
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .args(["native-host", EXTENSION]);
+    let mut h = Host::spawn(home, command);
+
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls, "--user start cardgate.socket\n");
+    // The session reaches the daemon the unit started.
+    assert_eq!(h.ok(1, "hello", json!({}))["daemon"], "cardgate");
+    let readers = h.ok(1, "getReaders", json!({}));
+    assert_eq!(
+        readers["readers"][0]["name"], "cardgate demo reader 0",
+        "{readers}"
+    );
+    // A second session uses the running daemon: systemctl is not asked again.
+    assert_eq!(h.open(2, BANK)["type"], "opened");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), calls);
+    assert!(h.finish().success());
 }
 
 #[test]
