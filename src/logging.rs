@@ -77,7 +77,7 @@ pub(crate) fn init_with(spec: &str) {
 }
 
 /// Logs with this filter to `writer` (tests read what the daemon would
-/// print); set up exactly as [`init_with`], the payload loggers silenced.
+/// print); set up exactly as `init_with`, the payload loggers silenced.
 /// `false` if a subscriber was already installed.
 #[cfg(feature = "test-support")]
 pub fn init_with_writer<W>(spec: &str, writer: W) -> bool
