@@ -13,25 +13,26 @@
 use crate::security::lockout::LockoutConfig;
 use crate::security::origin::{Origin, OriginsFile};
 use crate::settings::{ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
+use clap::builder::TypedValueParser as _;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The system-wide configuration file (Unix).
-pub const SYSTEM_FILE: &str = "/etc/cardgate/config.toml";
+pub(crate) const SYSTEM_FILE: &str = "/etc/cardgate/config.toml";
 /// Replaces the user configuration file's path.
-pub const CONFIG_ENV: &str = "CARDGATE_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "CARDGATE_CONFIG";
 /// Replaces the system configuration file's path (packaging, tests).
-pub const SYSTEM_CONFIG_ENV: &str = "CARDGATE_SYSTEM_CONFIG";
+pub(crate) const SYSTEM_CONFIG_ENV: &str = "CARDGATE_SYSTEM_CONFIG";
 /// Log filter (overrides `log_level`).
-pub const LOG_ENV: &str = "CARDGATE_LOG";
+pub(crate) const LOG_ENV: &str = "CARDGATE_LOG";
 
-pub use crate::settings::project_dirs;
+pub(crate) use crate::settings::project_dirs;
 
 /// The user's configuration file: `$CARDGATE_CONFIG`, else `config.toml`
 /// in the user's configuration directory.
-pub fn user_file() -> Option<PathBuf> {
+pub(crate) fn user_file() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
@@ -40,7 +41,7 @@ pub fn user_file() -> Option<PathBuf> {
 
 /// The system-wide file: `$CARDGATE_SYSTEM_CONFIG`, else
 /// `/etc/cardgate/config.toml` (`%PROGRAMDATA%\cardgate\config.toml` on Windows).
-pub fn system_file() -> Option<PathBuf> {
+pub(crate) fn system_file() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(SYSTEM_CONFIG_ENV) {
         return (!p.is_empty()).then(|| PathBuf::from(p));
     }
@@ -53,18 +54,18 @@ pub fn system_file() -> Option<PathBuf> {
 
 /// The user's data directory (`~/.local/share/cardgate` on Linux): TLS
 /// files, the lockout state.
-pub fn data_dir() -> Option<PathBuf> {
+pub(crate) fn data_dir() -> Option<PathBuf> {
     project_dirs().map(|d| d.data_dir().to_path_buf())
 }
 
 /// `lockout.toml` in the user's data directory: the per-site lockout state.
-pub fn default_lockout_file() -> Option<PathBuf> {
+pub(crate) fn default_lockout_file() -> Option<PathBuf> {
     data_dir().map(|d| d.join(crate::security::lockout::FILE_NAME))
 }
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The built-in default.
     Default,
     /// The system configuration file.
@@ -73,8 +74,8 @@ pub enum Source {
     User(PathBuf),
     /// This environment variable.
     Env(&'static str),
-    /// This command-line flag.
-    Flag(&'static str),
+    /// This command-line flag, as it is typed.
+    Flag(String),
 }
 
 impl fmt::Display for Source {
@@ -92,7 +93,7 @@ impl fmt::Display for Source {
 impl Source {
     /// A one-word name of the source (`default`, `system`, `user`, `env`,
     /// `flag`), without its path or variable.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Source::Default => "default",
             Source::System(_) => "system",
@@ -106,7 +107,7 @@ impl Source {
 /// `[tls]`: wss:// on the daemon's port, with the certificate from
 /// `cardgate tls init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     /// Also accept TLS (wss://, https://) on the same port.
     pub enabled: bool,
     /// The server certificate (PEM).
@@ -117,7 +118,7 @@ pub struct TlsSettings {
 
 /// `[pin_dialog]`: the daemon's own PIN dialog (a pinentry program).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PinDialogSettings {
+pub(crate) struct PinDialogSettings {
     /// `None`: found like gpg-agent does (PINENTRY_PROGRAM, gpg-agent.conf, PATH).
     pub program: Option<PathBuf>,
     /// How long the user has to answer the dialog.
@@ -126,7 +127,7 @@ pub struct PinDialogSettings {
 
 /// The effective configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// TCP port on `127.0.0.1` and `[::1]` (`0`: a free one).
     pub port: u16,
     /// How long a card operation may take before its caller gets
@@ -158,7 +159,7 @@ pub struct Config {
 /// One key as loaded: its dotted name, its effective value as
 /// `config show` prints it, and where that value came from.
 #[derive(Debug, Clone)]
-pub struct Setting {
+pub(crate) struct Setting {
     /// The dotted key, e.g. `limits.login_idle`.
     pub key: &'static str,
     /// The effective value.
@@ -169,7 +170,7 @@ pub struct Setting {
 
 /// A configuration file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     /// The file.
     pub file: PathBuf,
     /// 1-based line and column, when known.
@@ -254,7 +255,7 @@ impl<'de> Deserialize<'de> for LogLevel {
 }
 
 /// Checks a log filter ("warn", "cardgate=debug,info" …).
-pub fn check_log_level(s: &str) -> Result<(), String> {
+pub(crate) fn check_log_level(s: &str) -> Result<(), String> {
     if s.trim().is_empty() {
         return Err("the log level is empty (try \"warn\", \"info\" or \"debug\")".into());
     }
@@ -310,15 +311,25 @@ struct FilePinDialog {
 #[derive(Debug, Clone, Copy)]
 struct Consent(ConsentMode);
 
+/// How `origins.unknown` and `--unknown-origins` spell each [`ConsentMode`].
+const CONSENT_NAMES: [(&str, ConsentMode); 2] = [
+    ("refuse", ConsentMode::Refuse),
+    ("prompt", ConsentMode::Prompt),
+];
+
+fn consent_mode(name: &str) -> Option<ConsentMode> {
+    CONSENT_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, mode)| *mode)
+}
+
 impl<'de> Deserialize<'de> for Consent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "refuse" => Ok(Consent(ConsentMode::Refuse)),
-            "prompt" => Ok(Consent(ConsentMode::Prompt)),
-            other => Err(serde::de::Error::custom(format!(
-                "{other:?}: expected \"refuse\" or \"prompt\""
-            ))),
-        }
+        let name = String::deserialize(d)?;
+        consent_mode(&name).map(Consent).ok_or_else(|| {
+            serde::de::Error::custom(format!("{name:?}: expected \"refuse\" or \"prompt\""))
+        })
     }
 }
 
@@ -406,38 +417,80 @@ fn expand(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// Values given on the command line (highest precedence).
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `--port`.
+/// Values given on the command line (highest precedence). The flags of
+/// `cardgate serve` and `cardgate demo` are declared here, once: the doc
+/// comments are their help, and `config show` names them as clap spells
+/// them ([`Overrides::flag`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct Overrides {
+    /// Port on 127.0.0.1 and [::1] (default: `port` in config.toml, 27183).
+    #[arg(long)]
     pub port: Option<u16>,
-    /// `--op-timeout`, in seconds.
+    /// Seconds a card operation may take before its caller gets TIMEOUT
+    /// (default: `op_timeout`, 30).
+    #[arg(long, value_name = "SECONDS")]
     pub op_timeout: Option<u64>,
-    /// `--idle-exit`, in seconds.
-    pub idle_exit: Option<u64>,
-    /// `--origins-file`.
+    /// The origins allowlist (default: `origins.file`, origins.toml in the
+    /// user's config directory; managed with `cardgate origins`).
+    #[arg(long, value_name = "FILE")]
     pub origins_file: Option<PathBuf>,
-    /// -v / -vv: a log level.
-    pub log_level: Option<String>,
-    /// --config: the user file to read instead of the standard one.
-    pub user_file: Option<PathBuf>,
-    /// `--pinentry`: the PIN dialog program.
+    /// When socket-activated, exit after this many seconds without a
+    /// connection; 0 never (default: `idle_exit`, 600).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_exit: Option<u64>,
+    /// The pinentry program for the daemon's PIN dialog (default:
+    /// `pin_dialog.program`, else found like gpg-agent does:
+    /// PINENTRY_PROGRAM, gpg-agent.conf, PATH).
+    #[arg(long, value_name = "PROGRAM")]
     pub pinentry: Option<PathBuf>,
-    /// `--pin-timeout`, in seconds.
+    /// Seconds the user has to answer the PIN dialog (default:
+    /// `pin_dialog.timeout`, 60).
+    #[arg(long, value_name = "SECONDS")]
     pub pin_timeout: Option<u64>,
-    /// `--unknown-origins`: refuse or prompt for origins on no list.
+    /// Pages from origins not on the allowlist: refuse them, or ask the user
+    /// (allow once / always / deny) through the PIN dialog program
+    /// (default: `origins.unknown`, refuse).
+    #[arg(
+        long,
+        value_parser = clap::builder::PossibleValuesParser::new(CONSENT_NAMES.map(|(n, _)| n))
+            .try_map(|n| consent_mode(&n).ok_or("expected refuse or prompt")),
+    )]
     pub unknown_origins: Option<ConsentMode>,
+    /// -v / -vv (a global flag of the command line): a log level.
+    #[arg(skip)]
+    pub log_level: Option<String>,
+    /// --config (a global flag of the command line): the user file to read
+    /// instead of the standard one.
+    #[arg(skip)]
+    pub user_file: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// The flag that sets the field `field`, as it is typed
+    /// (`--op-timeout`), from its declaration above.
+    fn flag(field: &str) -> String {
+        use clap::Args;
+        let command = Overrides::augment_args(clap::Command::new("serve"));
+        let long = command
+            .get_arguments()
+            .find(|a| a.get_id() == field)
+            .and_then(|a| a.get_long());
+        match long {
+            Some(long) => format!("--{long}"),
+            None => format!("--{field}"),
+        }
+    }
 }
 
 impl Config {
     /// The configuration from the standard files, the environment and `flags`.
-    pub fn load(flags: &Overrides) -> Result<Config, ConfigError> {
+    pub(crate) fn load(flags: &Overrides) -> Result<Config, ConfigError> {
         let user = flags.user_file.clone().or_else(user_file);
         Config::load_from(system_file().as_deref(), user.as_deref(), flags)
     }
 
     /// The configuration from the given files (either may be absent).
-    pub fn load_from(
+    pub(crate) fn load_from(
         system: Option<&Path>,
         user: Option<&Path>,
         flags: &Overrides,
@@ -480,10 +533,11 @@ impl Config {
                     $($rest)*
                 )
             };
-            (@flag $key:expr) => { concat!("--", $key) };
-            (@flag $key:expr, $name:literal) => { $name };
+            (@flag $name:expr) => { $name };
+            // `flag: None`: no flag sets the key.
+            (@flag) => { String::new() };
             (@key $key:expr, |$f:ident| $in_file:expr,
-                flag: $flag:expr $(=> $flag_name:literal)?,
+                flag: $flag:expr $(=> $flag_name:expr)?,
                 env: $env:expr,
                 file: |$v:ident| $from_file:expr,
                 default: $default:expr,
@@ -495,7 +549,7 @@ impl Config {
                     })
                 };
                 let (value, source) = if let Some(v) = $flag {
-                    (v, Source::Flag(pick!(@flag $key $(, $flag_name)?)))
+                    (v, Source::Flag(pick!(@flag $($flag_name)?)))
                 } else if let Some((v, var)) = $env {
                     (v, Source::Env(var))
                 } else if let Some((v, src)) = from_layers() {
@@ -523,21 +577,21 @@ impl Config {
         let show_secs = |s: &u64| V::Integer(*s as i64);
 
         let port = pick!(port,
-            flag: flags.port,
+            flag: flags.port => Overrides::flag("port"),
             env: None,
             file: |v| *v,
             default: DEFAULT_PORT,
             show: |v| V::Integer((*v).into()),
         );
         let op_timeout = pick!(op_timeout,
-            flag: flags.op_timeout.map(|s| s.max(1)) => "--op-timeout",
+            flag: flags.op_timeout.map(|s| s.max(1)) => Overrides::flag("op_timeout"),
             env: None,
             file: |v| v.0,
             default: DEFAULT_OP_TIMEOUT.as_secs(),
             show: |v| show_secs(v),
         );
         let idle_exit = pick!(idle_exit,
-            flag: flags.idle_exit => "--idle-exit",
+            flag: flags.idle_exit => Overrides::flag("idle_exit"),
             env: None,
             file: |v| v.0,
             default: DEFAULT_IDLE_EXIT.as_secs(),
@@ -556,7 +610,8 @@ impl Config {
             _ => None,
         };
         let log_level = pick!(log_level,
-            flag: flags.log_level.clone() => "-v",
+            // The global `-v` of the command line (`-vv`: trace).
+            flag: flags.log_level.clone() => "-v".to_string(),
             env: log_env,
             file: |v| v.0.clone(),
             default: "warn".to_string(),
@@ -591,7 +646,7 @@ impl Config {
 
         let default_origins = project_dirs().map(|d| d.config_dir().join("origins.toml"));
         let origins_file = pick!(origins.file,
-            flag: flags.origins_file.clone().map(Some) => "--origins-file",
+            flag: flags.origins_file.clone().map(Some) => Overrides::flag("origins_file"),
             env: None,
             // An empty path: no allowlist file at all.
             file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
@@ -620,7 +675,7 @@ impl Config {
             show: |v| V::Boolean(*v),
         );
         let consent = pick!(origins.unknown,
-            flag: flags.unknown_origins => "--unknown-origins",
+            flag: flags.unknown_origins => Overrides::flag("unknown_origins"),
             env: None,
             file: |v| v.0,
             default: ConsentMode::Refuse,
@@ -716,7 +771,7 @@ impl Config {
         );
 
         let pin_program = pick!(pin_dialog.program,
-            flag: flags.pinentry.clone().map(Some) => "--pinentry",
+            flag: flags.pinentry.clone().map(Some) => Overrides::flag("pinentry"),
             env: None,
             // An empty path: find one.
             file: |v| (!v.as_os_str().is_empty()).then(|| expand(v)),
@@ -724,7 +779,7 @@ impl Config {
             show: |v| show_optional_path(v),
         );
         let pin_timeout = pick!(pin_dialog.timeout,
-            flag: flags.pin_timeout.map(|s| s.max(1)) => "--pin-timeout",
+            flag: flags.pin_timeout.map(|s| s.max(1)) => Overrides::flag("pin_timeout"),
             env: None,
             file: |v| v.0,
             default: crate::pinentry::DEFAULT_TIMEOUT.as_secs(),
@@ -772,7 +827,7 @@ impl Config {
     }
 
     /// Where a key's value came from.
-    pub fn source(&self, key: &str) -> Option<&Source> {
+    pub(crate) fn source(&self, key: &str) -> Option<&Source> {
         self.settings
             .iter()
             .find(|s| s.key == key)
@@ -780,7 +835,7 @@ impl Config {
     }
 
     /// The policy directories to load, lowest precedence first.
-    pub fn policy_sources(&self) -> crate::policy::PolicySources {
+    pub(crate) fn policy_sources(&self) -> crate::policy::PolicySources {
         use crate::policy::{DirKind, PolicyDir, PolicySources};
         match &self.policy_dirs {
             None => PolicySources::standard_dirs(),
@@ -798,7 +853,7 @@ impl Config {
     }
 
     /// Each key's effective value as TOML, in display order.
-    pub fn values(&self) -> Vec<(&'static str, toml::Value)> {
+    pub(crate) fn values(&self) -> Vec<(&'static str, toml::Value)> {
         self.settings
             .iter()
             .map(|s| (s.key, s.value.clone()))
@@ -808,7 +863,7 @@ impl Config {
 
 /// How long a socket-activated daemon waits without a connection before it
 /// exits (systemd starts it again on the next connection).
-pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests {
@@ -867,7 +922,7 @@ mod tests {
             ("pin_dialog.program", "--pinentry"),
             ("log_level", "-v"),
         ] {
-            assert_eq!(c.source(key), Some(&Source::Flag(flag)), "{key}");
+            assert_eq!(c.source(key), Some(&Source::Flag(flag.into())), "{key}");
         }
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 #[derive(Clone, Copy, ValueEnum)]
 /// A simulated card for `cardgate demo` (`--card`).
-pub enum DemoCard {
+pub(crate) enum DemoCard {
     /// A PIV card.
     Piv,
     /// An OpenPGP card.
@@ -24,7 +24,7 @@ pub enum DemoCard {
 
 /// Simulated readers, one card each, with factory default PINs; and a line
 /// describing each.
-pub fn demo_sim(cards: &[DemoCard]) -> (SimBackend, Vec<String>) {
+pub(crate) fn demo_sim(cards: &[DemoCard]) -> (SimBackend, Vec<String>) {
     let sim = SimBackend::new();
     let mut lines = Vec::new();
     for (i, card) in cards.iter().enumerate() {
@@ -46,7 +46,7 @@ pub fn demo_sim(cards: &[DemoCard]) -> (SimBackend, Vec<String>) {
 
 /// The PIN policies from the configuration's directories (a policy file
 /// that cannot be read is skipped with a warning).
-pub fn policies(config: &Config) -> Arc<PolicySet> {
+pub(crate) fn policies(config: &Config) -> Arc<PolicySet> {
     let (set, errors) = PolicySet::load(&config.policy_sources());
     for e in errors {
         tracing::warn!("policy file ignored: {e}");
@@ -55,7 +55,7 @@ pub fn policies(config: &Config) -> Arc<PolicySet> {
 }
 
 /// The daemon's settings from the effective configuration.
-pub fn server_config(config: &Config) -> Result<ServerConfig, String> {
+pub(crate) fn server_config(config: &Config) -> Result<ServerConfig, String> {
     let tls = if config.tls.enabled {
         Some(crate::tls::server_config(
             &config.tls.cert,

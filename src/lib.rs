@@ -3,11 +3,13 @@
 //! The daemon and command line on top of the card library
 //! (`cardgate-card`: [`apdu`] → [`transport`] → [`card`] profiles →
 //! [`pin`] engine enforcing [`policy`]) and the virtual card
-//! (`cardgate-vcard`): [`service`] (reader workers) → [`security`],
-//! [`protocol`] → [`server`], [`native`] → [`cli`]. See docs/architecture.md.
+//! (`cardgate-vcard`, [`vcard`]). The `cardgate` binary is [`main`]; a
+//! program may also run the daemon itself: [`Server::start`] with a
+//! [`ServerConfig`]. The layers are described in docs/architecture.md.
 #![forbid(unsafe_code)]
-// Items of private modules are `pub(crate)`: the crate's API is its public
-// modules (used by the binary, the tests and the benchmark).
+// Every module is private and its items `pub(crate)`: the crate's API is
+// what this file re-exports (and, for the crate's own tests and benchmark,
+// `testing` behind the `test-support` feature).
 #![warn(unreachable_pub)]
 #![warn(missing_docs, rust_2018_idioms, unused_qualifications)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -19,15 +21,27 @@
 pub use cardgate_card::{apdu, card, error, pin, policy, secret, transport};
 pub use cardgate_vcard as vcard;
 
-pub mod cli;
-pub mod config;
-pub mod daemon;
-pub mod logging;
-pub mod native;
-pub mod pinentry;
-pub mod protocol;
-pub mod security;
-pub mod server;
-pub mod service;
-pub mod settings;
-pub mod tls;
+mod cli;
+mod config;
+mod daemon;
+mod logging;
+mod native;
+mod pinentry;
+mod protocol;
+mod security;
+mod server;
+mod service;
+mod settings;
+mod tls;
+
+// The daemon's API: the command line, and the daemon to embed with its
+// settings.
+pub use cli::main;
+pub use pinentry::PinDialog;
+pub use security::lockout::LockoutConfig;
+pub use security::origin::OriginsFile;
+pub use server::{Server, ServerConfig};
+pub use settings::{ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits};
+
+#[cfg(feature = "test-support")]
+pub mod testing;

@@ -17,7 +17,6 @@
 use tracing::{Event, Level, Subscriber};
 use tracing_log::AsLog;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -27,16 +26,16 @@ use tracing_subscriber::registry::LookupSpan;
 /// a prefix of the record's target (`tungstenite::protocol::frame` …).
 /// The other `log` user in the daemon, rustls, logs no payloads; hyper and
 /// httparse do not log at all (hyper's `tracing` feature is off).
-pub const SILENCED_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+pub(crate) const SILENCED_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
 
 /// An env-filter from `spec` (e.g. "warn", "cardgate=trace", "trace");
 /// "warn" if `spec` is not a filter.
-pub fn filter(spec: &str) -> EnvFilter {
+pub(crate) fn filter(spec: &str) -> EnvFilter {
     EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("warn"))
 }
 
 /// The log filter for `-v` (1) and `-vv` (2+); `None` for 0.
-pub fn verbosity(verbose: u8) -> Option<String> {
+pub(crate) fn verbosity(verbose: u8) -> Option<String> {
     match verbose {
         0 => None,
         1 => Some("cardgate=debug".into()),
@@ -46,7 +45,7 @@ pub fn verbosity(verbose: u8) -> Option<String> {
 
 /// Logs to stderr: `CARDGATE_LOG` if set, else by verbosity (0 warn,
 /// 1 debug, 2+ trace for cardgate).
-pub fn init(verbose: u8) {
+pub(crate) fn init(verbose: u8) {
     let spec = std::env::var("CARDGATE_LOG")
         .ok()
         .or_else(|| verbosity(verbose))
@@ -56,7 +55,7 @@ pub fn init(verbose: u8) {
 
 /// Logs to stderr with this filter, in the journal's format when stderr is
 /// the journal.
-pub fn init_with(spec: &str) {
+pub(crate) fn init_with(spec: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(spec))
         .with_writer(std::io::stderr);
@@ -78,11 +77,12 @@ pub fn init_with(spec: &str) {
 }
 
 /// Logs with this filter to `writer` (tests read what the daemon would
-/// print); set up exactly as [`init_with`], the payload loggers silenced.
+/// print); set up exactly as `init_with`, the payload loggers silenced.
 /// `false` if a subscriber was already installed.
+#[cfg(feature = "test-support")]
 pub fn init_with_writer<W>(spec: &str, writer: W) -> bool
 where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     install(
         tracing_subscriber::fmt()
@@ -116,7 +116,7 @@ where
 
 /// Is stderr the journal stream systemd connected (`JOURNAL_STREAM` is
 /// `device:inode` of that stream)?
-pub fn stderr_is_journal() -> bool {
+pub(crate) fn stderr_is_journal() -> bool {
     let Ok(value) = std::env::var("JOURNAL_STREAM") else {
         return false;
     };
@@ -131,7 +131,7 @@ pub fn stderr_is_journal() -> bool {
 }
 
 /// The syslog priority journald reads from a `<N>` line prefix.
-pub fn priority(level: &Level) -> u8 {
+pub(crate) fn priority(level: &Level) -> u8 {
     match *level {
         Level::ERROR => 3,
         Level::WARN => 4,

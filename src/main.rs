@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    cardgate::cli::main()
+    cardgate::main()
 }

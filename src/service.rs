@@ -17,7 +17,7 @@ use std::time::Instant;
 type Job = Box<dyn FnOnce(&mut Slot) + Send>;
 
 /// What a worker owns: the reader and, once used, the engine for its card.
-pub struct Slot {
+pub(crate) struct Slot {
     backend: Arc<dyn Backend>,
     reader: String,
     engine: Option<Engine>,
@@ -37,7 +37,7 @@ pub struct Slot {
 
 impl Slot {
     /// The engine for the card, connecting and recognising it if needed.
-    pub fn engine(&mut self) -> Result<&mut Engine, Error> {
+    pub(crate) fn engine(&mut self) -> Result<&mut Engine, Error> {
         let engine = match self.engine.take() {
             Some(engine) => engine,
             None => {
@@ -82,7 +82,7 @@ impl Slot {
 
     /// Forgets the connection (after the card went away): the next
     /// operation connects again.
-    pub fn drop_connection(&mut self) {
+    pub(crate) fn drop_connection(&mut self) {
         if let Some(engine) = self.engine.take() {
             engine.close();
         }
@@ -112,7 +112,8 @@ type Batch<R> = Mutex<Option<Vec<Waiter<R>>>>;
 type Waiter<R> = tokio::sync::oneshot::Sender<Result<R, Error>>;
 
 /// The readers of one backend and their workers.
-pub struct Service {
+#[cfg_attr(feature = "test-support", visibility::make(pub))]
+pub(crate) struct Service {
     backend: Arc<dyn Backend>,
     workers: Mutex<HashMap<String, Worker>>,
     policies: Arc<PolicySet>,
@@ -130,13 +131,15 @@ fn connection_lost(e: &Error) -> bool {
 impl Service {
     /// A service enforcing the built-in policies only (independent of the
     /// machine's policy directories: what tests use).
+    #[cfg(feature = "test-support")]
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         Service::with_policies(backend, Arc::new(PolicySet::builtin()))
     }
 
     /// A service enforcing `policies` (e.g. [`PolicySet::load_standard`]).
     /// Each card's effective policy is resolved when its session opens.
-    pub fn with_policies(backend: Arc<dyn Backend>, policies: Arc<PolicySet>) -> Self {
+    #[cfg_attr(feature = "test-support", visibility::make(pub))]
+    pub(crate) fn with_policies(backend: Arc<dyn Backend>, policies: Arc<PolicySet>) -> Self {
         Service {
             backend,
             workers: Mutex::new(HashMap::new()),
@@ -153,13 +156,14 @@ impl Service {
     }
 
     /// The readers the backend lists now.
-    pub fn readers(&self) -> Result<Vec<ReaderInfo>, Error> {
+    pub(crate) fn readers(&self) -> Result<Vec<ReaderInfo>, Error> {
         Ok(self.backend.list_readers()?)
     }
 
     /// Picks a reader: by exact name, else by a unique case-insensitive part
     /// of its name; with no name, the first reader holding a card.
-    pub fn resolve_reader(&self, wanted: Option<&str>) -> Result<String, Error> {
+    #[cfg_attr(feature = "test-support", visibility::make(pub))]
+    pub(crate) fn resolve_reader(&self, wanted: Option<&str>) -> Result<String, Error> {
         let readers = self.readers()?;
         match wanted {
             Some(w) => {
@@ -191,7 +195,8 @@ impl Service {
 
     /// Runs `f` with the engine of the card in `reader`, on that reader's
     /// worker, after every operation queued before it.
-    pub fn with_engine<R, F>(&self, reader: &str, f: F) -> Result<R, Error>
+    #[cfg_attr(feature = "test-support", visibility::make(pub))]
+    pub(crate) fn with_engine<R, F>(&self, reader: &str, f: F) -> Result<R, Error>
     where
         R: Send + 'static,
         F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
@@ -205,7 +210,8 @@ impl Service {
     /// which they were queued) and returns where its result will arrive.
     /// Dropping the receiver does not cancel the operation: it always runs
     /// to the end on the card.
-    pub fn queue<R, F>(
+    #[cfg_attr(feature = "test-support", visibility::make(pub))]
+    pub(crate) fn queue<R, F>(
         &self,
         reader: &str,
         f: F,
@@ -231,7 +237,8 @@ impl Service {
     /// every caller arrived, so each gets an answer as fresh as its own
     /// would be, and arrival order holds (nothing was queued in between).
     /// A thousand pages asking at once cost one APDU, not a thousand.
-    pub fn queue_shared<R, F>(
+    #[cfg_attr(feature = "test-support", visibility::make(pub))]
+    pub(crate) fn queue_shared<R, F>(
         &self,
         reader: &str,
         key: &str,
@@ -276,7 +283,7 @@ impl Service {
     /// Runs `f` with the engine of the card in `reader`, then `then` with
     /// its result, both on that reader's worker after everything queued
     /// before it. Nobody waits: the caller goes on at once.
-    pub fn queue_then<R, F, T>(&self, reader: &str, f: F, then: T)
+    pub(crate) fn queue_then<R, F, T>(&self, reader: &str, f: F, then: T)
     where
         R: Send + 'static,
         F: FnOnce(&mut Engine) -> Result<R, Error> + Send + 'static,
@@ -288,7 +295,7 @@ impl Service {
     /// Runs `f` on the reader's worker once everything queued before it is
     /// done, without touching the card; at once when the reader has no
     /// worker (nothing is queued for it).
-    pub fn after_queued(&self, reader: &str, f: impl FnOnce() + Send + 'static) {
+    pub(crate) fn after_queued(&self, reader: &str, f: impl FnOnce() + Send + 'static) {
         if self.has_worker(reader) {
             self.submit(reader, Box::new(move |_: &mut Slot| f()));
         } else {
@@ -300,7 +307,8 @@ impl Service {
     /// the connection (and every login and held code with it). Never waits
     /// for a worker: one busy with a long operation (a PIN typed on a
     /// pinpad) must not hold up the events of the other readers.
-    pub fn handle_event(&self, event: &Event) {
+    #[cfg_attr(feature = "test-support", visibility::make(pub))]
+    pub(crate) fn handle_event(&self, event: &Event) {
         match event {
             Event::CardRemoved { reader } | Event::CardInserted { reader, .. } => {
                 if self.has_worker(reader) {

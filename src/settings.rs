@@ -12,12 +12,12 @@ pub const DEFAULT_PORT: u16 = 27183;
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The directories of this user's cardgate files.
-pub fn project_dirs() -> Option<directories::ProjectDirs> {
+pub(crate) fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("org", "cardgate", "cardgate")
 }
 
 /// `origins.toml` in the user's configuration directory.
-pub fn default_origins_file() -> Option<PathBuf> {
+pub(crate) fn default_origins_file() -> Option<PathBuf> {
     project_dirs().map(|d| d.config_dir().join("origins.toml"))
 }
 

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 /// Apple's limit for locally trusted server certificates.
-pub const VALIDITY_DAYS: i64 = 825;
+pub(crate) const VALIDITY_DAYS: i64 = 825;
 
 /// The files `cardgate tls init` writes.
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     /// The CA certificate users trust in their browser or OS.
     pub ca: PathBuf,
     /// The server certificate (127.0.0.1, ::1, localhost).
@@ -37,7 +37,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     /// `ca.pem`, `cert.pem` and `key.pem` in `dir`.
-    pub fn in_dir(dir: &Path) -> TlsFiles {
+    pub(crate) fn in_dir(dir: &Path) -> TlsFiles {
         TlsFiles {
             ca: dir.join("ca.pem"),
             cert: dir.join("cert.pem"),
@@ -48,7 +48,7 @@ impl TlsFiles {
 
 /// What `init` made.
 #[derive(Debug, Clone)]
-pub struct Generated {
+pub(crate) struct Generated {
     /// Where the certificate and key were written.
     pub files: TlsFiles,
     /// When the certificate expires.
@@ -61,7 +61,7 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
 
 /// Creates the CA and the server certificate. Existing files are kept
 /// unless `force`.
-pub fn init(files: &TlsFiles, force: bool) -> Result<Generated, String> {
+pub(crate) fn init(files: &TlsFiles, force: bool) -> Result<Generated, String> {
     if !force
         && let Some(existing) = [&files.ca, &files.cert, &files.key]
             .into_iter()
@@ -186,7 +186,7 @@ fn write_file(path: &Path, data: &[u8], private: bool) -> Result<(), String> {
 }
 
 /// The rustls server configuration for the certificate and key files.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
     let hint = "(run `cardgate tls init`)";
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("{}: {e} {hint}", cert.display()))?
@@ -209,7 +209,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 }
 
 /// How to trust the CA, per OS and browser.
-pub fn trust_instructions(ca: &Path) -> String {
+pub(crate) fn trust_instructions(ca: &Path) -> String {
     let ca = ca.display();
     format!(
         "\

@@ -8,7 +8,7 @@ mod rig;
 use cardgate::error::Error;
 use cardgate::pin::SoPath;
 use cardgate::policy::{Constraint, PolicySet};
-use cardgate::service::Service;
+use cardgate::testing::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;

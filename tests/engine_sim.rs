@@ -6,7 +6,7 @@ mod rig;
 
 use cardgate::error::Error;
 use cardgate::pin::SoPath;
-use cardgate::service::Service;
+use cardgate::testing::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::{CardConfig, Quirk};
 use cardgate::vcard::sim::SimBackend;

@@ -7,7 +7,7 @@ mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::server::Limits;
+use cardgate::Limits;
 use cardgate::vcard::config::CardConfig;
 use daemon::SimDaemon;
 use futures_util::SinkExt;

@@ -3,34 +3,18 @@
 
 use cardgate::apdu::{self, Command, Response, StatusWord};
 use cardgate::card::openpgp::PwStatus;
-use cardgate::protocol::{Incoming, code, parse_message};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const CODES: [i64; 5] = [
-    code::PARSE_ERROR,
-    code::INVALID_REQUEST,
-    code::METHOD_NOT_FOUND,
-    code::INVALID_PARAMS,
-    code::OPERATION_FAILED,
-];
+/// The JSON-RPC error codes a refused request may get (docs/errors.md):
+/// parse error, invalid request, method not found, invalid params,
+/// operation failed.
+const CODES: [i64; 5] = [-32700, -32600, -32601, -32602, -32000];
 
 fn check_incoming(text: &str) {
-    match parse_message(text) {
-        Incoming::Invalid(e) => assert!(CODES.contains(&e.code), "{e:?}"),
-        Incoming::Single(r) => {
-            if let Err(e) = r.call {
-                assert!(CODES.contains(&e.code), "{e:?}");
-                assert!(e.data["code"].is_string());
-            }
-        }
-        Incoming::Batch(items) => {
-            for r in items {
-                if let Err(e) = r.call {
-                    assert!(CODES.contains(&e.code), "{e:?}");
-                }
-            }
-        }
+    for (code, data) in cardgate::testing::parse_errors(text) {
+        assert!(CODES.contains(&code), "{code} {data}");
+        assert!(data["code"].is_string(), "{code} {data}");
     }
 }
 

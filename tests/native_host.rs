@@ -9,6 +9,9 @@
 //! refusal when none can be reached. Every daemon a test started is
 //! stopped by pid at its end, failed or not.
 
+#[path = "common/net.rs"]
+mod net;
+
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -20,6 +23,8 @@ use tokio_tungstenite::tungstenite;
 const BIN: &str = env!("CARGO_BIN_EXE_cardgate");
 const WAIT: Duration = Duration::from_secs(10);
 const BANK: &str = "https://bank.example";
+/// What the browser passes the host: the extension's origin.
+const EXTENSION: &str = "chrome-extension://abcdefghijklmnop/";
 
 /// A temporary HOME with the configuration: a free port, the allowlist,
 /// the lockout kept in memory only (so that only one daemon's can count).
@@ -43,7 +48,7 @@ impl Home {
         std::fs::create_dir_all(&config).unwrap();
         let origins = config.join("origins.toml");
         std::fs::write(&origins, format!("allowed = [\"{BANK}\"]\n")).unwrap();
-        let port = free_port();
+        let port = net::free_port();
         std::fs::write(
             config.join("config.toml"),
             format!("port = {port}\n{extra}\n[limits]\nlockout_file = \"\"\n"),
@@ -132,14 +137,6 @@ impl Drop for Home {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Host {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -157,13 +154,14 @@ impl Host {
     }
 
     fn start_in(home: Home) -> Host {
-        let mut child = home
-            .command()
-            .args([
-                "native-host",
-                "--demo",
-                "chrome-extension://abcdefghijklmnop/",
-            ])
+        let mut command = home.command();
+        command.args(["native-host", "--demo", EXTENSION]);
+        Host::spawn(home, command)
+    }
+
+    /// Runs `command`, a native host of `home`.
+    fn spawn(home: Home, mut command: Command) -> Host {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -496,6 +494,62 @@ fn malformed_envelopes_are_answered_and_the_host_goes_on() {
 }
 
 #[test]
+fn a_session_whose_messages_pile_up_is_closed_with_a_structured_error() {
+    let home = Home::new();
+    // A "daemon" that accepts the WebSocket and then never reads: the
+    // session's messages wait in the host.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", home.port)).unwrap();
+    let (done, end) = mpsc::channel::<()>();
+    let daemon = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = tungstenite::accept(tcp).unwrap();
+        let _ = end.recv_timeout(WAIT);
+        drop(ws);
+    });
+    let mut h = Host::start_in(home);
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    // 200 KiB each: the socket's buffers hold some, the host's queue 64.
+    let text = format!(
+        r#"{{"jsonrpc":"2.0","method":"hello","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(200 * 1024)
+    );
+    let mut overflowed = None;
+    for sent in 1..=500 {
+        h.send_text(1, &text);
+        if let Ok(v) = h.frames.try_recv() {
+            if v["type"] == "error" {
+                overflowed = Some((sent, v));
+                break;
+            }
+            h.pending.push(v);
+        }
+    }
+    let (sent, e) = overflowed.unwrap_or_else(|| {
+        let e = h.expect("queue error", |v| v["type"] == "error");
+        (500, e)
+    });
+    assert_eq!(e["session"], 1, "{e}");
+    assert_eq!(e["code"], "TOO_MANY_MESSAGES", "{e}");
+    assert!(sent > 64, "closed after {sent} messages");
+    let c = h.expect("closed", |v| v["type"] == "closed" && v["session"] == 1);
+    assert_eq!(c["code"], 1008, "{c}");
+    // The session is gone; the host goes on.
+    h.send_text(1, "{}");
+    let c = h.expect("closed", |v| v["type"] == "closed" && v["session"] == 1);
+    assert_eq!(c["reason"], "no such session", "{c}");
+    // The host does not wait for the daemon that does not read.
+    let started = Instant::now();
+    assert!(h.finish().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    done.send(()).unwrap();
+    daemon.join().unwrap();
+}
+
+#[test]
 fn an_oversize_frame_ends_the_host_without_reading_it() {
     let mut h = Host::start();
     assert_eq!(h.open(1, BANK)["type"], "opened");
@@ -665,6 +719,61 @@ fn a_running_daemon_is_used_as_it_is() {
     assert_eq!(pids, vec![daemon.id()], "no other daemon was started");
     h.home.stop_all();
     let _ = daemon.wait();
+}
+
+#[test]
+fn the_host_starts_the_daemon_through_its_systemd_socket_unit() {
+    // The user's cardgate.socket is installed, and `systemctl` is a fake
+    // that notes its arguments and, for `--user start cardgate.socket`,
+    // starts a daemon on the port as the socket unit would (one with
+    // simulated cards: a `cardgate serve` the host started itself would
+    // have none).
+    let home = Home::new();
+    let units = home.dir.path().join("config/systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("cardgate.socket"), "[Socket]\n").unwrap();
+    let bin = home.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = home.dir.path().join("systemctl.log");
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$*\" >> '{log}'\n\
+             if [ \"$*\" = \"--user start cardgate.socket\" ]; then\n\
+             '{BIN}' demo --card piv --port {port} </dev/null >/dev/null 2>&1 &\n\
+             fi\n",
+            log = log.display(),
+            port = home.port,
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin];
+    dirs.extend(std::env::split_paths(&path));
+    let mut command = home.command();
+    command
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .args(["native-host", EXTENSION]);
+    let mut h = Host::spawn(home, command);
+
+    assert_eq!(h.open(1, BANK)["type"], "opened");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls, "--user start cardgate.socket\n");
+    // The session reaches the daemon the unit started.
+    assert_eq!(h.ok(1, "hello", json!({}))["daemon"], "cardgate");
+    let readers = h.ok(1, "getReaders", json!({}));
+    assert_eq!(
+        readers["readers"][0]["name"], "cardgate demo reader 0",
+        "{readers}"
+    );
+    // A second session uses the running daemon: systemctl is not asked again.
+    assert_eq!(h.open(2, BANK)["type"], "opened");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), calls);
+    assert!(h.finish().success());
 }
 
 #[test]

@@ -12,10 +12,10 @@ mod fake_pinentry;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{ConsentMode, Limits, Server};
+use cardgate::OriginsFile;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use cardgate::{ConsentMode, Limits, Server};
 use daemon::SimDaemon;
 use fake_pinentry::{Behaviour, FakePinentry};
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! for all their callers, never across another job.
 
 use cardgate::error::Error;
-use cardgate::service::Service;
+use cardgate::testing::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;

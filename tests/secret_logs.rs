@@ -58,7 +58,7 @@ async fn no_secret_in_any_log_line() {
     let buffer = Buffer::default();
     let writer = buffer.clone();
     // Everything at TRACE, set up the way the daemon sets up its logs.
-    assert!(cardgate::logging::init_with_writer("trace", move || writer.clone()));
+    assert!(cardgate::testing::init_with_writer("trace", move || writer.clone()));
 
     let piv =
         CardConfig::from_toml_str("profile = \"piv\"\npin = \"864209\"\npuk = \"57319246\"\n")

@@ -6,8 +6,8 @@ mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::Server;
+use cardgate::OriginsFile;
+use cardgate::Server;
 use cardgate::vcard::config::CardConfig;
 use daemon::SimDaemon;
 use futures_util::StreamExt;

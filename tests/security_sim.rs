@@ -9,10 +9,10 @@ mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::security::lockout::LockoutConfig;
-use cardgate::server::{Limits, Server};
+use cardgate::LockoutConfig;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use cardgate::{Limits, Server};
 use daemon::SimDaemon;
 use serde_json::{Value, json};
 use std::time::Duration;

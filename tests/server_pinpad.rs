@@ -6,7 +6,7 @@ mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::server::Server;
+use cardgate::Server;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
 use cardgate::vcard::sim::pinpad::SimPinpad;

@@ -8,7 +8,7 @@ mod daemon;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::server::Server;
+use cardgate::Server;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
 use daemon::SimDaemon;
@@ -618,7 +618,7 @@ async fn concurrent_status_reads_share_the_card_but_not_the_login() {
         )
         .await;
     // Hold the reader's worker so every request below queues behind it.
-    let service = &server.hub().service;
+    let service = cardgate::testing::service(&server);
     let (release, held) = std::sync::mpsc::channel::<()>();
     drop(service.queue(PIV, move |_| {
         let _ = held.recv();
@@ -637,8 +637,9 @@ async fn concurrent_status_reads_share_the_card_but_not_the_login() {
     let ran = probe_ran.clone();
     let probe = service.queue_shared(PIV, "status pin", move |e| {
         ran.store(true, std::sync::atomic::Ordering::SeqCst);
-        // The same result type as the daemon's reads: status and owner.
-        Ok((e.status("pin")?, None::<cardgate::server::hub::ConnId>))
+        // The same result type as the daemon's reads: status and owner (a
+        // connection id).
+        Ok((e.status("pin")?, None::<u64>))
     });
     release.send(()).unwrap();
     let r = owner.response(&json!(7)).await;
@@ -746,13 +747,13 @@ async fn a_client_that_does_not_read_is_closed() {
             _ => break,
         }
     }
-    assert!(server.hub().connection_count() <= 1);
+    assert!(cardgate::testing::connection_count(&server) <= 1);
     // Within the send timeout (and a margin) of the stall, it is closed;
     // a fresh client is answered at once meanwhile.
     let mut fresh = Client::connect(port).await;
     assert_eq!(fresh.ok("hello", json!({})).await["daemon"], "cardgate");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while server.hub().connection_count() > 1 {
+    while cardgate::testing::connection_count(&server) > 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "a client that does not read is still connected ({sent} frames sent)"
@@ -804,7 +805,7 @@ async fn a_busy_reader_does_not_hold_up_another_readers_notifications() {
     // a pinpad), and its card comes back meanwhile: its token can only be
     // described once the worker is free.
     let busy = Duration::from_secs(3);
-    drop(server.hub().service.queue(PIV, move |_| {
+    drop(cardgate::testing::service(&server).queue(PIV, move |_| {
         std::thread::sleep(busy);
         Ok(())
     }));

@@ -8,6 +8,8 @@
 
 #[path = "common/home.rs"]
 mod home;
+#[path = "common/net.rs"]
+mod net;
 
 use home::{BIN, Home};
 use serde_json::{Value, json};
@@ -35,6 +37,18 @@ fn terminate(child: &Child) {
 }
 
 /// Waits for a child to exit, killing it (by its handle) after `limit`.
+/// What an exited child (spawned with a piped stderr) wrote on stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr piped")
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -110,14 +124,6 @@ async fn ws_connect(port: u16) -> Rpc<tokio_tungstenite::MaybeTlsStream<tokio::n
     );
     let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     Rpc::new(ws)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ---- configuration ----------------------------------------------------------
@@ -301,7 +307,7 @@ fn status_command_reports_a_running_daemon() {
     assert_eq!(v["health"]["readers"], json!(["cardgate demo reader 0"]));
     // And nobody there.
     let mut c = home.cardgate();
-    c.args(["status", "--port", &free_port().to_string()]);
+    c.args(["status", "--port", &net::free_port().to_string()]);
     let (status, out, _) = run(c);
     assert_eq!(status.code(), Some(1));
     assert!(out.contains("no cardgate daemon answers"), "{out}");
@@ -343,7 +349,7 @@ fn socket_activation_serves_the_inherited_socket_then_exits_when_idle() {
     };
     let home = Home::new();
     let notify = Notify::new(&home);
-    let port = free_port();
+    let port = net::free_port();
     let mut c = home.cmd(activate);
     // It does not pass NOTIFY_SOCKET on by itself.
     let notify_env = format!("NOTIFY_SOCKET={}", notify.path.display());
@@ -378,13 +384,7 @@ fn socket_activation_serves_the_inherited_socket_then_exits_when_idle() {
     // …and once nothing is connected it exits on its own, cleanly.
     let status = wait_exit(&mut child, Duration::from_secs(15)).expect("idle exit");
     assert!(status.success(), "{status:?}");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert!(err.contains("idle for 1 s"), "{err}");
 }
 
@@ -394,7 +394,7 @@ fn socket_activation_refuses_a_socket_not_on_loopback() {
         return;
     };
     let home = Home::new();
-    let port = free_port();
+    let port = net::free_port();
     let mut c = home.cmd(activate);
     c.args(["-l", &format!("0.0.0.0:{port}"), "--", BIN, "demo"])
         .stdout(Stdio::null())
@@ -404,13 +404,7 @@ fn socket_activation_refuses_a_socket_not_on_loopback() {
     let _ = http_get(port, "/health");
     let status = wait_exit(&mut child, Duration::from_secs(15)).expect("exits");
     assert_eq!(status.code(), Some(1));
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert!(err.contains("only listens on loopback"), "{err}");
 }
 
@@ -516,9 +510,8 @@ fn wss_with_the_generated_certificate() {
                 assert_eq!(r["readers"][0]["name"], "cardgate demo reader 0");
             }
             // A client that does not trust the CA is refused by TLS itself.
-            let other = cardgate::tls::TlsFiles::in_dir(&home.path("other-tls"));
-            cardgate::tls::init(&other, false).unwrap();
-            let untrusted = client_config(&other.ca);
+            let other_ca = cardgate::testing::tls_init(&home.path("other-tls")).unwrap();
+            let untrusted = client_config(&other_ca);
             let e = wss_client(port, "127.0.0.1", untrusted).await.unwrap_err();
             assert!(e.contains("certificate"), "{e}");
             // Plain ws:// still works on the same port.

@@ -10,12 +10,10 @@
 #[path = "common/ws_client.rs"]
 mod ws_client;
 
-use cardgate::native::Upstream;
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Limits, Server, ServerConfig};
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use cardgate::{Limits, Server, ServerConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -135,21 +133,17 @@ impl Native {
 impl Front for Native {
     async fn start(sim: SimBackend, limits: Limits) -> Native {
         let config = ServerConfig {
-            port: 0,
-            op_timeout: Duration::from_secs(10),
-            origins_file: None,
-            origins: OriginsFile {
-                allowed: vec![BANK.into()],
-                ..OriginsFile::default()
-            },
             limits,
-            ..ServerConfig::default()
+            ..ws_client::page_config(BANK)
         };
         let server = Server::start(Arc::new(sim), config).await.unwrap();
-        let upstream = Arc::new(Upstream::new(server.port(), None));
         let (input, host_in) = tokio::io::duplex(1 << 20);
         let (host_out, output) = tokio::io::duplex(1 << 20);
-        let host = tokio::spawn(cardgate::native::serve(upstream, host_in, host_out));
+        let host = tokio::spawn(cardgate::testing::native_host(
+            server.port(),
+            host_in,
+            host_out,
+        ));
         let mut n = Native {
             server,
             input: Some(input),

@@ -30,10 +30,10 @@ mod fake_pinentry;
 mod ws_client;
 
 use card::{presented, tries as card_tries};
-use cardgate::server::{Limits, Server};
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
 use cardgate::vcard::sim::pinpad::{PinpadInput, SimPinpad};
+use cardgate::{Limits, Server};
 use daemon::SimDaemon;
 use fake_pinentry::{Behaviour, FakePinentry};
 use futures_util::{SinkExt, StreamExt};

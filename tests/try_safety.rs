@@ -15,9 +15,9 @@ mod fake_pinentry;
 mod ws_client;
 
 use card::tries;
-use cardgate::server::{Limits, Server};
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
+use cardgate::{Limits, Server};
 use daemon::SimDaemon;
 use fake_pinentry::{Behaviour, FakePinentry};
 use serde_json::{Value, json};
@@ -366,7 +366,7 @@ async fn a_verification_made_elsewhere_is_ended_to_see_the_count_before_a_page_v
     let (server, sim) = daemon(None, CardConfig::piv()).await;
     // Another application verified the PIN: the status query answers 9000
     // and the daemon has never seen the count.
-    let other = cardgate::service::Service::new(Arc::new(sim.clone()));
+    let other = cardgate::testing::Service::new(Arc::new(sim.clone()));
     tokio::task::spawn_blocking(move || {
         other
             .with_engine(PIV, |e| e.login("pin", &"123456".into(), false))
@@ -392,8 +392,8 @@ async fn a_verification_made_elsewhere_is_ended_to_see_the_count_before_a_page_v
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn where_the_consent_prompt_is_configured_the_user_may_unlock_a_locked_site() {
-    use cardgate::security::lockout::LockoutConfig;
-    use cardgate::server::ConsentMode;
+    use cardgate::ConsentMode;
+    use cardgate::LockoutConfig;
     let dir = tempfile::tempdir().unwrap();
     let dialog = FakePinentry::new(dir.path(), "pinentry", Behaviour::ConfirmOk);
     let piv = CardConfig {

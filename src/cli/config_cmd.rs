@@ -46,7 +46,8 @@ fn source_json(s: &Source) -> Value {
     match s {
         Source::Default => json!({ "kind": "default" }),
         Source::System(p) | Source::User(p) => json!({ "kind": s.kind(), "file": p }),
-        Source::Env(v) | Source::Flag(v) => json!({ "kind": s.kind(), "name": v }),
+        Source::Env(v) => json!({ "kind": s.kind(), "name": v }),
+        Source::Flag(v) => json!({ "kind": s.kind(), "name": v }),
     }
 }
 

@@ -145,37 +145,37 @@ enum PinCommand {
 }
 
 /// Exit statuses, documented in README.md and docs/errors.md.
-pub mod exit {
+pub(crate) mod exit {
     /// Success.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// Any other failure.
-    pub const OTHER: u8 = 1;
+    pub(crate) const OTHER: u8 = 1;
     /// The command line itself was wrong.
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// A wrong PIN or SO credential, with tries left.
-    pub const WRONG_PIN: u8 = 3;
+    pub(crate) const WRONG_PIN: u8 = 3;
     /// The PIN or its SO credential is blocked (or a wrong value just spent
     /// its last try).
-    pub const BLOCKED: u8 = 4;
+    pub(crate) const BLOCKED: u8 = 4;
     /// No such reader, no card in it, or the card was removed.
-    pub const NO_READER: u8 = 5;
+    pub(crate) const NO_READER: u8 = 5;
     /// The PC/SC service is not running.
-    pub const NO_SERVICE: u8 = 6;
+    pub(crate) const NO_SERVICE: u8 = 6;
     /// The card or the operation is not supported, or there is no such PIN
     /// object.
-    pub const NOT_SUPPORTED: u8 = 7;
+    pub(crate) const NOT_SUPPORTED: u8 = 7;
     /// A value of the wrong length or format or against the policy, or two
     /// entries of a new PIN that differ.
-    pub const BAD_VALUE: u8 = 8;
+    pub(crate) const BAD_VALUE: u8 = 8;
     /// No terminal to prompt on, or stdin ended early.
-    pub const INPUT: u8 = 9;
+    pub(crate) const INPUT: u8 = 9;
     /// A configuration file cannot be used (sysexits EX_CONFIG; the unit
     /// does not restart on it).
-    pub const CONFIG: u8 = 78;
+    pub(crate) const CONFIG: u8 = 78;
 }
 
 /// The exit status for an error.
-pub fn exit_code(e: &Error) -> u8 {
+pub(crate) fn exit_code(e: &Error) -> u8 {
     match e {
         // A wrong value that spent the last try: the PIN is blocked now.
         Error::PinIncorrect {
@@ -278,11 +278,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The clap command tree (completions, man pages).
-pub fn command() -> clap::Command {
-    Cli::command()
-}
-
 fn man(dir: Option<std::path::PathBuf>) -> ExitCode {
     let cmd = Cli::command();
     let result = match dir {
@@ -329,7 +324,7 @@ fn run(service: &Service, command: CardCommand) -> u8 {
 }
 
 /// A failure of a CLI command: from the card, or from reading input.
-pub enum CliError {
+pub(crate) enum CliError {
     /// The card or the PIN engine refused or failed.
     Card(Error),
     /// The PIN could not be read (prompt or stdin).

@@ -5,7 +5,7 @@ use crate::secret::Secret;
 use std::io::BufRead;
 
 #[derive(Debug, thiserror::Error)]
-pub enum PromptError {
+pub(crate) enum PromptError {
     #[error("no terminal to ask for the PIN on; use --pin-stdin")]
     NoTerminal,
     #[error("standard input ended before every value was read")]
@@ -17,7 +17,7 @@ pub enum PromptError {
 }
 
 impl PromptError {
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             PromptError::Mismatch => "PIN_MISMATCH",
             _ => "INPUT_ERROR",

@@ -2,68 +2,24 @@
 
 use crate::config::{Config, Overrides};
 use crate::daemon::{DemoCard, demo_sim, server_config};
-use crate::server::{ConsentMode, Server, shutdown_signal};
+use crate::server::{Server, shutdown_signal};
 use crate::transport::Backend;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The daemon's flags, declared with the configuration keys they set.
 #[derive(Args)]
 pub(super) struct ServeArgs {
-    /// Port on 127.0.0.1 and [::1] (default: `port` in config.toml, 27183).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Seconds a card operation may take before its caller gets TIMEOUT
-    /// (default: `op_timeout`, 30).
-    #[arg(long, value_name = "SECONDS")]
-    op_timeout: Option<u64>,
-    /// The origins allowlist (default: `origins.file`, origins.toml in the
-    /// user's config directory; managed with `cardgate origins`).
-    #[arg(long, value_name = "FILE")]
-    origins_file: Option<std::path::PathBuf>,
-    /// When socket-activated, exit after this many seconds without a
-    /// connection; 0 never (default: `idle_exit`, 600).
-    #[arg(long, value_name = "SECONDS")]
-    idle_exit: Option<u64>,
-    /// The pinentry program for the daemon's PIN dialog (default:
-    /// `pin_dialog.program`, else found like gpg-agent does:
-    /// PINENTRY_PROGRAM, gpg-agent.conf, PATH).
-    #[arg(long, value_name = "PROGRAM")]
-    pinentry: Option<std::path::PathBuf>,
-    /// Seconds the user has to answer the PIN dialog (default:
-    /// `pin_dialog.timeout`, 60).
-    #[arg(long, value_name = "SECONDS")]
-    pin_timeout: Option<u64>,
-    /// Pages from origins not on the allowlist: refuse them, or ask the user
-    /// (allow once / always / deny) through the PIN dialog program
-    /// (default: `origins.unknown`, refuse).
-    #[arg(long, value_enum)]
-    unknown_origins: Option<UnknownOrigins>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum UnknownOrigins {
-    Refuse,
-    Prompt,
+    #[command(flatten)]
+    flags: Overrides,
 }
 
 impl ServeArgs {
     /// The values given on the command line.
     pub(super) fn overrides(&self) -> Overrides {
-        Overrides {
-            port: self.port,
-            op_timeout: self.op_timeout,
-            idle_exit: self.idle_exit,
-            origins_file: self.origins_file.clone(),
-            pinentry: self.pinentry.clone(),
-            pin_timeout: self.pin_timeout,
-            unknown_origins: self.unknown_origins.map(|u| match u {
-                UnknownOrigins::Refuse => ConsentMode::Refuse,
-                UnknownOrigins::Prompt => ConsentMode::Prompt,
-            }),
-            ..Overrides::default()
-        }
+        self.flags.clone()
     }
 }
 

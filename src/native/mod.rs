@@ -25,9 +25,10 @@
 //!   `{"type":"refused","session":N,"code":…,"message":…}`,
 //!   `{"type":"message","session":N,"data":"<JSON-RPC text>"}`,
 //!   `{"type":"closed","session":N,"code":1008,"reason":…}`,
-//!   `{"type":"error","code":…,"message":…}` (about the envelope itself).
+//!   `{"type":"error","code":…,"message":…}` (about the envelope itself, or
+//!   with `session` about that session).
 
-pub mod upstream;
+pub(crate) mod upstream;
 
 use crate::config::Config;
 use crate::security::origin::Origin;
@@ -44,21 +45,28 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-pub use upstream::{Starter, Upstream};
+pub(crate) use upstream::{Starter, Upstream};
 
 /// The largest envelope accepted from the browser: a 64 KiB JSON-RPC
 /// message, escaped into a JSON string, fits. A bigger length means a
 /// broken peer: the host says so and exits rather than read it.
-pub const MAX_FRAME: u32 = 256 * 1024;
+pub(crate) const MAX_FRAME: u32 = 256 * 1024;
 /// Chrome refuses messages over 1 MiB from a host.
-pub const MAX_OUT_FRAME: usize = 1024 * 1024;
+pub(crate) const MAX_OUT_FRAME: usize = 1024 * 1024;
 /// How long a closing session waits for the daemon's close answer.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// A session's messages waiting to be sent to the daemon (while it starts,
+/// or while it reads slower than the page sends). One more ends the
+/// session with [`QUEUE_FULL`]: a page cannot make the host hold an
+/// unbounded backlog (each message may be 256 KiB).
+pub(crate) const MAX_QUEUED: usize = 64;
+/// The code of the `error` envelope for a session whose queue overflowed.
+const QUEUE_FULL: &str = "TOO_MANY_MESSAGES";
 
 #[derive(Args)]
 /// `cardgate native-host`'s arguments: what the browser passes, and
 /// whether to relay to a demo daemon.
-pub struct NativeHostArgs {
+pub(crate) struct NativeHostArgs {
     /// Relay to a daemon with simulated readers and cards: when none
     /// listens, start `cardgate demo` (a PIV and an OpenPGP card) instead
     /// of `cardgate serve`.
@@ -73,7 +81,7 @@ pub struct NativeHostArgs {
 
 /// Runs the host; `config_file` is the `--config` it was given, passed on
 /// to a daemon it starts.
-pub fn run(
+pub(crate) fn run(
     args: NativeHostArgs,
     config: &Config,
     config_file: Option<&std::path::Path>,
@@ -144,7 +152,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8
 }
 
 /// One frame: length in native byte order, then the JSON.
-pub fn encode_frame(v: &Value) -> Vec<u8> {
+pub(crate) fn encode_frame(v: &Value) -> Vec<u8> {
     let mut text = v.to_string();
     if text.len() > MAX_OUT_FRAME {
         text = json!({ "type": "error", "code": "MESSAGE_TOO_BIG", "message": "an answer exceeded the browser's 1 MiB limit and was dropped" }).to_string();
@@ -166,10 +174,18 @@ enum Inbound {
     Close(CloseCode),
 }
 
+/// The reader loop's side of a session: its bounded queue, and what tells
+/// the session the queue overflowed (what still waits is then dropped, not
+/// sent, and the connection to the daemon is dropped at once).
+struct SessionIn {
+    tx: mpsc::Sender<Inbound>,
+    overflowed: tokio::sync::watch::Sender<bool>,
+}
+
 /// Serves the framed stream until its end, relaying each session to the
 /// daemon. Returns the exit status: 0 when the browser closed the port, 1
 /// when the stream broke.
-pub async fn serve<R, W>(upstream: Arc<Upstream>, mut input: R, mut output: W) -> u8
+pub(crate) async fn serve<R, W>(upstream: Arc<Upstream>, mut input: R, mut output: W) -> u8
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -182,7 +198,7 @@ where
             }
         }
     });
-    let mut sessions: HashMap<u64, mpsc::UnboundedSender<Inbound>> = HashMap::new();
+    let mut sessions: HashMap<u64, SessionIn> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let code = loop {
         // Reap sessions that ended (a JoinSet keeps a finished task until
@@ -216,20 +232,27 @@ where
         let kind = env.get("type").and_then(Value::as_str);
         match (kind, session) {
             (Some("open"), Some(id)) => {
-                if sessions.get(&id).is_some_and(|tx| !tx.is_closed()) {
+                if sessions.get(&id).is_some_and(|s| !s.tx.is_closed()) {
                     let _ = frames.send(refused(id, "INVALID_ENVELOPE", "session already open"));
                     continue;
                 }
                 let text = env.get("origin").and_then(Value::as_str).unwrap_or("");
                 match Origin::parse(text) {
                     Ok(origin) => {
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        sessions.insert(id, tx);
+                        let (tx, rx) = mpsc::channel(MAX_QUEUED);
+                        let (overflowed_tx, overflowed) = tokio::sync::watch::channel(false);
+                        sessions.insert(
+                            id,
+                            SessionIn {
+                                tx,
+                                overflowed: overflowed_tx,
+                            },
+                        );
                         tasks.spawn(relay(
                             upstream.clone(),
                             id,
                             origin.to_string(),
-                            rx,
+                            Queue { rx, overflowed },
                             frames.clone(),
                         ));
                     }
@@ -247,17 +270,39 @@ where
                     ));
                     continue;
                 };
-                let delivered = sessions
+                let sent = sessions
                     .get(&id)
-                    .is_some_and(|tx| tx.send(Inbound::Text(data.to_string())).is_ok());
-                if !delivered {
-                    sessions.remove(&id);
-                    let _ = frames.send(closed(id, CloseCode::Normal, "no such session"));
+                    .map(|s| s.tx.try_send(Inbound::Text(data.to_string())));
+                match sent {
+                    Some(Ok(())) => {}
+                    Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                        if let Some(s) = sessions.remove(&id) {
+                            let _ = s.overflowed.send(true);
+                        }
+                        tracing::warn!(session = id, "too many messages waiting; session closed");
+                        let _ = frames.send(json!({
+                            "type": "error",
+                            "session": id,
+                            "code": QUEUE_FULL,
+                            "message": format!("more than {MAX_QUEUED} messages of session {id} were waiting for the daemon; the session is closed"),
+                        }));
+                        let _ = frames.send(closed(
+                            id,
+                            CloseCode::Policy,
+                            "too many messages waiting for the daemon",
+                        ));
+                    }
+                    Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
+                        sessions.remove(&id);
+                        let _ = frames.send(closed(id, CloseCode::Normal, "no such session"));
+                    }
                 }
             }
             (Some("close"), Some(id)) => {
-                if let Some(tx) = sessions.remove(&id) {
-                    let _ = tx.send(Inbound::Close(page_close_code(&env)));
+                if let Some(s) = sessions.remove(&id) {
+                    // A full queue: dropping the sender closes the session
+                    // (1000) once what waits is sent.
+                    let _ = s.tx.try_send(Inbound::Close(page_close_code(&env)));
                 }
             }
             _ => {
@@ -286,15 +331,25 @@ fn page_close_code(env: &Value) -> CloseCode {
     }
 }
 
+/// A session's side of its queue (see [`SessionIn`]).
+struct Queue {
+    rx: mpsc::Receiver<Inbound>,
+    overflowed: tokio::sync::watch::Receiver<bool>,
+}
+
 /// One session: a WebSocket to the daemon for the page's origin, text
 /// frames relayed both ways until either side closes.
 async fn relay(
     upstream: Arc<Upstream>,
     id: u64,
     origin: String,
-    mut rx: mpsc::UnboundedReceiver<Inbound>,
+    queue: Queue,
     out: mpsc::UnboundedSender<Value>,
 ) {
+    let Queue {
+        mut rx,
+        mut overflowed,
+    } = queue;
     let ws = match upstream.connect(&origin).await {
         Ok(ws) => ws,
         Err(r) => {
@@ -311,9 +366,16 @@ async fn relay(
     // for the other.
     let up = {
         let page_closed = page_closed.clone();
+        let overflowed = overflowed.clone();
         tokio::spawn(async move {
             let code = loop {
-                match rx.recv().await {
+                let next = rx.recv().await;
+                if *overflowed.borrow() {
+                    // What waits is dropped: the page was told the session
+                    // is closed.
+                    break CloseCode::Policy;
+                }
+                match next {
                     Some(Inbound::Text(t)) => {
                         if sink.send(Message::text(t)).await.is_err() {
                             return;
@@ -344,6 +406,12 @@ async fn relay(
         let next = tokio::select! {
             m = stream.next() => m,
             () = &mut grace => break None,
+            // The page was told the session is closed; a daemon that does
+            // not read is not waited for.
+            _ = overflowed.wait_for(|o| *o) => {
+                page_closed.store(true, Ordering::SeqCst);
+                break None;
+            }
         };
         match next {
             Some(Ok(Message::Text(t))) => {

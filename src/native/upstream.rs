@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A relayed session's connection to the daemon.
-pub type DaemonSocket = WebSocketStream<TcpStream>;
+pub(crate) type DaemonSocket = WebSocketStream<TcpStream>;
 
 /// How long a TCP connection to the daemon's port may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,14 +32,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Long: with `origins.unknown = "prompt"` the daemon asks the user first.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(150);
 /// How long a daemon started on demand may take to listen.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `systemctl --user start cardgate.socket` may take.
 const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a session could not be relayed: the `refused` envelope's code and
 /// message.
 #[derive(Debug, Clone)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The stable code, e.g. `DAEMON_UNREACHABLE`.
     pub code: String,
     /// What went wrong, for the user.
@@ -57,7 +57,7 @@ impl Refusal {
 
 /// What the host runs when no daemon listens.
 #[derive(Debug, Clone)]
-pub struct Starter {
+pub(crate) struct Starter {
     /// The `cardgate` executable.
     pub exe: PathBuf,
     /// Arguments before the subcommand (`--config FILE`).
@@ -67,7 +67,7 @@ pub struct Starter {
 }
 
 /// Where the daemon is, and how to start it.
-pub struct Upstream {
+pub(crate) struct Upstream {
     port: u16,
     starter: Option<Starter>,
     /// Held while a daemon is being started: sessions opened meanwhile
@@ -84,7 +84,7 @@ enum Attempt {
 impl Upstream {
     /// The daemon on `port`; `starter` starts one when none listens
     /// (`None`: never start one).
-    pub fn new(port: u16, starter: Option<Starter>) -> Upstream {
+    pub(crate) fn new(port: u16, starter: Option<Starter>) -> Upstream {
         Upstream {
             port,
             starter,
@@ -92,14 +92,9 @@ impl Upstream {
         }
     }
 
-    /// The daemon's port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// A WebSocket to the daemon for a page of `origin` (serialised, as
     /// a browser sends it), starting the daemon first if nothing listens.
-    pub async fn connect(&self, origin: &str) -> Result<DaemonSocket, Refusal> {
+    pub(crate) async fn connect(&self, origin: &str) -> Result<DaemonSocket, Refusal> {
         let first = match self.attempt(origin).await {
             Ok(ws) => return Ok(ws),
             Err(Attempt::Refused(r)) => return Err(r),

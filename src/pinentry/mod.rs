@@ -15,7 +15,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// How long the user has to answer, unless configured otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// gpg-error codes pinentry uses (source 5 = pinentry, in the high byte).
 const GPG_ERR_TIMEOUT: u32 = 62;
@@ -35,7 +35,7 @@ const KNOWN_PROGRAMS: [&str; 7] = [
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 /// Why a PIN dialog gave no value.
-pub enum DialogError {
+pub(crate) enum DialogError {
     #[error("no PIN dialog program (pinentry) is available: {0}")]
     /// No pinentry program could be found or run.
     Unavailable(String),
@@ -64,7 +64,7 @@ impl From<DialogError> for crate::error::Error {
 
 /// What a PIN dialog shows.
 #[derive(Debug, Clone, Default)]
-pub struct PinPrompt {
+pub(crate) struct PinPrompt {
     /// The window title.
     pub title: String,
     /// The long text: which PIN, which card, which site, tries left.
@@ -79,7 +79,7 @@ pub struct PinPrompt {
 
 /// The answer to a consent question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consent {
+pub(crate) enum Consent {
     /// Allow this connection only; ask again next time.
     AllowOnce,
     /// Allow, and add the origin to the allowlist.
@@ -103,7 +103,7 @@ impl PinDialog {
     }
 
     /// The program that will be run, or why there is none.
-    pub fn program(&self) -> Result<PathBuf, DialogError> {
+    pub(crate) fn program(&self) -> Result<PathBuf, DialogError> {
         if let Some(p) = &self.program {
             return Ok(p.clone());
         }
@@ -116,7 +116,7 @@ impl PinDialog {
     }
 
     /// Asks for one value (two, compared, with `repeat`).
-    pub fn get_pin(&self, p: &PinPrompt) -> Result<Secret, DialogError> {
+    pub(crate) fn get_pin(&self, p: &PinPrompt) -> Result<Secret, DialogError> {
         let mut commands = vec![
             format!("SETTITLE {}", escape(&p.title)),
             format!("SETDESC {}", escape(&p.description)),
@@ -139,7 +139,7 @@ impl PinDialog {
 
     /// Asks a yes/no/always question: OK = allow once, "not OK" = always
     /// allow, cancel = deny.
-    pub fn confirm(&self, title: &str, description: &str) -> Result<Consent, DialogError> {
+    pub(crate) fn confirm(&self, title: &str, description: &str) -> Result<Consent, DialogError> {
         let commands = vec![
             format!("SETTITLE {}", escape(title)),
             format!("SETDESC {}", escape(description)),
@@ -158,7 +158,7 @@ impl PinDialog {
 
     /// Asks a yes/no question: `true` only when the user chose `yes`
     /// (cancel, the other button or closing the dialog is no).
-    pub fn ask(
+    pub(crate) fn ask(
         &self,
         title: &str,
         description: &str,
@@ -305,7 +305,7 @@ fn error_from(rest: &str) -> DialogError {
 }
 
 /// Percent-escapes text for an Assuan command line.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -341,7 +341,7 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Finds pinentry like gpg-agent: `PINENTRY_PROGRAM`, the `pinentry-program`
 /// of `gpg-agent.conf`, then well-known names on `PATH`.
-pub fn find_program() -> Option<PathBuf> {
+pub(crate) fn find_program() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PINENTRY_PROGRAM").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }

@@ -16,19 +16,19 @@ use cmd::{
 };
 use serde_json::{Map, Value, json};
 
-pub mod cmd;
+pub(crate) mod cmd;
 
 /// The protocol version this daemon speaks.
-pub const PROTOCOL_VERSION: u64 = 1;
+pub(crate) const PROTOCOL_VERSION: u64 = 1;
 
 /// The most requests one batch may hold (docs/protocol.md). A bigger batch
 /// is answered with a single `INVALID_REQUEST` error (`BATCH_TOO_LARGE`)
 /// and none of it runs. The WebSocket and the native-messaging host both
 /// parse messages here, so both apply it.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 
 /// What a client may rely on.
-pub const CAPABILITIES: &[&str] = &[
+pub(crate) const CAPABILITIES: &[&str] = &[
     "readers",
     "pinStatus",
     "login",
@@ -42,27 +42,27 @@ pub const CAPABILITIES: &[&str] = &[
 ];
 
 /// JSON-RPC error codes (JSON-RPC 2.0 §5.1, plus ours in the server range).
-pub mod code {
+pub(crate) mod code {
     /// The frame is not valid JSON.
-    pub const PARSE_ERROR: i64 = -32700;
+    pub(crate) const PARSE_ERROR: i64 = -32700;
     /// Not a JSON-RPC 2.0 request object, or a batch too large.
-    pub const INVALID_REQUEST: i64 = -32600;
+    pub(crate) const INVALID_REQUEST: i64 = -32600;
     /// An unknown method.
-    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
     /// Missing or wrongly typed parameters.
-    pub const INVALID_PARAMS: i64 = -32602;
+    pub(crate) const INVALID_PARAMS: i64 = -32602;
     /// The operation failed; `data.code` says why (docs/errors.md).
-    pub const OPERATION_FAILED: i64 = -32000;
+    pub(crate) const OPERATION_FAILED: i64 = -32000;
     /// The operation did not finish within the daemon's time limit; it
     /// still completes on the card.
-    pub const TIMEOUT: i64 = -32001;
+    pub(crate) const TIMEOUT: i64 = -32001;
     /// The daemon could not build its answer (a bug).
-    pub const INTERNAL_ERROR: i64 = -32603;
+    pub(crate) const INTERNAL_ERROR: i64 = -32603;
 }
 
 /// A protocol-level failure: JSON-RPC code, stable string code, message, data.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcError {
+pub(crate) struct RpcError {
     /// The JSON-RPC error code (one of [`code`]).
     pub code: i64,
     /// `data`: the stable string `code`, the `message`, and any details
@@ -79,17 +79,17 @@ impl RpcError {
     }
 
     /// `PARSE_ERROR`: the frame is not valid JSON.
-    pub fn parse(message: impl Into<String>) -> Self {
+    pub(crate) fn parse(message: impl Into<String>) -> Self {
         Self::new(code::PARSE_ERROR, "PARSE_ERROR", message)
     }
 
     /// `INVALID_REQUEST`: not a JSON-RPC 2.0 request object.
-    pub fn invalid_request(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(code::INVALID_REQUEST, "INVALID_REQUEST", message)
     }
 
     /// A batch of `size` requests, more than [`MAX_BATCH`].
-    pub fn batch_too_large(size: usize) -> Self {
+    pub(crate) fn batch_too_large(size: usize) -> Self {
         let mut e = Self::new(
             code::INVALID_REQUEST,
             "BATCH_TOO_LARGE",
@@ -100,7 +100,7 @@ impl RpcError {
     }
 
     /// `METHOD_NOT_FOUND`, naming the method in `data.method`.
-    pub fn method_not_found(method: &str) -> Self {
+    pub(crate) fn method_not_found(method: &str) -> Self {
         let mut e = Self::new(
             code::METHOD_NOT_FOUND,
             "METHOD_NOT_FOUND",
@@ -111,18 +111,18 @@ impl RpcError {
     }
 
     /// `INVALID_PARAMS`: missing or wrongly typed parameters.
-    pub fn invalid_params(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_params(message: impl Into<String>) -> Self {
         Self::new(code::INVALID_PARAMS, "INVALID_PARAMS", message)
     }
 
     /// The daemon could not build its answer (never expected).
-    pub fn internal(message: &str) -> Self {
+    pub(crate) fn internal(message: &str) -> Self {
         Self::new(code::INTERNAL_ERROR, "INTERNAL_ERROR", message)
     }
 
     /// `TIMEOUT` after `seconds`: the operation goes on on the card and a
     /// notification reports its outcome.
-    pub fn timeout(seconds: u64) -> Self {
+    pub(crate) fn timeout(seconds: u64) -> Self {
         Self::new(
             code::TIMEOUT,
             "TIMEOUT",
@@ -133,7 +133,7 @@ impl RpcError {
     }
 
     /// `ORIGIN_NOT_ALLOWED`: `origin` may not use the daemon.
-    pub fn origin_not_allowed(origin: &str) -> Self {
+    pub(crate) fn origin_not_allowed(origin: &str) -> Self {
         let mut e = Self::new(
             code::OPERATION_FAILED,
             "ORIGIN_NOT_ALLOWED",
@@ -144,7 +144,7 @@ impl RpcError {
     }
 
     /// The human-readable message in `data` (`"error"` if there is none).
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         self.data["message"].as_str().unwrap_or("error")
     }
 }
@@ -160,7 +160,7 @@ impl From<Error> for RpcError {
 
 /// Which PIN object of which reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// The reader's name.
     pub reader: String,
     /// The PIN object's id within the token (e.g. `pin`, `user`).
@@ -169,7 +169,7 @@ pub struct Target {
 
 /// Where a PIN value comes from.
 #[derive(Debug)]
-pub enum Input {
+pub(crate) enum Input {
     /// Sent by the page (a string or a CredentialValue with data).
     Value(Secret),
     /// A one-time handle from `requestCredential` on the same connection.
@@ -183,7 +183,7 @@ pub enum Input {
 /// A parsed request: each variant holds its call's typed arguments, defined
 /// with the call's parsing in [`cmd`].
 #[derive(Debug)]
-pub enum Call {
+pub(crate) enum Call {
     /// `hello`: protocol version and capabilities.
     Hello(Hello),
     /// `getReaders`: the readers and their cards.
@@ -210,7 +210,7 @@ pub enum Call {
 
 impl Call {
     /// The reader the call works on, if any.
-    pub fn target(&self) -> Option<&Target> {
+    pub(crate) fn target(&self) -> Option<&Target> {
         match self {
             Call::Hello(_) | Call::GetReaders(_) | Call::RequestCredential(_) => None,
             Call::GetPinStatus(GetPinStatus { target })
@@ -227,7 +227,7 @@ impl Call {
 /// One request of a message: its id (absent for a notification) and the
 /// parsed call or why it could not be parsed.
 #[derive(Debug)]
-pub struct Request {
+pub(crate) struct Request {
     /// The request's id; `None` for a notification (no answer is sent).
     pub id: Option<Value>,
     /// The parsed call, or the error to answer with.
@@ -236,7 +236,7 @@ pub struct Request {
 
 /// A whole incoming message: a single request or a batch.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A single request object.
     Single(Request),
     /// A batch: an array of requests, answered as an array.
@@ -249,7 +249,7 @@ pub enum Incoming {
 /// [`Secret`]s as soon as they are found. A batch is read element by
 /// element: past [`MAX_BATCH`] the rest is only checked to be JSON, never
 /// built (a 64 KiB frame `[1,1,…]` would be 32,000 values).
-pub fn parse_message(text: &str) -> Incoming {
+pub(crate) fn parse_message(text: &str) -> Incoming {
     // A JSON array starts with `[` after JSON whitespace.
     if !text.trim_start().starts_with('[') {
         return match serde_json::from_str(text) {
@@ -499,7 +499,7 @@ fn parse_call(method: &str, params: Map<String, Value>) -> Result<Call, RpcError
 }
 
 /// An error response.
-pub fn error(id: Value, e: &RpcError) -> Value {
+pub(crate) fn error(id: Value, e: &RpcError) -> Value {
     json!({
         "jsonrpc": "2.0",
         "id": id,
@@ -510,7 +510,7 @@ pub fn error(id: Value, e: &RpcError) -> Value {
 /// A success response as text, serialised straight from `result` (no
 /// intermediate JSON tree: on the hot path that tree cost more than
 /// everything else the daemon does for a status read).
-pub fn result_text(id: &Value, result: &impl serde::Serialize) -> String {
+pub(crate) fn result_text(id: &Value, result: &impl serde::Serialize) -> String {
     #[derive(serde::Serialize)]
     struct Success<'a, R> {
         jsonrpc: &'static str,
@@ -526,12 +526,12 @@ pub fn result_text(id: &Value, result: &impl serde::Serialize) -> String {
 }
 
 /// An error response as text; the same object as [`error`].
-pub fn error_text(id: &Value, e: &RpcError) -> String {
+pub(crate) fn error_text(id: &Value, e: &RpcError) -> String {
     error(id.clone(), e).to_string()
 }
 
 /// A notification pushed by the daemon.
-pub fn notification(method: &str, params: Value) -> Value {
+pub(crate) fn notification(method: &str, params: Value) -> Value {
     json!({ "jsonrpc": "2.0", "method": method, "params": params })
 }
 

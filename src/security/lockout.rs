@@ -48,10 +48,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The lockout file's name in the user's data directory.
-pub const FILE_NAME: &str = "lockout.toml";
+pub(crate) const FILE_NAME: &str = "lockout.toml";
 
 /// How soon a site refused because of attempts in flight may try again.
-pub const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
+pub(crate) const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 
 /// The thresholds (`[limits]` in config.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Default for LockoutConfig {
 /// The moment of a call: monotonic time for the locks in this process,
 /// wall-clock time for the file (given by tests).
 #[derive(Debug, Clone, Copy)]
-pub struct Now {
+pub(crate) struct Now {
     /// Monotonic time: what the locks in this process are measured by.
     pub instant: Instant,
     /// Wall-clock time: what the lockout file records.
@@ -88,7 +88,7 @@ pub struct Now {
 
 impl Now {
     /// The moment of the call, on both clocks.
-    pub fn current() -> Now {
+    pub(crate) fn current() -> Now {
         Now {
             instant: Instant::now(),
             wall: SystemTime::now(),
@@ -96,7 +96,8 @@ impl Now {
     }
 
     /// The moment `d` later.
-    pub fn later(self, d: Duration) -> Now {
+    #[cfg(test)]
+    pub(crate) fn later(self, d: Duration) -> Now {
         Now {
             instant: self.instant + d,
             wall: self.wall + d,
@@ -110,7 +111,7 @@ impl Now {
 
 /// The card's verdict on a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The card accepted the value: the site starts afresh.
     Right,
     /// The card refused the value: a strike.
@@ -122,7 +123,7 @@ pub enum Verdict {
 
 /// Why [`Lockout::begin`] refused to let a credential reach the card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Locked for this long still.
     TemporarilyLocked {
         /// How long until the site may try again.
@@ -136,7 +137,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The error the page gets (`TEMPORARILY_LOCKED` or `SITE_LOCKED`).
-    pub fn into_error(self, site: &str) -> Error {
+    pub(crate) fn into_error(self, site: &str) -> Error {
         match self {
             Refusal::TemporarilyLocked { retry_after } => Error::TemporarilyLocked {
                 retry_after: ceil_secs(retry_after).max(1),
@@ -154,7 +155,7 @@ impl Refusal {
 /// What a wrong value did to the site (stable codes the page sees, see
 /// [`Notice::annotate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// An ordinary failure: this many more wrong values lock the site.
     Failed {
         /// Wrong values left before the site locks.
@@ -172,7 +173,7 @@ pub enum Notice {
 
 impl Notice {
     /// `data.lockout`: absent for an ordinary failure.
-    pub fn code(&self) -> Option<&'static str> {
+    pub(crate) fn code(&self) -> Option<&'static str> {
         match self {
             Notice::Failed { .. } => None,
             Notice::OneMoreLocksFor(_) | Notice::OneMoreLocksUntilUnlocked => {
@@ -184,7 +185,7 @@ impl Notice {
     }
 
     /// Wrong values left before the next lock (none once locked).
-    pub fn attempts_before_lock(&self) -> Option<u32> {
+    pub(crate) fn attempts_before_lock(&self) -> Option<u32> {
         match self {
             Notice::Failed {
                 attempts_before_lock,
@@ -195,7 +196,7 @@ impl Notice {
     }
 
     /// What to add to the wrong-PIN message (none for an ordinary failure).
-    pub fn message_suffix(&self, site: &str) -> Option<String> {
+    pub(crate) fn message_suffix(&self, site: &str) -> Option<String> {
         match self {
             Notice::Failed { .. } => None,
             Notice::OneMoreLocksFor(d) => Some(format!(
@@ -218,7 +219,7 @@ impl Notice {
     /// `lockedFor` (seconds, when locked now for a while), `nextLockFor`
     /// (seconds) or `nextLockUntilUnlocked: true` with `ONE_MORE_LOCKS`,
     /// and the message's suffix.
-    pub fn annotate(&self, data: &mut Value, site: &str) {
+    pub(crate) fn annotate(&self, data: &mut Value, site: &str) {
         if !data.is_object() {
             *data = json!({});
         }
@@ -243,7 +244,7 @@ impl Notice {
 
 /// A site's lock, as [`Lockout::state`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lock {
+pub(crate) enum Lock {
     /// Locked for this long still.
     For(Duration),
     /// Locked until the user unlocks the site.
@@ -252,7 +253,7 @@ pub enum Lock {
 
 impl Lock {
     /// What an attempt of the site meets while this lock holds.
-    pub fn refusal(self) -> Refusal {
+    pub(crate) fn refusal(self) -> Refusal {
         match self {
             Lock::For(retry_after) => Refusal::TemporarilyLocked { retry_after },
             Lock::UntilUnlocked => Refusal::LockedUntilUnlocked,
@@ -262,7 +263,7 @@ impl Lock {
 
 /// A site's lockout state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SiteState {
+pub(crate) struct SiteState {
     /// Consecutive wrong values.
     pub strikes: u32,
     /// Attempts begun and not yet settled (in this process).
@@ -275,23 +276,10 @@ pub struct SiteState {
 /// the card's verdict; dropped unsettled it counts as a wrong value.
 #[must_use = "settle the attempt with the card's verdict; dropped, it counts as a wrong value"]
 #[derive(Debug)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// `None` once settled, or when the lockout is off.
     lockout: Option<Lockout>,
     site: String,
-    strikes: u32,
-}
-
-impl Attempt {
-    /// The site the attempt is counted for.
-    pub fn site(&self) -> &str {
-        &self.site
-    }
-
-    /// The site's strikes when the attempt began.
-    pub fn strikes(&self) -> u32 {
-        self.strikes
-    }
 }
 
 impl Drop for Attempt {
@@ -320,7 +308,7 @@ impl Drop for Attempt {
 /// locked_until_unlocked = true
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockoutFile {
+pub(crate) struct LockoutFile {
     /// The sites with strikes or a lock, by origin.
     #[serde(default)]
     pub sites: BTreeMap<String, StoredSite>,
@@ -328,7 +316,7 @@ pub struct LockoutFile {
 
 /// One site in the lockout file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSite {
+pub(crate) struct StoredSite {
     /// Consecutive wrong values.
     #[serde(default)]
     pub strikes: u32,
@@ -347,7 +335,7 @@ const FILE_HEADER: &str = "\
 
 impl LockoutFile {
     /// Reads the file; a missing file is an empty one.
-    pub fn load(path: &Path) -> Result<LockoutFile, String> {
+    pub(crate) fn load(path: &Path) -> Result<LockoutFile, String> {
         match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LockoutFile::default()),
@@ -357,7 +345,7 @@ impl LockoutFile {
 
     /// Writes the file atomically: a temporary file renamed in, so a
     /// reader never sees half a file.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -473,7 +461,7 @@ struct Shared {
 /// The per-site progressive lockout, shared by every reader worker.
 /// Cloning it shares the state.
 #[derive(Clone)]
-pub struct Lockout {
+pub(crate) struct Lockout {
     shared: Arc<Shared>,
 }
 
@@ -488,7 +476,7 @@ impl std::fmt::Debug for Lockout {
 
 impl Lockout {
     /// A lockout keeping its state in `store` (`None`: in memory only).
-    pub fn new(config: LockoutConfig, store: Option<PathBuf>) -> Lockout {
+    pub(crate) fn new(config: LockoutConfig, store: Option<PathBuf>) -> Lockout {
         Lockout {
             shared: Arc::new(Shared {
                 config,
@@ -502,13 +490,8 @@ impl Lockout {
         }
     }
 
-    /// The lockout's settings.
-    pub fn config(&self) -> LockoutConfig {
-        self.shared.config
-    }
-
     /// The file the state is kept in.
-    pub fn store(&self) -> Option<&Path> {
+    pub(crate) fn store(&self) -> Option<&Path> {
         self.shared.store.as_deref()
     }
 
@@ -520,13 +503,12 @@ impl Lockout {
     /// the site is locked, or while its strikes and the attempts in flight
     /// already reach the next lock. The attempt counts as a strike for
     /// other `begin`s until it is settled.
-    pub fn begin(&self, site: &str, now: Now) -> Result<Attempt, Refusal> {
+    pub(crate) fn begin(&self, site: &str, now: Now) -> Result<Attempt, Refusal> {
         let n = self.shared.config.max_failures;
         if n == 0 {
             return Ok(Attempt {
                 lockout: None,
                 site: site.to_string(),
-                strikes: 0,
             });
         }
         let mut sites = self.guard();
@@ -544,7 +526,6 @@ impl Lockout {
                 Ok(Attempt {
                     lockout: Some(self.clone()),
                     site: site.to_string(),
-                    strikes: entry.strikes,
                 })
             }
         };
@@ -558,7 +539,12 @@ impl Lockout {
     /// [`Notice`] for the response. A right value resets the site's
     /// strikes and stage (it cannot come while the site is locked, except
     /// for a lock another process set meanwhile, which stays).
-    pub fn settle(&self, mut attempt: Attempt, verdict: Verdict, now: Now) -> Option<Notice> {
+    pub(crate) fn settle(
+        &self,
+        mut attempt: Attempt,
+        verdict: Verdict,
+        now: Now,
+    ) -> Option<Notice> {
         let lockout = attempt.lockout.take()?;
         debug_assert!(Arc::ptr_eq(&lockout.shared, &self.shared));
         lockout.settle_site(&attempt.site, verdict, now)
@@ -645,7 +631,7 @@ impl Lockout {
     /// its strikes: the site starts afresh. `Ok(false)` when there was
     /// nothing to lift; `Err` when the file could not be written (the lock
     /// is lifted in this process anyway).
-    pub fn unlock(&self, site: &str) -> Result<bool, String> {
+    pub(crate) fn unlock(&self, site: &str) -> Result<bool, String> {
         let now = Now::current();
         let mut sites = self.guard();
         let _guard = self.store().and_then(lock_store);
@@ -666,7 +652,7 @@ impl Lockout {
     }
 
     /// A site's state now (from the file as it is now).
-    pub fn state(&self, site: &str, now: Now) -> SiteState {
+    pub(crate) fn state(&self, site: &str, now: Now) -> SiteState {
         let mut sites = self.guard();
         self.refresh(&mut sites, now);
         sites
@@ -681,7 +667,7 @@ impl Lockout {
     }
 
     /// Every site with strikes, a lock or attempts in flight, by name.
-    pub fn sites(&self, now: Now) -> Vec<(String, SiteState)> {
+    pub(crate) fn sites(&self, now: Now) -> Vec<(String, SiteState)> {
         let mut sites = self.guard();
         self.refresh(&mut sites, now);
         let mut out: Vec<(String, SiteState)> = sites

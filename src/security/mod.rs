@@ -2,6 +2,6 @@
 //! site may send ([`lockout`]), and how fast a connection may go
 //! ([`throttle`]).
 
-pub mod lockout;
-pub mod origin;
-pub mod throttle;
+pub(crate) mod lockout;
+pub(crate) mod origin;
+pub(crate) mod throttle;

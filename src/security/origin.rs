@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 /// A web origin `scheme://host[:port]`, normalised.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// `http` or `https`, lower-case.
     pub scheme: String,
     /// The host, lower-case.
@@ -35,13 +35,13 @@ impl fmt::Display for Origin {
 /// Why an origin string was not accepted as one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not an http(s) origin (scheme://host[:port])")]
-pub struct BadOrigin(pub String);
+pub(crate) struct BadOrigin(pub String);
 
 impl Origin {
     /// Parses and normalises an origin. Only `http` and `https` are origins a
     /// web page can have here; paths, queries, user info and trailing dots
     /// are refused rather than silently dropped.
-    pub fn parse(text: &str) -> Result<Origin, BadOrigin> {
+    pub(crate) fn parse(text: &str) -> Result<Origin, BadOrigin> {
         let bad = || BadOrigin(text.to_string());
         let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
         let scheme = scheme.to_ascii_lowercase();
@@ -148,7 +148,7 @@ impl OriginsFile {
 
 /// Why a handshake was refused (logged, and the stable code in the 403 body).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The `Host` header does not name this daemon (DNS rebinding).
     BadHost(String),
     /// No `Origin` header, and `allow_missing_origin` is off.
@@ -164,7 +164,7 @@ pub enum Refusal {
 impl Refusal {
     /// The stable code: `HOST_NOT_ALLOWED` for a bad `Host`, otherwise
     /// `ORIGIN_NOT_ALLOWED`.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Refusal::BadHost(_) => "HOST_NOT_ALLOWED",
             _ => "ORIGIN_NOT_ALLOWED",
@@ -192,7 +192,7 @@ impl fmt::Display for Refusal {
 
 /// The origin a connection was accepted for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Peer {
+pub(crate) enum Peer {
     /// A web page of this origin, on the allowlist.
     Web(Origin),
     /// `Origin: null`, when allowed.
@@ -289,7 +289,7 @@ impl Snapshot {
 
 /// The allowlist as the daemon uses it: re-read when the file changes, so
 /// `cardgate origins allow|revoke` take effect without a restart.
-pub struct OriginGate {
+pub(crate) struct OriginGate {
     path: Option<PathBuf>,
     /// Origins always allowed: the daemon's own pages (the demo).
     own: Vec<Origin>,
@@ -302,7 +302,7 @@ pub struct OriginGate {
 impl OriginGate {
     /// A gate following the allowlist at `path` (none: only `extra`),
     /// with `extra`'s settings added in code.
-    pub fn new(path: Option<PathBuf>, extra: OriginsFile) -> Self {
+    pub(crate) fn new(path: Option<PathBuf>, extra: OriginsFile) -> Self {
         OriginGate {
             path,
             own: Vec::new(),
@@ -312,7 +312,7 @@ impl OriginGate {
     }
 
     /// Allows the daemon's own pages once its port is known.
-    pub fn set_port(&mut self, port: u16) {
+    pub(crate) fn set_port(&mut self, port: u16) {
         // http, and https when wss is on: only this daemon serves that port.
         self.own = ["http", "https"]
             .iter()
@@ -353,7 +353,7 @@ impl OriginGate {
     }
 
     /// Is `origin` allowed now (own pages, the file, extra settings)?
-    pub fn allows(&self, origin: &Origin) -> bool {
+    pub(crate) fn allows(&self, origin: &Origin) -> bool {
         self.own.contains(origin)
             || self.extra.allowed.contains(origin)
             || self.current().allowed.contains(origin)
@@ -361,7 +361,7 @@ impl OriginGate {
 
     /// Is the peer still allowed (checked again on every request, so a
     /// revocation also ends open connections)?
-    pub fn still_allows(&self, peer: &Peer) -> bool {
+    pub(crate) fn still_allows(&self, peer: &Peer) -> bool {
         match peer {
             Peer::Web(o) => self.allows(o),
             Peer::Null => self.extra.allow_null_origin || self.current().allow_null_origin,
@@ -370,12 +370,12 @@ impl OriginGate {
     }
 
     /// Was this origin refused at the consent prompt before?
-    pub fn denied(&self, origin: &Origin) -> bool {
+    pub(crate) fn denied(&self, origin: &Origin) -> bool {
         self.current().denied.contains(origin)
     }
 
     /// Stores the user's consent decision in the allowlist file.
-    pub fn remember(&self, origin: &Origin, allow: bool) -> Result<(), String> {
+    pub(crate) fn remember(&self, origin: &Origin, allow: bool) -> Result<(), String> {
         let Some(path) = &self.path else {
             return Err("no origins file to remember the decision in".into());
         };
@@ -392,7 +392,7 @@ impl OriginGate {
     }
 
     /// Checks a handshake's `Host` and `Origin` headers.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         host: Option<&str>,
         origin: Option<&str>,
@@ -419,7 +419,7 @@ impl OriginGate {
 }
 
 /// The `Host` header names this daemon: a loopback name and its port.
-pub fn host_is_us(host: &str, port: u16) -> bool {
+pub(crate) fn host_is_us(host: &str, port: u16) -> bool {
     // Checked on every HTTP request: compared in place, nothing allocated.
     let Some((name, given)) = host.rsplit_once(':') else {
         return false;

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 /// A token bucket limiting one connection's request rate.
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     per_second: f64,
     burst: f64,
     tokens: f64,
@@ -14,7 +14,7 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// A full bucket of `burst` tokens, refilled at `per_second`.
-    pub fn new(per_second: u32, burst: u32) -> Self {
+    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
         RateLimit {
             per_second: per_second as f64,
             burst: burst as f64,
@@ -24,7 +24,7 @@ impl RateLimit {
     }
 
     /// Takes one token; `false` when the connection goes too fast.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);

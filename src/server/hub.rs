@@ -1,7 +1,7 @@
 //! What every connection shares: the reader workers, the readers as the
 //! monitor reported them, and the channel that pushes notifications.
 
-pub use super::logins::ConnId;
+pub(crate) use super::logins::ConnId;
 use super::logins::{Logins, logout_all, mask_status};
 use crate::card::Token;
 use crate::error::Error;
@@ -11,7 +11,7 @@ use crate::protocol::notification;
 use crate::security::lockout::Lockout;
 use crate::security::origin::OriginGate;
 use crate::service::Service;
-pub use crate::settings::{ConsentMode, Limits};
+pub(crate) use crate::settings::{ConsentMode, Limits};
 use crate::transport::{Backend, Event, WatchGuard};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ struct Readers {
 /// A notification as each connection receives it: `text` for everybody,
 /// except the connection that owns the login, which gets `owner_text`
 /// (other connections never see `validated: true` of a login not theirs).
-pub struct Note {
+pub(crate) struct Note {
     /// The notification as every connection but the owner receives it.
     pub text: String,
     /// The connection that owns the login, and its own text of the
@@ -43,7 +43,7 @@ pub struct Note {
 
 impl Note {
     /// The text `conn` receives.
-    pub fn for_conn(&self, conn: ConnId) -> &str {
+    pub(crate) fn for_conn(&self, conn: ConnId) -> &str {
         match &self.owner {
             Some((owner, text)) if *owner == conn => text,
             _ => &self.text,
@@ -52,7 +52,7 @@ impl Note {
 }
 
 /// What every connection shares (see the module docs): one per daemon.
-pub struct Hub {
+pub(crate) struct Hub {
     /// The reader workers: all card work is queued here.
     pub service: Service,
     notify: broadcast::Sender<Arc<Note>>,
@@ -150,23 +150,23 @@ impl Hub {
     }
 
     /// Stops watching readers.
-    pub fn stop_watching(&self) {
+    pub(crate) fn stop_watching(&self) {
         self.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// A receiver of every notification from now on (one per connection).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Note>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Note>> {
         self.notify.subscribe()
     }
 
     /// Pushes a notification to every connected client.
-    pub fn broadcast(&self, method: &str, params: Value) {
+    pub(crate) fn broadcast(&self, method: &str, params: Value) {
         self.notifier().send(method, params);
     }
 
     /// Pushes a PIN status: the owner of the login sees it as it is, the
     /// others with `validated` / `soValidated` false.
-    pub fn broadcast_pin(
+    pub(crate) fn broadcast_pin(
         &self,
         reader: &str,
         pin: &str,
@@ -186,7 +186,7 @@ impl Hub {
     // ---- connections and their logins -----------------------------------
 
     /// Registers a new connection; `None` when the connection cap is reached.
-    pub fn open_connection(&self) -> Option<ConnId> {
+    pub(crate) fn open_connection(&self) -> Option<ConnId> {
         let n = self.connections.fetch_add(1, Ordering::SeqCst);
         if n >= self.limits.max_connections {
             self.connections.fetch_sub(1, Ordering::SeqCst);
@@ -196,19 +196,19 @@ impl Hub {
     }
 
     /// How many connections are open.
-    pub fn connection_count(&self) -> usize {
+    pub(crate) fn connection_count(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 
     /// Ends a connection: its logins end on the cards.
-    pub fn close_connection(&self, conn: ConnId) {
+    pub(crate) fn close_connection(&self, conn: ConnId) {
         self.end_logins_of(conn);
         self.connections.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Logs out, on every card, the logins `conn` made (connection closed,
     /// idle too long). Queued behind the readers' pending work.
-    pub fn end_logins_of(&self, conn: ConnId) {
+    pub(crate) fn end_logins_of(&self, conn: ConnId) {
         for reader in self.logins.release_all_of(conn) {
             tracing::debug!(
                 conn,
@@ -225,12 +225,12 @@ impl Hub {
     }
 
     /// Whether the PC/SC service is running, as the monitor last reported.
-    pub fn pcsc_up(&self) -> bool {
+    pub(crate) fn pcsc_up(&self) -> bool {
         self.lock().pcsc_up
     }
 
     /// The readers now: name and ATR of the card, if any.
-    pub fn readers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+    pub(crate) fn readers(&self) -> Vec<(String, Option<Vec<u8>>)> {
         self.lock()
             .readers
             .iter()
@@ -239,7 +239,7 @@ impl Hub {
     }
 
     /// Checks that a reader exists before any work is queued for it.
-    pub fn check_reader(&self, reader: &str) -> Result<(), Error> {
+    pub(crate) fn check_reader(&self, reader: &str) -> Result<(), Error> {
         let st = self.lock();
         if !st.pcsc_up {
             return Err(Error::NoPcscService);
@@ -252,7 +252,7 @@ impl Hub {
     }
 
     /// The `/health` answer: status, version, PC/SC state and reader names.
-    pub fn health(&self) -> Value {
+    pub(crate) fn health(&self) -> Value {
         let st = self.lock();
         json!({
             "status": "ok",
@@ -358,7 +358,7 @@ impl Notifier {
 }
 
 /// The card's token with every PIN's status, as the protocol shows it.
-pub fn describe_token(e: &mut crate::pin::Engine) -> Result<Value, Error> {
+pub(crate) fn describe_token(e: &mut crate::pin::Engine) -> Result<Value, Error> {
     let pins = e.statuses()?;
     // The reader's keypad (PC/SC part 10 VERIFY_PIN_DIRECT), asked once
     // per connection: `login(null)` / `change(null, null)` use it.

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// Identifies one connection for the lifetime of the daemon.
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// Reader → the connection whose login is on its card.
 #[derive(Default)]
-pub struct Logins {
+pub(crate) struct Logins {
     owners: Mutex<HashMap<String, ConnId>>,
 }
 
@@ -28,13 +28,13 @@ impl Logins {
     }
 
     /// The connection whose login is on the card in `reader`.
-    pub fn owner(&self, reader: &str) -> Option<ConnId> {
+    pub(crate) fn owner(&self, reader: &str) -> Option<ConnId> {
         self.owners().get(reader).copied()
     }
 
     /// Before `me`'s PIN operation, on the reader's worker: another
     /// connection's login must not serve it, so it is ended on the card.
-    pub fn make_way(&self, e: &mut Engine, reader: &str, me: ConnId) -> Result<(), Error> {
+    pub(crate) fn make_way(&self, e: &mut Engine, reader: &str, me: ConnId) -> Result<(), Error> {
         if self.owner(reader).is_some_and(|o| o != me) {
             logout_all(e)?;
             self.release(reader);
@@ -43,18 +43,18 @@ impl Logins {
     }
 
     /// `conn` logged in on the card in `reader`.
-    pub fn claim(&self, reader: &str, conn: ConnId) {
+    pub(crate) fn claim(&self, reader: &str, conn: ConnId) {
         self.owners().insert(reader.to_string(), conn);
     }
 
     /// Nobody's login is on the card in `reader` any more.
-    pub fn release(&self, reader: &str) {
+    pub(crate) fn release(&self, reader: &str) {
         self.owners().remove(reader);
     }
 
     /// The readers whose login `conn` owned, which it no longer owns; the
     /// caller logs them out on the cards.
-    pub fn release_all_of(&self, conn: ConnId) -> Vec<String> {
+    pub(crate) fn release_all_of(&self, conn: ConnId) -> Vec<String> {
         let mut owners = self.owners();
         let mine: Vec<String> = owners
             .iter()

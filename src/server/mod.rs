@@ -3,12 +3,12 @@
 //! and a health check.
 
 mod caller;
-pub mod cmd;
+pub(crate) mod cmd;
 mod credentials;
 mod dispatch;
 mod handshake;
 mod http;
-pub mod hub;
+pub(crate) mod hub;
 mod logins;
 mod operation;
 mod session;
@@ -19,9 +19,7 @@ use crate::pinentry::PinDialog;
 use crate::policy::PolicySet;
 use crate::security::origin::{OriginGate, OriginsFile};
 use crate::service::Service;
-pub use crate::settings::{
-    ConsentMode, DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits, default_origins_file,
-};
+pub(crate) use crate::settings::{DEFAULT_OP_TIMEOUT, DEFAULT_PORT, Limits, default_origins_file};
 use crate::transport::Backend;
 use hub::Hub;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -211,7 +209,8 @@ impl Server {
     }
 
     /// What the daemon's connections share.
-    pub fn hub(&self) -> &Arc<Hub> {
+    #[cfg(feature = "test-support")]
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
 
@@ -260,7 +259,7 @@ pub(crate) fn logout_everything(hub: &Hub) {
 }
 
 /// Waits for SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,7 +1,7 @@
 //! The simulated card as the card itself sees it, read outside the daemon.
 #![allow(dead_code)] // each test binary uses part of it
 
-use cardgate::service::Service;
+use cardgate::testing::Service;
 use cardgate::vcard::sim::SimBackend;
 use std::sync::Arc;
 

@@ -3,13 +3,13 @@
 //! port 0. Pages connect with [`crate::ws_client::Client::page`].
 #![allow(dead_code)] // each test binary uses part of it
 
-use cardgate::pinentry::PinDialog;
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Limits, Server, ServerConfig};
+use cardgate::OriginsFile;
+use cardgate::PinDialog;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;
 use cardgate::vcard::sim::pinpad::SimPinpad;
+use cardgate::{Limits, Server, ServerConfig};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use cardgate::error::Error;
 use cardgate::pin::{Engine, PinStatus};
 use cardgate::policy::PolicySet;
 use cardgate::secret::Secret;
-use cardgate::service::Service;
+use cardgate::testing::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::CardConfig;
 use cardgate::vcard::sim::SimBackend;

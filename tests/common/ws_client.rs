@@ -1,8 +1,8 @@
 //! A small JSON-RPC WebSocket client for tests against the real daemon.
 #![allow(dead_code)] // each test binary uses part of it
 
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::ServerConfig;
+use cardgate::OriginsFile;
+use cardgate::ServerConfig;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -18,14 +18,27 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// The daemon as the tests run it for this client: a free port, no
 /// allowlist file, and no `Origin` needed (the client is a local tool).
 pub fn local_tool_config() -> ServerConfig {
+    config_allowing(OriginsFile {
+        allow_missing_origin: true,
+        ..OriginsFile::default()
+    })
+}
+
+/// The daemon as the tests run it for pages of `origin`, the one origin
+/// allowed: a free port, no allowlist file.
+pub fn page_config(origin: &str) -> ServerConfig {
+    config_allowing(OriginsFile {
+        allowed: vec![origin.into()],
+        ..OriginsFile::default()
+    })
+}
+
+fn config_allowing(origins: OriginsFile) -> ServerConfig {
     ServerConfig {
         port: 0,
         op_timeout: Duration::from_secs(10),
         origins_file: None,
-        origins: OriginsFile {
-            allow_missing_origin: true,
-            ..OriginsFile::default()
-        },
+        origins,
         ..ServerConfig::default()
     }
 }

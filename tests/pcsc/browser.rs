@@ -90,8 +90,7 @@ fn prerequisites() -> Result<(), String> {
 
 /// A free port on 127.0.0.1 (and, almost surely, on [::1]).
 fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+    crate::net::try_free_port().map_err(|e| e.to_string())
 }
 
 /// Whether `GET /health` answers 200.
@@ -260,7 +259,7 @@ fn browser_security() -> Result<(), Failed> {
     ];
     run_script("security.e2e.mjs", port, args, env, &out, || {
         // Whatever the pages did, the card kept at least one try.
-        let service = cardgate::service::Service::new(std::sync::Arc::new(
+        let service = cardgate::testing::Service::new(std::sync::Arc::new(
             cardgate::transport::pcsc::PcscBackend::new(),
         ));
         let st = service

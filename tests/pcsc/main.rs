@@ -12,6 +12,8 @@ mod browser;
 #[path = "../common/fake_pinentry.rs"]
 mod fake_pinentry;
 mod harness;
+#[path = "../common/net.rs"]
+mod net;
 mod pin_ops;
 mod policy;
 mod server;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cardgate::error::Error;
 use cardgate::pin::{PinStatus, SoPath};
 use cardgate::secret::Secret;
-use cardgate::service::Service;
+use cardgate::testing::Service;
 use cardgate::transport::Backend;
 use cardgate::transport::pcsc::PcscBackend;
 use libtest_mimic::{Failed, Trial};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cardgate::error::Error;
 use cardgate::policy::{Constraint, PolicySet};
 use cardgate::secret::Secret;
-use cardgate::service::Service;
+use cardgate::testing::Service;
 use cardgate::transport::pcsc::PcscBackend;
 use libtest_mimic::{Failed, Trial};
 

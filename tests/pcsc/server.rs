@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cardgate::server::Server;
+use cardgate::Server;
 use cardgate::transport::pcsc::PcscBackend;
 use libtest_mimic::{Failed, Trial};
 use serde_json::{Value, json};

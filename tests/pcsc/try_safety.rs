@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ws_client::Client;
+use cardgate::LockoutConfig;
+use cardgate::PinDialog;
 use cardgate::apdu::commands;
-use cardgate::pinentry::PinDialog;
-use cardgate::security::lockout::LockoutConfig;
-use cardgate::security::origin::OriginsFile;
-use cardgate::server::{Limits, Server, ServerConfig};
 use cardgate::transport::Backend;
 use cardgate::transport::pcsc::PcscBackend;
+use cardgate::{Limits, Server, ServerConfig};
 use libtest_mimic::{Failed, Trial};
 use serde_json::{Value, json};
 
@@ -113,13 +112,6 @@ impl Card {
 
 fn config(dialog: Option<&Path>, limits: Limits) -> ServerConfig {
     ServerConfig {
-        port: 0,
-        op_timeout: Duration::from_secs(10),
-        origins_file: None,
-        origins: OriginsFile {
-            allowed: vec![SITE.into()],
-            ..OriginsFile::default()
-        },
         limits: Limits {
             // Requests are not what is limited here.
             rate_per_second: 10_000,
@@ -127,7 +119,7 @@ fn config(dialog: Option<&Path>, limits: Limits) -> ServerConfig {
             ..limits
         },
         pin_dialog: PinDialog::new(dialog.map(Path::to_path_buf), Duration::from_secs(10)),
-        ..ServerConfig::default()
+        ..crate::ws_client::page_config(SITE)
     }
 }
 
@@ -739,7 +731,7 @@ fn pcsc_lockout_escalates_and_only_the_user_unlocks() -> Result<(), Failed> {
 
         // The user unlocks the site.
         eq(
-            server.hub().lockout.unlock(SITE),
+            cardgate::testing::unlock_site(server, SITE),
             Ok(true),
             "Lockout::unlock",
         )?;

@@ -4,7 +4,7 @@ use crate::protocol::{Input, Params, RpcError, Target};
 
 /// `change`'s arguments.
 #[derive(Debug)]
-pub struct Change {
+pub(crate) struct Change {
     /// The PIN object to change.
     pub target: Target,
     /// The current value (`oldValue`).

@@ -6,7 +6,7 @@ use crate::secret::Secret;
 
 /// `checkConstraints`' arguments: values only compared, never sent.
 #[derive(Debug)]
-pub struct CheckConstraints {
+pub(crate) struct CheckConstraints {
     /// The PIN object whose policy the values are checked against.
     pub target: Target,
     /// Empty when absent.

@@ -4,7 +4,7 @@ use crate::protocol::{Params, RpcError, Target};
 
 /// `getConstraints`'s arguments.
 #[derive(Debug)]
-pub struct GetConstraints {
+pub(crate) struct GetConstraints {
     /// The PIN object whose constraints are asked for.
     pub target: Target,
 }

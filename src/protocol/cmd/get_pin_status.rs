@@ -4,7 +4,7 @@ use crate::protocol::{Params, RpcError, Target};
 
 /// `getPinStatus`'s arguments: which PIN of which reader.
 #[derive(Debug)]
-pub struct GetPinStatus {
+pub(crate) struct GetPinStatus {
     /// The PIN object whose status is asked for.
     pub target: Target,
 }

@@ -4,7 +4,7 @@ use crate::protocol::{Params, RpcError};
 
 /// `getReaders` takes no arguments.
 #[derive(Debug)]
-pub struct GetReaders;
+pub(crate) struct GetReaders;
 
 impl GetReaders {
     pub(crate) fn parse(_: &mut Params) -> Result<Self, RpcError> {

@@ -4,7 +4,7 @@ use crate::protocol::{Params, RpcError};
 
 /// `hello`'s arguments: the protocol version the client speaks, if it says.
 #[derive(Debug)]
-pub struct Hello {
+pub(crate) struct Hello {
     /// The version the client speaks (`protocol`), if it sends one.
     pub protocol: Option<u64>,
 }

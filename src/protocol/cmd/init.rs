@@ -4,7 +4,7 @@ use crate::protocol::{Input, Params, RpcError, Target};
 
 /// `init`'s arguments.
 #[derive(Debug)]
-pub struct Init {
+pub(crate) struct Init {
     /// The PIN object to set (after a security officer login on it).
     pub target: Target,
     /// The new value (`newValue`).

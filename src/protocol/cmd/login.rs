@@ -6,7 +6,7 @@ use crate::protocol::{Input, Params, RpcError, Target};
 
 /// `login`'s arguments.
 #[derive(Debug)]
-pub struct Login {
+pub(crate) struct Login {
     /// The PIN object to log in to.
     pub target: Target,
     /// The credential (`value`): the PIN, or with `so` the SO credential.

@@ -4,7 +4,7 @@ use crate::protocol::{Params, RpcError, Target};
 
 /// `logout`'s arguments.
 #[derive(Debug)]
-pub struct Logout {
+pub(crate) struct Logout {
     /// The PIN object whose verified state ends.
     pub target: Target,
 }

@@ -4,13 +4,13 @@
 //! name to it). Pure protocol: what the daemon does for a call (`apply`) is
 //! the server's, in `server/cmd/` under the same file name.
 
-pub mod change;
-pub mod check_constraints;
-pub mod get_constraints;
-pub mod get_pin_status;
-pub mod get_readers;
-pub mod hello;
-pub mod init;
-pub mod login;
-pub mod logout;
-pub mod request_credential;
+pub(crate) mod change;
+pub(crate) mod check_constraints;
+pub(crate) mod get_constraints;
+pub(crate) mod get_pin_status;
+pub(crate) mod get_readers;
+pub(crate) mod hello;
+pub(crate) mod init;
+pub(crate) mod login;
+pub(crate) mod logout;
+pub(crate) mod request_credential;

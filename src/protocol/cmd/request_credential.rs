@@ -6,13 +6,10 @@ use crate::protocol::{Params, RpcError};
 /// What `requestCredential` shows (SCWS `credentialProperties`,
 /// `CredentialState`, reader and card names).
 #[derive(Debug, Clone, Default)]
-pub struct RequestCredential {
+pub(crate) struct RequestCredential {
     /// The page's label for the PIN (`pinLabel`), shown without `reader`
     /// and `pin`.
     pub pin_label: Option<String>,
-    /// The page's count of tries left (`triesLeft`): accepted for older
-    /// clients, never shown (it is not the card's).
-    pub tries_left: Option<u64>,
     /// A message from the page (`error`), shown as the page's, never as the
     /// card's.
     pub error: Option<String>,
@@ -29,9 +26,11 @@ pub struct RequestCredential {
 
 impl RequestCredential {
     pub(crate) fn parse(p: &mut Params) -> Result<Self, RpcError> {
+        // The page's count of tries left (`triesLeft`): checked and
+        // accepted for older clients, never shown (it is not the card's).
+        p.optional_u64("triesLeft")?;
         Ok(RequestCredential {
             pin_label: p.optional_string("pinLabel")?,
-            tries_left: p.optional_u64("triesLeft")?,
             error: p.optional_string("error")?,
             reader: p.optional_string("reader")?,
             card_label: p.optional_string("cardLabel")?,
