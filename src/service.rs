@@ -150,7 +150,8 @@ impl Service {
 
     /// Recognises cards with `profiles` (e.g. [`ProfileSet::load`] of the
     /// standard directories) instead of the built-in ones.
-    pub fn with_profiles(mut self, profiles: Arc<ProfileSet>) -> Self {
+    #[cfg_attr(feature = "test-support", visibility::make(pub))]
+    pub(crate) fn with_profiles(mut self, profiles: Arc<ProfileSet>) -> Self {
         self.profiles = profiles;
         self
     }

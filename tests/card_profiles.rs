@@ -13,7 +13,7 @@ use cardgate::card::ProfileSet;
 use cardgate::error::Error;
 use cardgate::pin::{Engine, Entered, Entry, NoSite, PinOp, Provenance, SoPath};
 use cardgate::policy::PolicySet;
-use cardgate::service::Service;
+use cardgate::testing::Service;
 use cardgate::vcard::VirtualCard;
 use cardgate::vcard::config::{CardConfig, Profile, Quirk};
 use cardgate::vcard::sim::SimBackend;
