@@ -113,7 +113,7 @@ struct UnblockReport {
 
 /// One way of reading the tries left (`tries` in docs/cards.md).
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase", tag = "source")]
+#[serde(rename_all_fields = "camelCase", tag = "source")]
 enum TriesReport {
     #[serde(rename = "empty-verify")]
     EmptyVerify,
