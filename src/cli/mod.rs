@@ -1,5 +1,6 @@
 //! The `cardgate` command line.
 
+mod card;
 mod config_cmd;
 mod origins;
 mod output;
@@ -47,6 +48,9 @@ enum Command {
     /// PIN format policies: list, show a card's constraints, check files, test values.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Card profiles: list, show, check files, probe an unknown card (docs/cards.md).
+    #[command(subcommand, name = "card")]
+    Cards(card::CardsCommand),
     /// Run the daemon: WebSocket protocol, JavaScript client and demo page on 127.0.0.1.
     Serve(serve::ServeArgs),
     /// Manage the web origins allowed to use the daemon.
@@ -256,6 +260,7 @@ pub fn main() -> ExitCode {
     policy::use_config(&config);
     match command {
         Command::Policy(command) => ExitCode::from(policy::run(command)),
+        Command::Cards(command) => ExitCode::from(card::run(command)),
         Command::Serve(_) => serve::serve(&config, inherited),
         Command::Demo(args) => serve::demo(args, &config, inherited),
         Command::Origins(args) => origins::run(args, &config),
