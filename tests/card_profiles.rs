@@ -331,3 +331,66 @@ fn one_profile_file_makes_the_unknown_card_usable() {
     assert_eq!(tries("pin"), 3);
     run(Box::new(|e| e.login("pin", &s("4321"), false))).unwrap();
 }
+
+#[test]
+fn a_profile_adds_what_a_pkcs15_card_does_not_say() {
+    let dir = std::env::temp_dir().join(format!("cardgate-p15-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let atr = cardgate::card::hex(&cardgate::vcard::default_atr(Profile::Pkcs15));
+    // This card's documentation says an empty VERIFY spends nothing: the
+    // profile says so for its user PIN, and renames it.
+    std::fs::write(
+        dir.join("token.toml"),
+        format!(
+            r#"
+            name = "our-token"
+            atr = ["{atr}"]
+            [[application]]
+            id = "token"
+            aid = "A0 00 00 00 63 50 4B 43 53 2D 31 35"
+            pkcs15 = true
+            [[application.pin]]
+            id = "pin"
+            label = "Token PIN"
+            tries = [{{ source = "empty-verify" }}]
+            "#
+        ),
+    )
+    .unwrap();
+    let profiles = ProfileSet::load(std::slice::from_ref(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(profiles.errors.is_empty(), "{:?}", profiles.errors);
+    let sim = SimBackend::new();
+    sim.add_reader(READER);
+    sim.insert_card(
+        READER,
+        VirtualCard::new(CardConfig::for_profile(Profile::Pkcs15)),
+    )
+    .unwrap();
+    let service = Service::with_policies(Arc::new(sim.clone()), Arc::new(PolicySet::builtin()))
+        .with_profiles(Arc::new(profiles));
+    let token = service
+        .with_engine(READER, |e| Ok(e.token().clone()))
+        .unwrap();
+    assert_eq!(token.profile, "our-token");
+    let pin = token.pin("pin").unwrap();
+    // From the card: reference, lengths, the PUK link; from the profile:
+    // the label and how to read the tries.
+    assert_eq!(pin.credential.reference, 0x81);
+    assert_eq!(pin.credential.label, "Token PIN");
+    assert!(pin.so.is_some());
+    let st = service.with_engine(READER, |e| e.status("pin")).unwrap();
+    assert_eq!(st.remaining_tries, Some(3));
+    // With a count, a page's value may be tried; the count follows the card.
+    let e = service
+        .with_engine(READER, |e| page_login(e, "pin", "0000"))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Error::PinIncorrect {
+            remaining_tries: Some(2)
+        }
+    );
+    let tries = sim.with_card(READER, |c| c.tries("pin")).unwrap();
+    assert_eq!(tries, Some(2));
+}

@@ -178,6 +178,8 @@ struct AppReport {
     aid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     hook: Option<&'static str>,
+    /// Its PINs are read from the card's PKCS#15 description.
+    pkcs15: bool,
     pins: Vec<PinReport>,
 }
 
@@ -332,6 +334,7 @@ fn profile_report(p: &CardProfile) -> ProfileReport {
                 hook: a.hook.map(|h| match h {
                     Hook::Openpgp => "openpgp",
                 }),
+                pkcs15: a.pkcs15,
                 pins: a.pins.iter().map(|p| pin_report(p, a)).collect(),
             })
             .collect(),
@@ -416,6 +419,9 @@ fn print_profile(p: &ProfileReport) {
             a.label,
             spaced(&a.aid)
         );
+        if a.pkcs15 {
+            println!("    PINs: from the card's PKCS#15 description (AODF), with this profile's patches");
+        }
         for pin in &a.pins {
             print_pin(pin);
         }

@@ -109,13 +109,17 @@ struct AppFile {
     base: Option<String>,
     aid: Option<String>,
     hook: Option<Hook>,
+    /// The PINs come from the card's PKCS#15 description (its AODF); the
+    /// `[[application.pin]]` entries patch them by id.
+    #[serde(default)]
+    pkcs15: bool,
     #[serde(default, rename = "pin")]
     pins: Vec<PinFile>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct PinFile {
+pub(crate) struct PinFile {
     id: String,
     label: Option<String>,
     role: Option<Role>,
@@ -143,7 +147,7 @@ struct PinFile {
     status_words: Option<BTreeMap<String, SwMeaning>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(
     tag = "source",
     rename_all = "kebab-case",
@@ -283,6 +287,12 @@ pub struct AppProfile {
     pub aid: Vec<u8>,
     /// Code run after it is selected.
     pub hook: Option<Hook>,
+    /// Its PINs are read from the card's PKCS#15 description, then
+    /// patched by `patches`.
+    pub pkcs15: bool,
+    /// What the profile says of PKCS#15 PINs, by id (e.g. how to read
+    /// their tries).
+    pub(crate) patches: Vec<PinFile>,
     /// AIDs some of its PINs need selected first (index 1.. of the
     /// application's selections; 0 is `aid`).
     pub extra_selects: Vec<Vec<u8>>,
@@ -573,6 +583,7 @@ fn merge_app(base: AppFile, over: AppFile) -> AppFile {
         base: None,
         aid: over.aid.or(base.aid),
         hook: over.hook.or(base.hook),
+        pkcs15: over.pkcs15 || base.pkcs15,
         pins,
     }
 }
@@ -620,6 +631,27 @@ fn build_app(app: &AppFile) -> Result<AppProfile, String> {
         .map_err(|e| format!("aid: {e}"))?;
     if aid.len() < 5 || aid.len() > 16 {
         return Err("aid: an AID is 5 to 16 bytes (ISO 7816-4 §8.2.1.2)".into());
+    }
+    if app.pkcs15 {
+        // Patches of the PINs the card will describe: checked now, applied
+        // once the card's AODF is read.
+        for p in &app.pins {
+            if let Some(t) = &p.tries {
+                for source in t {
+                    tries_source(source).map_err(|m| format!("PIN `{}`: {m}", p.id))?;
+                }
+            }
+        }
+        return Ok(AppProfile {
+            id: intern(&app.id),
+            label: app.label.clone().unwrap_or_else(|| app.id.clone()),
+            aid,
+            hook: app.hook,
+            pkcs15: true,
+            patches: app.pins.clone(),
+            extra_selects: Vec::new(),
+            pins: Vec::new(),
+        });
     }
     if app.pins.is_empty() {
         return Err("no [[application.pin]]".into());
@@ -693,6 +725,8 @@ fn build_app(app: &AppFile) -> Result<AppProfile, String> {
         label: app.label.clone().unwrap_or_else(|| app.id.clone()),
         aid,
         hook: app.hook,
+        pkcs15: false,
+        patches: Vec::new(),
         extra_selects,
         pins,
     })
@@ -844,6 +878,116 @@ fn tries_source(t: &TriesFile) -> Result<StatusSource, String> {
             StatusSource::Query(Box::new(TriesQuery { apdu, tries, max }))
         }
     })
+}
+
+/// Applies a profile's patches to PIN objects read from the card (a
+/// PKCS#15 application): each patch replaces the fields it gives of the
+/// PIN with its id, checked as a profile's PIN is. A patch naming a PIN
+/// the card does not have is skipped.
+pub(crate) fn patch_pins(pins: &mut [PinObject], patches: &[PinFile]) -> Result<(), String> {
+    for patch in patches {
+        let Some(pin) = pins.iter_mut().find(|p| p.id == patch.id) else {
+            tracing::debug!(pin = %patch.id, "the card has no such PIN; patch skipped");
+            continue;
+        };
+        let merged = merge_pin(pin_file_of(pin.id, &pin.credential), patch.clone());
+        let cred = build_credential(&merged, pin.credential.app)
+            .map_err(|m| format!("PIN `{}`: {m}", patch.id))?;
+        pin.credential = cred;
+    }
+    // Unblocking credentials are copies: take the patched ones.
+    let creds: Vec<Credential> = pins.iter().map(|p| p.credential.clone()).collect();
+    for pin in pins.iter_mut() {
+        for m in [pin.so.as_mut(), pin.reset_code.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let (SoMethod::CodeWithNewPin(c) | SoMethod::VerifyThenReset(c)) = m;
+            if let Some(patched) = creds
+                .iter()
+                .find(|x| x.app == c.app && x.reference == c.reference)
+            {
+                *c = patched.clone();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A tag as a profile spells it: its bytes in hex.
+fn tag_hex(tag: u32) -> String {
+    match tag {
+        0..=0xFF => format!("{tag:02X}"),
+        0x100..=0xFFFF => format!("{tag:04X}"),
+        _ => format!("{tag:06X}"),
+    }
+}
+
+/// A credential as a profile would spell it (what a patch starts from).
+fn pin_file_of(id: &str, c: &Credential) -> PinFile {
+    let sw_meaning = |sw: StatusWord| match sw {
+        StatusWord::AuthBlocked => Some(SwMeaning::Blocked),
+        StatusWord::VerifyFailedNoInfo => Some(SwMeaning::Wrong),
+        StatusWord::RefDataNotUsable => Some(SwMeaning::NotInitialized),
+        StatusWord::ConditionsNotSatisfied => Some(SwMeaning::MustChange),
+        StatusWord::WrongLength => Some(SwMeaning::BadLength),
+        _ => None,
+    };
+    PinFile {
+        id: id.to_string(),
+        label: Some(c.label.clone()),
+        role: Some(c.role),
+        reference: Some(c.reference),
+        change_reference: Some(c.change_reference),
+        verify: Some(c.verifiable),
+        checked_by_change: Some(c.checked_by_change),
+        encoding: Some(c.format.encoding),
+        pad: c.format.pad.filter(|_| c.format.stored_len > 0),
+        stored_length: (c.format.stored_len > 0).then_some(c.format.stored_len),
+        min_length: Some(c.format.min_len),
+        max_length: Some(c.format.max_len),
+        chars: Some(if c.format.numeric {
+            Chars::Digits
+        } else {
+            Chars::Any
+        }),
+        max_tries: Some(c.default_max_tries),
+        logout: Some(c.logout),
+        logout_also: Some(c.logout_also.clone()),
+        tries: Some(
+            c.status
+                .iter()
+                .map(|s| match s {
+                    StatusSource::EmptyVerify => TriesFile::EmptyVerify,
+                    StatusSource::OpenPgpPwStatus { tries_index } => TriesFile::OpenpgpPwStatus {
+                        index: *tries_index,
+                    },
+                    StatusSource::Query(q) => TriesFile::Query {
+                        apdu: super::hex(&q.apdu),
+                        tags: q.tries.tags.iter().map(|t| tag_hex(*t)).collect(),
+                        offset: q.tries.offset,
+                        max_tags: q
+                            .max
+                            .as_ref()
+                            .map(|m| m.tags.iter().map(|t| tag_hex(*t)).collect()),
+                        max_offset: q.max.as_ref().map(|m| m.offset),
+                    },
+                })
+                .collect(),
+        ),
+        status_words: Some(
+            c.sw_map
+                .iter()
+                .filter_map(|(raw, sw)| Some((format!("{raw:04X}"), sw_meaning(*sw)?)))
+                .collect(),
+        ),
+        // Unblocking links stay those of the card.
+        select: None,
+        unblocked_by: None,
+        unblock: None,
+        reset_code: None,
+        hidden: None,
+    }
 }
 
 /// The run-time applications of a profile's applications that answered,

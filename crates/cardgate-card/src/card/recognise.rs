@@ -91,14 +91,10 @@ fn detect(
         let answered = answering(t, profile.applications.iter())?;
         if !answered.is_empty() {
             let label = profile.label.clone();
-            return build(
-                t,
-                &profile.name,
-                label,
-                profile.select_clears_other,
-                &answered,
-            )
-            .map(Ok);
+            let clears = profile.select_clears_other;
+            if let Some(token) = build(t, &profile.name, label, clears, &answered)? {
+                return Ok(Ok(token));
+            }
         }
     }
     // Profiles recognised by AID alone: every application that answers.
@@ -124,7 +120,9 @@ fn detect(
                 .iter()
                 .find(|p| p.name == name)
                 .is_none_or(|p| p.select_clears_other);
-        return build(t, &name, None, clears, &answered).map(Ok);
+        if let Some(token) = build(t, &name, None, clears, &answered)? {
+            return Ok(Ok(token));
+        }
     }
     // A PKCS#15 card describes its own PINs.
     if let Some(card) = pkcs15::discover(t)?
@@ -171,8 +169,31 @@ fn build(
     label: Option<String>,
     select_clears_other: bool,
     answered: &[&AppProfile],
-) -> Result<Token, TransportError> {
+) -> Result<Option<Token>, TransportError> {
     let (mut applications, mut pins) = assemble(answered);
+    // Applications whose PINs the card describes (PKCS#15), with what the
+    // profile adds to them.
+    for a in answered.iter().filter(|a| a.pkcs15) {
+        let Some(index) = applications
+            .iter()
+            .position(|x| x.id == a.id && x.aid == a.aid)
+        else {
+            continue;
+        };
+        let Some(card) = pkcs15::discover(t)? else {
+            tracing::debug!(application = a.id, "no PKCS#15 description on the card");
+            continue;
+        };
+        let mut found = pkcs15_pins(&card, index);
+        if let Err(e) = super::profile::patch_pins(&mut found, &a.patches) {
+            tracing::warn!(application = a.id, error = %e, "the profile's PIN patches do not fit this card");
+            continue;
+        }
+        pins.extend(found);
+    }
+    if pins.is_empty() {
+        return Ok(None);
+    }
     // Ids stay unique on the token: a clash across applications takes the
     // application's id as a prefix.
     let mut seen: Vec<&'static str> = Vec::new();
@@ -202,13 +223,13 @@ fn build(
         applications = applications.len(),
         "card recognised"
     );
-    Ok(Token {
+    Ok(Some(Token {
         profile: profile.to_string(),
         label,
         applications,
         select_clears_other,
         pins,
-    })
+    }))
 }
 
 impl ProfileSet {
@@ -248,6 +269,27 @@ fn pkcs15_token(card: &Pkcs15Card) -> Option<Token> {
         .label
         .clone()
         .unwrap_or_else(|| "PKCS#15 card".into());
+    let mut pins = pkcs15_pins(card, 0);
+    let first_user = pins.iter().position(|p| p.credential.role == Role::User)?;
+    let first = pins.remove(first_user);
+    pins.insert(0, first);
+    Some(Token {
+        profile: "pkcs15".into(),
+        label: label.clone(),
+        applications: vec![Application {
+            id: "pkcs15",
+            label,
+            aid,
+            serial: None,
+            hook: None,
+        }],
+        select_clears_other: true,
+        pins,
+    })
+}
+
+/// The PIN objects a PKCS#15 description gives, in application `app`.
+fn pkcs15_pins(card: &Pkcs15Card, app: usize) -> Vec<PinObject> {
     let usable: Vec<&Pkcs15Pin> = card
         .pins
         .iter()
@@ -284,28 +326,13 @@ fn pkcs15_token(card: &Pkcs15Card) -> Option<Token> {
             .map(|(_, c)| SoMethod::CodeWithNewPin(c.clone()));
         pins.push(PinObject {
             id,
-            app: 0,
+            app,
             credential: cred.clone(),
             so,
             reset_code: None,
         });
     }
-    let first_user = pins.iter().position(|p| p.credential.role == Role::User)?;
-    let first = pins.remove(first_user);
-    pins.insert(0, first);
-    Some(Token {
-        profile: "pkcs15".into(),
-        label: label.clone(),
-        applications: vec![Application {
-            id: "pkcs15",
-            label,
-            aid,
-            serial: None,
-            hook: None,
-        }],
-        select_clears_other: true,
-        pins,
-    })
+    pins
 }
 
 fn pkcs15_credential(p: &Pkcs15Pin) -> Credential {
