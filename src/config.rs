@@ -140,6 +140,9 @@ pub(crate) struct Config {
     pub log_level: String,
     /// Policy directories replacing the system and user ones (`None`: those).
     pub policy_dirs: Option<Vec<PathBuf>>,
+    /// Card profile directories replacing the system and user ones
+    /// (`None`: those; docs/cards.md).
+    pub card_dirs: Option<Vec<PathBuf>>,
     /// The live allowlist `cardgate origins` edits (`None`: none).
     pub origins_file: Option<PathBuf>,
     /// Fixed origin settings, added to the allowlist file's.
@@ -290,6 +293,7 @@ struct FileConfig {
     idle_exit: Option<Secs>,
     log_level: Option<LogLevel>,
     policy_dirs: Option<Vec<PathBuf>>,
+    card_dirs: Option<Vec<PathBuf>>,
     #[serde(default)]
     origins: FileOrigins,
     #[serde(default)]
@@ -644,6 +648,30 @@ impl Config {
             },
         );
 
+        let cards_env = std::env::var_os(crate::card::profile::PATH_ENV).map(|list| {
+            (
+                Some(
+                    std::env::split_paths(&list)
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .collect::<Vec<_>>(),
+                ),
+                crate::card::profile::PATH_ENV,
+            )
+        });
+        let card_dirs = pick!(card_dirs,
+            flag: None,
+            env: cards_env,
+            file: |v| Some(v.iter().map(|p| expand(p)).collect()),
+            default: None,
+            show: |v| V::Array(
+                v.clone()
+                    .unwrap_or_else(crate::card::ProfileSet::standard_dirs)
+                    .iter()
+                    .map(|p| show_path(p))
+                    .collect(),
+            ),
+        );
+
         let default_origins = project_dirs().map(|d| d.config_dir().join("origins.toml"));
         let origins_file = pick!(origins.file,
             flag: flags.origins_file.clone().map(Some) => Overrides::flag("origins_file"),
@@ -792,6 +820,7 @@ impl Config {
             idle_exit: Duration::from_secs(idle_exit),
             log_level,
             policy_dirs,
+            card_dirs,
             origins_file,
             origins: OriginsFile {
                 allowed,
@@ -850,6 +879,17 @@ impl Config {
                     .collect(),
             },
         }
+    }
+
+    /// The card profiles in effect: the built-in ones, then those of the
+    /// configured directories (a file that is refused is skipped with a
+    /// warning).
+    pub(crate) fn card_profiles(&self) -> crate::card::ProfileSet {
+        let dirs = self
+            .card_dirs
+            .clone()
+            .unwrap_or_else(crate::card::ProfileSet::standard_dirs);
+        crate::card::ProfileSet::load(&dirs)
     }
 
     /// Each key's effective value as TOML, in display order.
@@ -1009,7 +1049,8 @@ mod tests {
         assert_eq!(c.port, DEFAULT_PORT);
         assert!(c.settings.iter().all(|s| s.source == Source::Default
             || (s.key == "log_level" && matches!(s.source, Source::Env(_)))
-            || (s.key == "policy_dirs" && matches!(s.source, Source::Env(_)))));
+            || (s.key == "policy_dirs" && matches!(s.source, Source::Env(_)))
+            || (s.key == "card_dirs" && matches!(s.source, Source::Env(_)))));
         assert_eq!(c.files.len(), 2);
         assert!(c.files.iter().all(|(_, exists)| !exists));
     }

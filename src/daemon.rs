@@ -71,6 +71,7 @@ pub(crate) fn server_config(config: &Config) -> Result<ServerConfig, String> {
         origins: config.origins.clone(),
         limits: config.limits.clone(),
         policies: policies(config),
+        profiles: Arc::new(config.card_profiles()),
         pin_dialog: crate::pinentry::PinDialog::new(
             config.pin_dialog.program.clone(),
             config.pin_dialog.timeout,

@@ -351,3 +351,24 @@ fn builtin_profile_files_check_clean() {
         assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
     }
 }
+
+#[test]
+fn the_card_dirs_key_of_the_config_file_names_the_directories() {
+    let home = Home::new();
+    let dir = home.path("site-cards");
+    home.write(&dir.join("acme.toml"), ACME);
+    home.write(
+        &home.user_config(),
+        &format!("card_dirs = [\"{}\"]\n", dir.display()),
+    );
+    let out = cardgate(&home, None, &["card", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["directories"][0]["path"], dir.to_str().unwrap());
+    assert_eq!(v["profiles"][0]["name"], "acme");
+    // `config show` tells where the key came from.
+    let out = cardgate(&home, None, &["config", "show", "--json"]);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("card_dirs"), "{shown}");
+    assert!(shown.contains("site-cards"), "{shown}");
+}

@@ -68,6 +68,31 @@ pub(super) enum CardsCommand {
     },
 }
 
+static DIRS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// Uses the configuration's card profile directories (`card_dirs`,
+/// `CARDGATE_CARDS_PATH`) from now on.
+pub(super) fn use_config(config: &crate::config::Config) {
+    let _ = DIRS.set(
+        config
+            .card_dirs
+            .clone()
+            .unwrap_or_else(ProfileSet::standard_dirs),
+    );
+}
+
+/// The card profile directories: from the configuration when it was loaded.
+pub(super) fn dirs() -> Vec<PathBuf> {
+    DIRS.get()
+        .cloned()
+        .unwrap_or_else(ProfileSet::standard_dirs)
+}
+
+/// The card profiles in effect: built-in, then the directories'.
+pub(super) fn profiles() -> ProfileSet {
+    ProfileSet::load(&dirs())
+}
+
 pub(super) fn run(command: CardsCommand) -> u8 {
     match command {
         CardsCommand::List { json } => list(json),
@@ -420,7 +445,9 @@ fn print_profile(p: &ProfileReport) {
             spaced(&a.aid)
         );
         if a.pkcs15 {
-            println!("    PINs: from the card's PKCS#15 description (AODF), with this profile's patches");
+            println!(
+                "    PINs: from the card's PKCS#15 description (AODF), with this profile's patches"
+            );
         }
         for pin in &a.pins {
             print_pin(pin);
@@ -513,7 +540,7 @@ fn error_json(e: &ProfileError) -> Value {
 }
 
 fn list(json: bool) -> u8 {
-    let dirs = ProfileSet::standard_dirs();
+    let dirs = dirs();
     let set = ProfileSet::load(&dirs);
     let profiles: Vec<Value> = set
         .profiles()
@@ -589,7 +616,7 @@ fn list(json: bool) -> u8 {
 // ---- show -----------------------------------------------------------------
 
 fn show(name: &str, json: bool) -> u8 {
-    let set = ProfileSet::load_standard();
+    let set = profiles();
     match set.get(name) {
         Some(p) => output::report(json, Ok::<_, CliError>(profile_report(p)), print_profile),
         None => {
@@ -786,7 +813,7 @@ fn probe_reader(reader: Option<&str>) -> Result<ProbeReport, CliError> {
     let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
     let name = Service::new(backend.clone()).resolve_reader(reader)?;
     let mut t = backend.connect(&name).map_err(Error::from)?;
-    let profiles = ProfileSet::load_standard();
+    let profiles = profiles();
     let result = probe(t.as_mut(), &profiles);
     // Leave the card as it is (no reset).
     t.disconnect();

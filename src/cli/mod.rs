@@ -258,6 +258,7 @@ pub fn main() -> ExitCode {
     };
     crate::logging::init_with(&config.log_level);
     policy::use_config(&config);
+    card::use_config(&config);
     match command {
         Command::Policy(command) => ExitCode::from(policy::run(command)),
         Command::Cards(command) => ExitCode::from(card::run(command)),
@@ -273,7 +274,7 @@ pub fn main() -> ExitCode {
             let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
             ExitCode::from(run(
                 &Service::with_policies(backend, policy::load())
-                    .with_profiles(Arc::new(crate::card::ProfileSet::load_standard())),
+                    .with_profiles(Arc::new(card::profiles())),
                 command,
             ))
         }

@@ -224,8 +224,8 @@ fn resolve(w: &Where) -> Result<(Option<String>, Token, CardPolicy), CliError> {
         return Ok((None, token, card));
     }
     let backend: Arc<dyn Backend> = Arc::new(crate::transport::pcsc::PcscBackend::new());
-    let service = Service::with_policies(backend, policies)
-        .with_profiles(Arc::new(crate::card::ProfileSet::load_standard()));
+    let service =
+        Service::with_policies(backend, policies).with_profiles(Arc::new(super::card::profiles()));
     let reader = service.resolve_reader(w.reader.as_deref())?;
     let (token, card) = service.with_engine(&reader, |e| {
         Ok((e.token().clone(), e.card_policy().clone()))

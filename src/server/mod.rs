@@ -48,6 +48,9 @@ pub struct ServerConfig {
     /// PIN policies (default: the built-in ones; `cardgate serve` adds the
     /// system and user policy files).
     pub policies: Arc<PolicySet>,
+    /// Card profiles (default: the built-in ones; `cardgate serve` adds
+    /// those of `card_dirs`).
+    pub profiles: Arc<crate::card::ProfileSet>,
     /// wss:// on the same port: TLS clients are told apart from plain HTTP
     /// by their first byte (`None`: plain only).
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             origins: OriginsFile::default(),
             limits: Limits::default(),
             policies: Arc::new(PolicySet::builtin()),
+            profiles: Arc::new(crate::card::ProfileSet::builtin()),
             tls: None,
             pin_dialog: PinDialog::new(None, crate::pinentry::DEFAULT_TIMEOUT),
             handshake_timeout: http::HANDSHAKE_TIMEOUT,
@@ -153,8 +157,8 @@ impl Server {
             .collect();
         let mut gate = OriginGate::new(config.origins_file, config.origins);
         gate.set_port(port);
-        let service = Service::with_policies(backend.clone(), config.policies)
-            .with_profiles(Arc::new(crate::card::ProfileSet::load_standard()));
+        let service =
+            Service::with_policies(backend.clone(), config.policies).with_profiles(config.profiles);
         let hub = Hub::start(hub::HubParts {
             backend,
             service,

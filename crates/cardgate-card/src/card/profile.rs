@@ -22,6 +22,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The environment variable whose directories (separated by `:`) replace
+/// the standard ones (the `card_dirs` configuration key reads it too).
+pub const PATH_ENV: &str = "CARDGATE_CARDS_PATH";
+
 /// The built-in profiles, in the order they are tried.
 const BUILTIN: &[(&str, &str)] = &[
     ("yubikey", include_str!("profiles/yubikey.toml")),
@@ -396,11 +400,13 @@ impl ProfileSet {
     }
 
     /// The standard directories: `/etc/cardgate/cards` and the user's
-    /// config dir `cards/`; `CARDGATE_CARDS_PATH` (directories separated
-    /// by `:`) replaces them.
+    /// config dir `cards/`; [`PATH_ENV`] (directories separated by `:`)
+    /// replaces them.
     pub fn standard_dirs() -> Vec<PathBuf> {
-        if let Some(path) = std::env::var_os("CARDGATE_CARDS_PATH") {
-            return std::env::split_paths(&path).collect();
+        if let Some(path) = std::env::var_os(PATH_ENV) {
+            return std::env::split_paths(&path)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect();
         }
         let mut dirs = vec![PathBuf::from("/etc/cardgate/cards")];
         if let Some(p) = directories::ProjectDirs::from("", "", "cardgate") {
