@@ -1,10 +1,12 @@
-// What the browser end-to-end scripts (demo.e2e.mjs, security.e2e.mjs)
-// share: their environment, progress lines, and headless Chromium on a
-// fresh profile. Both are driven by tests/pcsc/browser.rs.
+// What the browser end-to-end scripts (demo.e2e.mjs, demo-yubikey.e2e.mjs,
+// security.e2e.mjs) share: their environment, progress lines, requests to
+// the Rust side and headless Chromium on a fresh profile. All are driven by
+// tests/pcsc/browser.rs.
 
 import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 
 export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
@@ -64,4 +66,32 @@ export async function launchChromium(shots, { args = [], ...options } = {}) {
     rmSync(profile, { recursive: true, force: true });
   };
   return { context, close };
+}
+
+/**
+ * Requests to the Rust test, which owns the card and daemon processes: a
+ * request line `@@NAME [ARGS]` on stdout, answered on stdin by `ok [VALUE]`
+ * or `error MESSAGE`. `ask(request)` resolves to VALUE ("" when none) and
+ * throws on an error; `close()` stops reading stdin.
+ */
+export function rustSide() {
+  const stdin = createInterface({ input: process.stdin });
+  const answers = [];
+  const waiting = [];
+  stdin.on("line", (line) => {
+    const w = waiting.shift();
+    if (w) w(line);
+    else answers.push(line);
+  });
+  stdin.on("close", () => {
+    for (const w of waiting.splice(0)) w("error stdin closed");
+  });
+  const ask = async (request) => {
+    console.log(`@@${request}`);
+    const line = answers.length ? answers.shift() : await new Promise((r) => waiting.push(r));
+    if (line === "ok") return "";
+    if (line.startsWith("ok ")) return line.slice(3);
+    throw new Error(`${request} failed on the Rust side: ${line}`);
+  };
+  return { ask, close: () => stdin.close() };
 }

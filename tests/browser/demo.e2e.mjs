@@ -19,8 +19,7 @@
 // PIN values are never printed.
 
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { launchChromium, need, step } from "./common.mjs";
+import { launchChromium, need, rustSide, step } from "./common.mjs";
 
 const URL_BASE = need("CARDGATE_URL");
 const READER = need("CARDGATE_READER");
@@ -29,24 +28,7 @@ const STEP_TIMEOUT = 20_000;
 
 // ------------------------------------------------------------ the Rust side
 
-const stdin = createInterface({ input: process.stdin });
-const answers = [];
-const waiting = [];
-stdin.on("line", (line) => {
-  const w = waiting.shift();
-  if (w) w(line);
-  else answers.push(line);
-});
-stdin.on("close", () => {
-  for (const w of waiting.splice(0)) w("error stdin closed");
-});
-
-/** Asks the Rust test to do something with the processes it owns. */
-async function ask(request) {
-  console.log(`@@${request}`);
-  const line = answers.length ? answers.shift() : await new Promise((r) => waiting.push(r));
-  if (line !== "ok") throw new Error(`${request} failed on the Rust side: ${line}`);
-}
+const { ask, close: closeStdin } = rustSide();
 
 // ------------------------------------------------------------ the browser
 
@@ -314,6 +296,6 @@ try {
   code = 1;
 } finally {
   await close();
-  stdin.close();
+  closeStdin();
 }
 process.exit(code);

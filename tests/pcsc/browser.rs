@@ -1,12 +1,13 @@
 //! The demo page in real headless Chromium, on real pcscd + vpcd + our
-//! virtual card process + a `cardgate serve` process.
+//! virtual card processes + a `cardgate serve` process.
 //!
-//! This test owns every process: the daemon and the card (killed by pid on
-//! drop) and the Node script `tests/browser/demo.e2e.mjs` that drives
-//! Chromium through playwright-core. The script asks for card removal,
-//! reinsertion and a daemon restart with request lines on its stdout
-//! (`@@remove-card`, `@@insert-card`, `@@restart-daemon`); this side does it
-//! and answers `ok` (or `error …`) on its stdin. `@@done` ends a good run.
+//! This test owns every process: the daemon and the cards (killed by pid on
+//! drop) and the Node scripts in `tests/browser/` that drive Chromium
+//! through playwright-core. A script asks for card removal, reinsertion, a
+//! daemon restart or the card's own tries with request lines on its stdout
+//! (`@@remove-card`, `@@insert-card`, `@@restart-daemon`, `@@card-tries
+//! READER`); this side does it and answers `ok [VALUE]` (or `error …`) on
+//! its stdin. `@@done` ends a good run.
 //!
 //! Needs Node.js, `npm ci --prefix tests/browser` and Debian's `chromium`
 //! (or `CHROMIUM=/path`). Missing any of them fails the test with a clear
@@ -32,6 +33,7 @@ const DAEMON_START: Duration = Duration::from_secs(15);
 pub fn tests() -> Vec<Trial> {
     vec![
         Trial::test("browser_demo_end_to_end", browser_demo_end_to_end),
+        Trial::test("browser_demo_yubikey_applications", browser_demo_yubikey),
         Trial::test("browser_hostile_pages_and_pin_dialog", browser_security),
     ]
 }
@@ -198,9 +200,11 @@ enum Line {
     Eof,
 }
 
-fn reply(stdin: &mut ChildStdin, result: Result<(), String>) -> Result<(), String> {
+/// Answers a request: `ok`, `ok VALUE` or `error MESSAGE`, one line.
+fn reply(stdin: &mut ChildStdin, result: Result<String, String>) -> Result<(), String> {
     let line = match result {
-        Ok(()) => "ok\n".to_string(),
+        Ok(v) if v.is_empty() => "ok\n".to_string(),
+        Ok(v) => format!("ok {}\n", v.replace('\n', " ")),
         Err(e) => format!("error {}\n", e.replace('\n', " ")),
     };
     stdin
@@ -224,7 +228,65 @@ fn browser_demo_end_to_end() -> Result<(), Failed> {
         "--pinentry".to_string(),
         dialog.program.display().to_string(),
     ];
-    run_script("demo.e2e.mjs", port, args, Vec::new(), &out, || Ok(()))
+    run_script(
+        "demo.e2e.mjs",
+        port,
+        args,
+        Vec::new(),
+        None,
+        &out,
+        || Ok(()),
+    )
+}
+
+/// A YubiKey (PIV + OpenPGP) in the second slot next to the PIV card: the
+/// page shows its four PINs grouped by application, and a login on the
+/// OpenPGP user PIN from the page leaves the card's counters as the page
+/// shows them.
+fn browser_demo_yubikey() -> Result<(), Failed> {
+    let out = output_dir().join("yubikey");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let dialog = FakePinentry::new(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "yubikey-pinentry",
+        Behaviour::Cancel,
+    );
+    let port = free_port()?;
+    let args = vec![
+        "--pinentry".to_string(),
+        dialog.program.display().to_string(),
+    ];
+    run_script(
+        "demo-yubikey.e2e.mjs",
+        port,
+        args,
+        Vec::new(),
+        Some(("yubikey", PORT_1)),
+        &out,
+        || Ok(()),
+    )
+}
+
+/// The tries left of every PIN on the card in `reader`, as the card says
+/// through `cardgate pin status` (a process of its own, beside the
+/// daemon): a JSON object, PIN id → tries (null when the card does not
+/// tell).
+fn card_tries(reader: &str) -> Result<String, String> {
+    let (code, out) = cli(&["pin", "status", "--reader", reader, "--json"], "", &[])
+        .map_err(|e| format!("cardgate pin status: {e:?}"))?;
+    if code != 0 {
+        return Err(format!("cardgate pin status exited with {code}: {out}"));
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("not JSON ({e}): {out}"))?;
+    let tries: serde_json::Map<String, serde_json::Value> = status["pins"]
+        .as_array()
+        .ok_or_else(|| format!("no pins in {out}"))?
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?.to_string(), p["remainingTries"].clone())))
+        .collect();
+    Ok(serde_json::Value::Object(tries).to_string())
 }
 
 /// Hostile pages from two sites in two tabs, served by the script itself
@@ -257,7 +319,7 @@ fn browser_security() -> Result<(), Failed> {
         ("SITE_A_PORT".to_string(), site_a.to_string()),
         ("SITE_B_PORT".to_string(), site_b.to_string()),
     ];
-    run_script("security.e2e.mjs", port, args, env, &out, || {
+    run_script("security.e2e.mjs", port, args, env, None, &out, || {
         // Whatever the pages did, the card kept at least one try.
         let service = cardgate::testing::Service::new(std::sync::Arc::new(
             cardgate::transport::pcsc::PcscBackend::new(),
@@ -273,13 +335,15 @@ fn browser_security() -> Result<(), Failed> {
 }
 
 /// Runs a Node script against `cardgate serve` (with `serve_args`) and a
-/// virtual PIV card in slot 0, serving its requests for card and daemon
-/// changes.
+/// virtual PIV card in slot 0 (`CARDGATE_READER`), and with `second` a
+/// card of that profile in that port's slot (`CARDGATE_SECOND_READER`),
+/// serving its requests for card and daemon changes.
 fn run_script(
     name: &str,
     port: u16,
     serve_args: Vec<String>,
     env: Vec<(String, String)>,
+    second: Option<(&str, u16)>,
     out: &Path,
     // Runs after a good run, while the card and the daemon are still there.
     after: impl FnOnce() -> Result<(), String>,
@@ -288,6 +352,11 @@ fn run_script(
     let verbose = std::env::var_os("CARDGATE_TEST_VERBOSE").is_some();
 
     let mut card_process = Some(card("piv", PORT_0, &[])?);
+    let second_card = match second {
+        Some((profile, port)) => Some(card(profile, port, &[])?),
+        None => None,
+    };
+    let second_reader = second_card.as_ref().map_or("", |c| c.reader());
     let mut daemon = Daemon::start(port, &out.join("daemon.log"), &serve_args)?;
 
     let script = browser_dir().join(name);
@@ -298,6 +367,7 @@ fn run_script(
             .envs(env)
             .env("CARDGATE_URL", format!("http://127.0.0.1:{port}"))
             .env("CARDGATE_READER", READER_0)
+            .env("CARDGATE_SECOND_READER", second_reader)
             .env("SCREENSHOT_DIR", out)
             .env("CHROMIUM", chromium())
             .stdin(Stdio::piped())
@@ -352,12 +422,16 @@ fn run_script(
                 if let Some(mut vc) = card_process.take() {
                     vc.kill();
                 }
-                wait_card(READER_0, false)
+                wait_card(READER_0, false).map(|()| String::new())
             }
             "@@insert-card" => reinsert_card("piv", PORT_0, &[]).map(|vc| {
                 card_process = Some(vc);
+                String::new()
             }),
-            "@@restart-daemon" => daemon.restart(),
+            "@@restart-daemon" => daemon.restart().map(|()| String::new()),
+            other if other.starts_with("@@card-tries ") => {
+                card_tries(other.strip_prefix("@@card-tries ").unwrap_or_default())
+            }
             "@@done" => {
                 done = true;
                 transcript.push(line);
