@@ -16,16 +16,51 @@ pub(super) struct TokenReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     pub pins: Vec<&'static str>,
+    /// Each application with its PIN ids, in token order.
+    pub applications: Vec<AppReport>,
+}
+
+#[derive(Serialize)]
+pub(super) struct AppReport {
+    pub id: &'static str,
+    pub label: String,
+    pub pins: Vec<&'static str>,
 }
 
 impl TokenReport {
     fn new(t: &Token) -> Self {
+        let mut applications: Vec<AppReport> = Vec::new();
+        for pin in &t.pins {
+            let app = t.application_of(pin);
+            match applications.iter_mut().find(|a| a.id == app.id) {
+                Some(a) => a.pins.push(pin.id),
+                None => applications.push(AppReport {
+                    id: app.id,
+                    label: app.label.clone(),
+                    pins: vec![pin.id],
+                }),
+            }
+        }
         TokenReport {
             profile: t.profile.clone(),
             label: t.label.clone(),
             serial: t.serial().map(str::to_string),
             pins: t.pins.iter().map(|p| p.id).collect(),
+            applications,
         }
+    }
+
+    /// "pin, puk" for one application; "PIV card: pin, puk; OpenPGP card
+    /// …: user, admin" for several.
+    fn pins_line(&self) -> String {
+        if self.applications.len() < 2 {
+            return self.pins.join(", ");
+        }
+        self.applications
+            .iter()
+            .map(|a| format!("{}: {}", a.label, a.pins.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -87,12 +122,29 @@ pub(super) fn print_readers(readers: &Vec<ReaderReport>) {
             (None, _, _) => println!("  no card"),
             (Some(atr), Some(t), _) => {
                 println!("  card:  {} ({}), ATR {atr}", t.label, t.profile);
-                println!("  PINs:  {}", t.pins.join(", "));
+                println!("  PINs:  {}", t.pins_line());
             }
-            (Some(atr), None, Some(e)) => println!(
-                "  card:  {} (ATR {atr})",
-                e["message"].as_str().unwrap_or("")
-            ),
+            (Some(atr), None, Some(e)) if e["code"] == "CARD_NOT_SUPPORTED" => {
+                println!("  card:  not supported, ATR {atr}");
+                let apps: Vec<&str> = e["applications"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                if !apps.is_empty() {
+                    println!("  applications answering: {}", apps.join(", "));
+                }
+                println!(
+                    "  no card profile describes it: see `cardgate card probe` and docs/cards.md"
+                );
+            }
+            (Some(atr), None, Some(e)) => {
+                let message = e["message"].as_str().unwrap_or("");
+                if message.contains(atr.as_str()) {
+                    println!("  card:  {message}");
+                } else {
+                    println!("  card:  {message} (ATR {atr})");
+                }
+            }
             (Some(atr), None, None) => println!("  card:  ATR {atr}"),
         }
     }

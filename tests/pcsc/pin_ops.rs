@@ -499,6 +499,11 @@ fn cli_yubikey_four_pins_and_a_users_card_profile() -> Result<(), Failed> {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     eq(pins, want, "the YubiKey's PIN objects")?;
+    let (_, out) = cli(&["readers"], "", &[])?;
+    check(
+        out.contains("PIV card: pin, puk; OpenPGP card") && out.contains(": user, admin"),
+        format!("the readers line groups PINs by application: {out}"),
+    )?;
     drop(_vc);
 
     let _odd = card(
@@ -525,6 +530,20 @@ fn cli_yubikey_four_pins_and_a_users_card_profile() -> Result<(), Failed> {
         "code",
     )?;
     let atr = err["error"]["atr"].as_str().ok_or("the ATR")?.to_string();
+    // `cardgate readers` says so once, with the ATR once.
+    let (_, out) = cli(&["readers"], "", &env)?;
+    let line = out
+        .lines()
+        .skip_while(|l| *l != READER_1)
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    check(line.contains("not supported"), format!("readers: {out}"))?;
+    eq(
+        line.matches(atr.as_str()).count(),
+        1,
+        "the ATR in the readers line",
+    )?;
     let dir = home.join(".config/cardgate/cards");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
