@@ -30,8 +30,8 @@ pub(crate) struct Service {
 impl Service {
     /// A service enforcing the built-in policies only (independent of the
     /// machine's policy directories: what tests use).
-    #[cfg(feature = "test-support")]
-    pub fn new(backend: Arc<dyn Backend>) -> Self {
+    #[cfg_attr(feature = "test-support", visibility::make(pub))]
+    pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
         Service::with_policies(backend, Arc::new(PolicySet::builtin()))
     }
 
