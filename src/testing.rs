@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use crate::logging::init_with_writer;
-pub use crate::service::Service;
+pub use crate::service::{ReaderList, Service};
 
 /// The reader workers of a running daemon.
 pub fn service(server: &Server) -> &Service {

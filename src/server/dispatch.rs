@@ -35,7 +35,7 @@ pub(super) fn dispatch(
     call: Call,
 ) -> BoxFuture<'static, Result<Reply, RpcError>> {
     if let Some(t) = call.target()
-        && let Err(e) = hub.check_reader(&t.reader)
+        && let Err(e) = hub.service.check_reader(&t.reader)
     {
         return futures_util::future::ready(Err(e.into())).boxed();
     }

@@ -1,5 +1,7 @@
-//! What every connection shares: the reader workers, the readers as the
-//! monitor reported them, and the channel that pushes notifications.
+//! What every connection shares: the reader workers (which hold the one
+//! list of readers, `service::registry`), the logins, and the channel that
+//! pushes notifications. The hub's event thread applies the monitor's
+//! events to the service and sends their notifications.
 
 pub(crate) use super::logins::ConnId;
 use super::logins::{Logins, logout_all, mask_status};
@@ -14,7 +16,6 @@ use crate::service::Service;
 pub(crate) use crate::settings::{ConsentMode, Limits};
 use crate::transport::{Backend, Event, WatchGuard};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -22,13 +23,6 @@ use tokio::sync::broadcast;
 
 /// How many notifications a slow client may fall behind before it misses some.
 const NOTIFICATION_BACKLOG: usize = 256;
-
-#[derive(Default)]
-struct Readers {
-    pcsc_up: bool,
-    /// Reader name → ATR of the card in it.
-    readers: BTreeMap<String, Option<Vec<u8>>>,
-}
 
 /// A notification as each connection receives it: `text` for everybody,
 /// except the connection that owns the login, which gets `owner_text`
@@ -53,7 +47,8 @@ impl Note {
 
 /// What every connection shares (see the module docs): one per daemon.
 pub(crate) struct Hub {
-    /// The reader workers: all card work is queued here.
+    /// The reader workers and the reader list: all card work is queued
+    /// here, and what readers and cards there are is read here.
     pub service: Service,
     notify: broadcast::Sender<Arc<Note>>,
     /// Who owns the login on each card.
@@ -65,7 +60,6 @@ pub(crate) struct Hub {
     pub limits: Limits,
     next_conn: AtomicU64,
     connections: AtomicUsize,
-    readers: Mutex<Readers>,
     /// How long a request waits for its card work before it is answered
     /// `TIMEOUT` (the work still completes).
     pub op_timeout: Duration,
@@ -106,11 +100,9 @@ impl Hub {
             limits,
             dialog,
         } = parts;
-        let mut initial = Readers::default();
-        if let Ok(list) = backend.list_readers() {
-            initial.pcsc_up = true;
-            initial.readers = list.into_iter().map(|r| (r.name, r.atr)).collect();
-        }
+        // The readers as they are now; the watch's first events, which
+        // describe them again, then tell nothing new.
+        service.load_readers();
         let (notify, _) = broadcast::channel(NOTIFICATION_BACKLOG);
         let hub = Arc::new(Hub {
             service,
@@ -120,7 +112,6 @@ impl Hub {
             limits,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
-            readers: Mutex::new(initial),
             op_timeout,
             gate,
             port,
@@ -220,60 +211,15 @@ impl Hub {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Readers> {
-        self.readers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether the PC/SC service is running, as the monitor last reported.
-    pub(crate) fn pcsc_up(&self) -> bool {
-        self.lock().pcsc_up
-    }
-
-    /// The readers now: name and ATR of the card, if any.
-    pub(crate) fn readers(&self) -> Vec<(String, Option<Vec<u8>>)> {
-        self.lock()
-            .readers
-            .iter()
-            .map(|(n, a)| (n.clone(), a.clone()))
-            .collect()
-    }
-
-    /// Checks that a reader exists before any work is queued for it.
-    pub(crate) fn check_reader(&self, reader: &str) -> Result<(), Error> {
-        let st = self.lock();
-        if !st.pcsc_up {
-            return Err(Error::NoPcscService);
-        }
-        match st.readers.get(reader) {
-            Some(Some(_)) => Ok(()),
-            Some(None) => Err(Error::CardAbsent),
-            None => Err(Error::ReaderNotFound(reader.to_string())),
-        }
-    }
-
     /// The `/health` answer: status, version, PC/SC state and reader names.
     pub(crate) fn health(&self) -> Value {
-        let st = self.lock();
+        let list = self.service.reader_list();
         json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
-            "pcsc": if st.pcsc_up { "up" } else { "down" },
-            "readers": st.readers.keys().collect::<Vec<_>>(),
+            "pcsc": if list.pcsc_up { "up" } else { "down" },
+            "readers": list.readers.iter().map(|r| &r.name).collect::<Vec<_>>(),
         })
-    }
-
-    /// True when the event tells nothing new: watchers start by describing
-    /// what is already there, which the initial reader list has.
-    fn already_known(&self, event: &Event) -> bool {
-        let st = self.lock();
-        match event {
-            Event::ServiceUp => st.pcsc_up,
-            Event::ReaderAdded { reader } => st.readers.contains_key(reader),
-            Event::CardInserted { reader, atr } => {
-                st.readers.get(reader) == Some(&Some(atr.clone()))
-            }
-            _ => false,
-        }
     }
 
     /// Applies a reader event. Never waits for a card: what needs one (a
@@ -283,40 +229,26 @@ impl Hub {
     /// reader's notifications.
     fn apply(&self, event: Event) {
         tracing::debug!(?event, "reader event");
-        if self.already_known(&event) {
-            return;
-        }
         if let Event::ReaderRemoved { reader } = &event {
-            // After whatever is still queued for it, before it retires.
+            // After whatever is still queued for it, before it retires (a
+            // removed reader is always news).
             let notify = self.notifier();
             let params = json!({ "reader": reader });
             self.service
                 .after_queued(reader, move || notify.send("readerRemoved", params));
         }
-        self.service.handle_event(&event);
+        // The reader list and the workers.
+        if !self.service.handle_event(&event) {
+            return;
+        }
         match event {
-            Event::ServiceUp => {
-                self.lock().pcsc_up = true;
-                self.broadcast("serviceChanged", json!({ "pcsc": "up" }));
-            }
-            Event::ServiceDown => {
-                let mut st = self.lock();
-                st.pcsc_up = false;
-                st.readers.clear();
-                drop(st);
-                self.broadcast("serviceChanged", json!({ "pcsc": "down" }));
-            }
+            Event::ServiceUp => self.broadcast("serviceChanged", json!({ "pcsc": "up" })),
+            Event::ServiceDown => self.broadcast("serviceChanged", json!({ "pcsc": "down" })),
             Event::ReaderAdded { reader } => {
-                self.lock().readers.insert(reader.clone(), None);
                 self.broadcast("readerAdded", json!({ "reader": reader }));
             }
-            Event::ReaderRemoved { reader } => {
-                self.lock().readers.remove(&reader);
-            }
+            Event::ReaderRemoved { .. } => {}
             Event::CardInserted { reader, atr } => {
-                self.lock()
-                    .readers
-                    .insert(reader.clone(), Some(atr.clone()));
                 let mut params = json!({ "reader": reader, "atr": crate::card::hex(&atr) });
                 let notify = self.notifier();
                 self.service
@@ -329,9 +261,6 @@ impl Hub {
                     });
             }
             Event::CardRemoved { reader } => {
-                if let Some(slot) = self.lock().readers.get_mut(&reader) {
-                    *slot = None;
-                }
                 let notify = self.notifier();
                 let params = json!({ "reader": reader });
                 self.service

@@ -251,13 +251,13 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Ends every verified state the daemon's clients created.
 pub(crate) fn logout_everything(hub: &Hub) {
-    for (reader, atr) in hub.readers() {
-        if atr.is_none() {
+    for reader in hub.service.reader_list().readers {
+        if reader.atr.is_none() {
             continue;
         }
-        let result = hub.service.with_engine(&reader, logins::logout_all);
+        let result = hub.service.with_engine(&reader.name, logins::logout_all);
         if let Err(e) = result {
-            tracing::debug!(reader, error = %e, "logout at shutdown failed");
+            tracing::debug!(reader = reader.name, error = %e, "logout at shutdown failed");
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::server::caller::{Caller, Outcome};
 use crate::server::dispatch::shared_read;
 use crate::server::hub::{Hub, describe_token};
 use crate::server::logins::mask_status;
+use crate::transport::ReaderInfo;
 use futures_util::future::{BoxFuture, FutureExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -14,11 +15,12 @@ use std::sync::Arc;
 impl GetReaders {
     pub(crate) fn apply(self, hub: &Arc<Hub>, caller: &Caller) -> BoxFuture<'static, Outcome> {
         let me = caller.conn;
-        let pcsc = if hub.pcsc_up() { "up" } else { "down" };
-        let pending: Vec<_> = hub
-            .readers()
+        let list = hub.service.reader_list();
+        let pcsc = if list.pcsc_up { "up" } else { "down" };
+        let pending: Vec<_> = list
+            .readers
             .into_iter()
-            .map(|(name, atr)| {
+            .map(|ReaderInfo { name, atr }| {
                 let token = atr.as_ref().map(|_| {
                     // Shared like a PIN's status (every page asks at load).
                     let read = shared_read(hub, &name, "token", me, describe_token);

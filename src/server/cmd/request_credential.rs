@@ -23,7 +23,7 @@ impl RequestCredential {
             let origin = caller.peer.to_string();
             let facts = match (&req.reader, &req.pin) {
                 (Some(reader), Some(pin)) => {
-                    hub.check_reader(reader)?;
+                    hub.service.check_reader(reader)?;
                     let (pin, asking) = (
                         pin.clone(),
                         if req.so {
