@@ -7,6 +7,7 @@
 //! a card no profile describes is reported as unsupported with its ATR and
 //! the applications that answered, never sent a VERIFY, never guessed at.
 
+mod encoding;
 pub mod openpgp;
 pub mod pinpad;
 pub mod piv;
@@ -15,6 +16,7 @@ pub mod profile;
 mod recognise;
 mod session;
 
+pub use encoding::pin_block;
 pub use profile::{CardProfile, LogoutForm, ProfileError, ProfileSet, Role};
 pub use recognise::{WELL_KNOWN_AIDS, probe, recognise};
 pub use session::CardSession;

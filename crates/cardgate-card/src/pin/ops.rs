@@ -455,5 +455,5 @@ pub fn check_format(cred: &Credential, value: &Secret) -> Result<(), Error> {
 /// Checks and encodes a value for an APDU, as its profile says.
 fn encode(cred: &Credential, value: &Secret) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
     check_format(cred, value)?;
-    Ok(commands::pin_block(&cred.format, value))
+    Ok(crate::card::pin_block(&cred.format, value))
 }
