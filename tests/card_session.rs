@@ -157,3 +157,47 @@ fn removed_card_is_reported() {
         .unwrap_err();
     assert_eq!(e, Error::CardRemoved);
 }
+
+#[test]
+fn a_profiles_same_as_old_status_word_is_a_constraint_not_a_spent_try() {
+    let dir = std::env::temp_dir().join(format!("cardgate-sameold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("acme.toml"),
+        r#"
+        name = "acme"
+        atr = ["3B 02 14 50"]
+        [[application]]
+        id = "acme"
+        base = "iso7816.iso"
+        aid = "F0 01 02 03 04"
+        [[application.pin]]
+        id = "pin"
+        status-words = { "6985" = "new-same-as-old" }
+        "#,
+    )
+    .unwrap();
+    let profiles = cardgate::card::ProfileSet::load(std::slice::from_ref(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(profiles.errors.is_empty(), "{:?}", profiles.errors);
+    let (t, log) = scripted(&[
+        (&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xF0], &[0x90, 0x00]),
+        (&[0x00, 0x24, 0x00, 0x81], &[0x69, 0x85]),
+    ]);
+    let session = CardSession::open_with(t, &profiles).ok().unwrap();
+    let mut engine = cardgate::pin::Engine::new(session);
+    let same = cardgate::secret::Secret::from("1234");
+    let e = engine.change("pin", &same, &same).unwrap_err();
+    let Error::ConstraintViolation { failed } = e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].type_name(), "newOldDifferent");
+    // One CHANGE REFERENCE DATA reached the card, nothing else but SELECTs.
+    let log = log.lock().unwrap();
+    assert_eq!(log.iter().filter(|c| c[1] == 0x24).count(), 1);
+    assert!(
+        log.iter().all(|c| matches!(c[1], 0xA4 | 0x24)),
+        "{log:02X?}"
+    );
+}

@@ -164,6 +164,9 @@ pub struct Credential {
     /// Status words this card uses for what ISO 7816-4 says otherwise,
     /// with their ISO meaning.
     pub sw_map: Vec<(u16, StatusWord)>,
+    /// Status words with which this card refuses, in CHANGE REFERENCE DATA,
+    /// a new value equal to the old one.
+    pub new_same_as_old: Vec<u16>,
 }
 
 impl Credential {

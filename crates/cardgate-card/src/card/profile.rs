@@ -234,17 +234,22 @@ enum SwMeaning {
     MustChange,
     /// The value's length or format was refused (ISO: 6700 / 6A80).
     BadLength,
+    /// Answering CHANGE REFERENCE DATA: the new value is the old one, and
+    /// the card refuses it (no ISO status word says so).
+    NewSameAsOld,
 }
 
 impl SwMeaning {
-    fn iso(self) -> StatusWord {
-        match self {
+    /// The ISO 7816-4 status word of the same meaning, if there is one.
+    fn iso(self) -> Option<StatusWord> {
+        Some(match self {
             SwMeaning::Blocked => StatusWord::AuthBlocked,
             SwMeaning::Wrong => StatusWord::VerifyFailedNoInfo,
             SwMeaning::NotInitialized => StatusWord::RefDataNotUsable,
             SwMeaning::MustChange => StatusWord::ConditionsNotSatisfied,
             SwMeaning::BadLength => StatusWord::WrongLength,
-        }
+            SwMeaning::NewSameAsOld => return None,
+        })
     }
 }
 
@@ -786,22 +791,22 @@ fn build_credential(p: &PinFile, select: usize) -> Result<Credential, String> {
             .map(tries_source)
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let sw_map = match &p.status_words {
-        None => Vec::new(),
-        Some(map) => map
-            .iter()
-            .map(|(k, v)| {
-                let b = parse_hex(k).map_err(|e| format!("status-words: {e}"))?;
-                let [hi, lo] = b[..] else {
-                    return Err(format!("status-words: `{k}` is not two bytes"));
-                };
-                if hi == 0x90 && lo == 0 {
-                    return Err("status-words: 9000 always means success".into());
-                }
-                Ok((u16::from_be_bytes([hi, lo]), v.iso()))
-            })
-            .collect::<Result<Vec<_>, String>>()?,
-    };
+    let mut sw_map = Vec::new();
+    let mut new_same_as_old = Vec::new();
+    for (k, v) in p.status_words.iter().flatten() {
+        let b = parse_hex(k).map_err(|e| format!("status-words: {e}"))?;
+        let [hi, lo] = b[..] else {
+            return Err(format!("status-words: `{k}` is not two bytes"));
+        };
+        if hi == 0x90 && lo == 0 {
+            return Err("status-words: 9000 always means success".into());
+        }
+        let raw = u16::from_be_bytes([hi, lo]);
+        match v.iso() {
+            Some(sw) => sw_map.push((raw, sw)),
+            None => new_same_as_old.push(raw),
+        }
+    }
     let role = p.role.unwrap_or(Role::User);
     let max_tries = p.max_tries.unwrap_or(3);
     if max_tries == 0 || max_tries > 15 {
@@ -831,6 +836,7 @@ fn build_credential(p: &PinFile, select: usize) -> Result<Credential, String> {
         logout: p.logout.unwrap_or_default(),
         logout_also: p.logout_also.clone().unwrap_or_default(),
         sw_map,
+        new_same_as_old,
     })
 }
 
@@ -985,6 +991,11 @@ fn pin_file_of(id: &str, c: &Credential) -> PinFile {
             c.sw_map
                 .iter()
                 .filter_map(|(raw, sw)| Some((format!("{raw:04X}"), sw_meaning(*sw)?)))
+                .chain(
+                    c.new_same_as_old
+                        .iter()
+                        .map(|raw| (format!("{raw:04X}"), SwMeaning::NewSameAsOld)),
+                )
                 .collect(),
         ),
         // Unblocking links stay those of the card.

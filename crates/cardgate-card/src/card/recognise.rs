@@ -390,5 +390,6 @@ fn pkcs15_credential(p: &Pkcs15Pin) -> Credential {
         logout: LogoutForm::VerifyFf,
         logout_also: Vec::new(),
         sw_map: Vec::new(),
+        new_same_as_old: Vec::new(),
     }
 }

@@ -215,6 +215,12 @@ impl Engine {
                 self.state(cred).to_be_changed = false;
                 Ok(())
             }
+            // The card's own way of refusing a new value equal to the old
+            // one (its profile's `new-same-as-old`): the old value was
+            // right, nothing was spent.
+            sw if cred.new_same_as_old.contains(&sw.to_u16()) => Err(Error::ConstraintViolation {
+                failed: vec![crate::policy::Constraint::NewOldDifferent],
+            }),
             sw => Err(self.failed(cred, sw, false)),
         }
     }
