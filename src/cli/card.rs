@@ -336,6 +336,11 @@ fn pin_report(p: &PinObject, app: &AppProfile) -> PinReport {
             .sw_map
             .iter()
             .map(|(sw, m)| (format!("{sw:04X}"), sw_meaning(*m)))
+            .chain(
+                c.new_same_as_old
+                    .iter()
+                    .map(|sw| (format!("{sw:04X}"), "new-same-as-old")),
+            )
             .collect(),
     }
 }
