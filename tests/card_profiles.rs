@@ -40,6 +40,28 @@ fn page_login(e: &mut Engine, pin: &str, value: &str) -> Result<(), Error> {
     e.perform(pin, PinOp::Login(entry), &mut NoSite)
 }
 
+/// The built-in profiles and one user file holding `text`, loaded from a
+/// directory as the user's config dir `cards/` would give it.
+fn with_user_profile(file: &str, text: &str) -> ProfileSet {
+    let dir = std::env::temp_dir().join(format!("cardgate-{file}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), text).unwrap();
+    let profiles = ProfileSet::load(std::slice::from_ref(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(profiles.errors.is_empty(), "{:?}", profiles.errors);
+    profiles
+}
+
+/// A simulated reader holding `card`, recognised with `profiles`.
+fn served(card: CardConfig, profiles: ProfileSet) -> (SimBackend, Service) {
+    let sim = SimBackend::new();
+    sim.add_reader(READER);
+    sim.insert_card(READER, VirtualCard::new(card)).unwrap();
+    let service = Service::with_policies(Arc::new(sim.clone()), Arc::new(PolicySet::builtin()))
+        .with_profiles(Arc::new(profiles));
+    (sim, service)
+}
+
 // ---- YubiKey: PIV and OpenPGP on one token -------------------------------
 
 #[test]
@@ -279,12 +301,10 @@ fn an_unknown_card_is_only_ever_selected() {
 
 #[test]
 fn one_profile_file_makes_the_unknown_card_usable() {
-    let dir = std::env::temp_dir().join(format!("cardgate-cards-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let atr = cardgate::card::hex(&cardgate::vcard::default_atr(Profile::Iso));
-    std::fs::write(
-        dir.join("acme.toml"),
-        format!(
+    let profiles = with_user_profile(
+        "acme.toml",
+        &format!(
             r#"
             name = "acme"
             atr = ["{atr}"]
@@ -294,17 +314,8 @@ fn one_profile_file_makes_the_unknown_card_usable() {
             aid = "F0 63 61 72 64 67 61 74 65"
             "#
         ),
-    )
-    .unwrap();
-    let profiles = ProfileSet::load(std::slice::from_ref(&dir));
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(profiles.errors.is_empty(), "{:?}", profiles.errors);
-    let sim = SimBackend::new();
-    sim.add_reader(READER);
-    sim.insert_card(READER, VirtualCard::new(hostile()))
-        .unwrap();
-    let service = Service::with_policies(Arc::new(sim.clone()), Arc::new(PolicySet::builtin()))
-        .with_profiles(Arc::new(profiles));
+    );
+    let (sim, service) = served(hostile(), profiles);
     type Op = Box<dyn FnOnce(&mut Engine) -> Result<(), Error> + Send>;
     let run = |f: Op| service.with_engine(READER, f);
     let tries = |name: &str| sim.with_card(READER, |c| c.tries(name)).unwrap().unwrap();
@@ -334,14 +345,12 @@ fn one_profile_file_makes_the_unknown_card_usable() {
 
 #[test]
 fn a_profile_adds_what_a_pkcs15_card_does_not_say() {
-    let dir = std::env::temp_dir().join(format!("cardgate-p15-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let atr = cardgate::card::hex(&cardgate::vcard::default_atr(Profile::Pkcs15));
     // This card's documentation says an empty VERIFY spends nothing: the
     // profile says so for its user PIN, and renames it.
-    std::fs::write(
-        dir.join("token.toml"),
-        format!(
+    let profiles = with_user_profile(
+        "token.toml",
+        &format!(
             r#"
             name = "our-token"
             atr = ["{atr}"]
@@ -355,20 +364,8 @@ fn a_profile_adds_what_a_pkcs15_card_does_not_say() {
             tries = [{{ source = "empty-verify" }}]
             "#
         ),
-    )
-    .unwrap();
-    let profiles = ProfileSet::load(std::slice::from_ref(&dir));
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(profiles.errors.is_empty(), "{:?}", profiles.errors);
-    let sim = SimBackend::new();
-    sim.add_reader(READER);
-    sim.insert_card(
-        READER,
-        VirtualCard::new(CardConfig::for_profile(Profile::Pkcs15)),
-    )
-    .unwrap();
-    let service = Service::with_policies(Arc::new(sim.clone()), Arc::new(PolicySet::builtin()))
-        .with_profiles(Arc::new(profiles));
+    );
+    let (sim, service) = served(CardConfig::for_profile(Profile::Pkcs15), profiles);
     let token = service
         .with_engine(READER, |e| Ok(e.token().clone()))
         .unwrap();

@@ -95,3 +95,24 @@ export function rustSide() {
   };
   return { ask, close: () => stdin.close() };
 }
+
+/**
+ * Runs a script's `main` the way every browser script ends: `@@done` on
+ * success; on failure the message, a screenshot and exit code 1; the
+ * browser and stdin closed either way.
+ */
+export async function runMain(main, { screenshot, close, closeStdin }) {
+  let code = 0;
+  try {
+    await main();
+    console.log("@@done");
+  } catch (e) {
+    console.error(`FAIL: ${e.message}`);
+    await screenshot("failure").catch(() => {});
+    code = 1;
+  } finally {
+    await close();
+    closeStdin();
+  }
+  process.exit(code);
+}

@@ -19,7 +19,7 @@
 // CARDGATE_SECOND_READER (the YubiKey), SCREENSHOT_DIR, CHROMIUM.
 
 import { join } from "node:path";
-import { launchChromium, need, rustSide, step } from "./common.mjs";
+import { launchChromium, need, runMain, rustSide, step } from "./common.mjs";
 
 const URL_BASE = need("CARDGATE_URL");
 const PIV_READER = need("CARDGATE_READER");
@@ -257,16 +257,4 @@ async function main() {
   expect(pageErrors.length === 0, `errors in the page:\n${pageErrors.join("\n")}`);
 }
 
-let code = 0;
-try {
-  await main();
-  console.log("@@done");
-} catch (e) {
-  console.error(`FAIL: ${e.message}`);
-  await screenshot("failure").catch(() => {});
-  code = 1;
-} finally {
-  await close();
-  closeStdin();
-}
-process.exit(code);
+await runMain(main, { screenshot, close, closeStdin });

@@ -214,13 +214,23 @@ fn reply(stdin: &mut ChildStdin, result: Result<String, String>) -> Result<(), S
 }
 
 fn browser_demo_end_to_end() -> Result<(), Failed> {
-    let out = output_dir();
+    demo_script("demo.e2e.mjs", output_dir(), "demo-pinentry", None)
+}
+
+/// A demo-page script on a fresh screenshot folder, with a PIN dialog
+/// that is cancelled (requestCredential resolves to undefined) and, if
+/// given, a second card (profile, vpcd port).
+fn demo_script(
+    script: &str,
+    out: PathBuf,
+    dialog: &str,
+    second_card: Option<(&str, u16)>,
+) -> Result<(), Failed> {
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
-    // The PIN dialog is cancelled: requestCredential resolves to undefined.
     let dialog = FakePinentry::new(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
-        "demo-pinentry",
+        dialog,
         Behaviour::Cancel,
     );
     let port = free_port()?;
@@ -228,15 +238,7 @@ fn browser_demo_end_to_end() -> Result<(), Failed> {
         "--pinentry".to_string(),
         dialog.program.display().to_string(),
     ];
-    run_script(
-        "demo.e2e.mjs",
-        port,
-        args,
-        Vec::new(),
-        None,
-        &out,
-        || Ok(()),
-    )
+    run_script(script, port, args, Vec::new(), second_card, &out, || Ok(()))
 }
 
 /// A YubiKey (PIV + OpenPGP) in the second slot next to the PIV card: the
@@ -244,27 +246,11 @@ fn browser_demo_end_to_end() -> Result<(), Failed> {
 /// OpenPGP user PIN from the page leaves the card's counters as the page
 /// shows them.
 fn browser_demo_yubikey() -> Result<(), Failed> {
-    let out = output_dir().join("yubikey");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out)?;
-    let dialog = FakePinentry::new(
-        Path::new(env!("CARGO_TARGET_TMPDIR")),
-        "yubikey-pinentry",
-        Behaviour::Cancel,
-    );
-    let port = free_port()?;
-    let args = vec![
-        "--pinentry".to_string(),
-        dialog.program.display().to_string(),
-    ];
-    run_script(
+    demo_script(
         "demo-yubikey.e2e.mjs",
-        port,
-        args,
-        Vec::new(),
+        output_dir().join("yubikey"),
+        "yubikey-pinentry",
         Some(("yubikey", PORT_1)),
-        &out,
-        || Ok(()),
     )
 }
 
