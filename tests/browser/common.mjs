@@ -116,3 +116,35 @@ export async function runMain(main, { screenshot, close, closeStdin }) {
   }
   process.exit(code);
 }
+
+/**
+ * What every demo-page script does with its page: collect the page's
+ * errors (console errors matching `ignore` aside), number its screenshots
+ * in `shots`, and wait for a condition in the page with an error that
+ * says what was awaited and what the page shows.
+ */
+export function pageKit(page, shots, { stepTimeout, ignore = null } = {}) {
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !(ignore && ignore.test(m.text()))) {
+      pageErrors.push(`console: ${m.text()}`);
+    }
+  });
+  let shot = 0;
+  const screenshot = async (name) => {
+    shot += 1;
+    const file = join(shots, `${String(shot).padStart(2, "0")}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    console.log(`screenshot: ${file}`);
+  };
+  const until = async (what, fn, arg) => {
+    try {
+      await page.waitForFunction(fn, arg, { timeout: stepTimeout, polling: 50 });
+    } catch {
+      const text = await page.evaluate(() => document.querySelector("main")?.innerText ?? "").catch(() => "?");
+      throw new Error(`timed out waiting for: ${what}\n--- page text ---\n${text.slice(0, 4000)}`);
+    }
+  };
+  return { pageErrors, screenshot, until };
+}

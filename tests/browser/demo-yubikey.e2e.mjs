@@ -18,8 +18,7 @@
 // Environment: CARDGATE_URL, CARDGATE_READER (the PIV card),
 // CARDGATE_SECOND_READER (the YubiKey), SCREENSHOT_DIR, CHROMIUM.
 
-import { join } from "node:path";
-import { launchChromium, need, runMain, rustSide, step } from "./common.mjs";
+import { launchChromium, need, pageKit, runMain, rustSide, step } from "./common.mjs";
 
 const URL_BASE = need("CARDGATE_URL");
 const PIV_READER = need("CARDGATE_READER");
@@ -41,29 +40,7 @@ const { context, close } = await launchChromium(SHOTS, {
   viewport: { width: 1280, height: 1400 },
 });
 const page = context.pages()[0] ?? (await context.newPage());
-const pageErrors = [];
-page.on("pageerror", (e) => pageErrors.push(e.message));
-page.on("console", (m) => {
-  if (m.type() === "error") pageErrors.push(`console: ${m.text()}`);
-});
-
-let shot = 0;
-async function screenshot(name) {
-  shot += 1;
-  const file = join(SHOTS, `${String(shot).padStart(2, "0")}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`screenshot: ${file}`);
-}
-
-/** Waits until `fn(arg)` is truthy in the page; the error shows the page's text. */
-async function until(what, fn, arg) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: STEP_TIMEOUT, polling: 50 });
-  } catch {
-    const text = await page.evaluate(() => document.querySelector("main")?.innerText ?? "").catch(() => "?");
-    throw new Error(`timed out waiting for: ${what}\n--- page text ---\n${text.slice(0, 4000)}`);
-  }
-}
+const { pageErrors, screenshot, until } = pageKit(page, SHOTS, { stepTimeout: STEP_TIMEOUT });
 
 function expect(cond, what) {
   if (!cond) throw new Error(what);

@@ -18,8 +18,7 @@
 // Assertions read the page's DOM (stable data-* attributes of demo.html).
 // PIN values are never printed.
 
-import { join } from "node:path";
-import { launchChromium, need, runMain, rustSide, step } from "./common.mjs";
+import { launchChromium, need, pageKit, runMain, rustSide, step } from "./common.mjs";
 
 const URL_BASE = need("CARDGATE_URL");
 const READER = need("CARDGATE_READER");
@@ -36,32 +35,11 @@ const { context, close } = await launchChromium(SHOTS, {
   viewport: { width: 1280, height: 1000 },
 });
 const page = context.pages()[0] ?? (await context.newPage());
-const pageErrors = [];
-page.on("pageerror", (e) => pageErrors.push(e.message));
-page.on("console", (m) => {
-  // While the daemon restarts, Chromium logs each failed reconnection attempt.
-  if (m.type() === "error" && !/WebSocket connection to .* failed/.test(m.text())) {
-    pageErrors.push(`console: ${m.text()}`);
-  }
+// While the daemon restarts, Chromium logs each failed reconnection attempt.
+const { pageErrors, screenshot, until } = pageKit(page, SHOTS, {
+  stepTimeout: STEP_TIMEOUT,
+  ignore: /WebSocket connection to .* failed/,
 });
-
-let shot = 0;
-async function screenshot(name) {
-  shot += 1;
-  const file = join(SHOTS, `${String(shot).padStart(2, "0")}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`screenshot: ${file}`);
-}
-
-/** Waits until `fn(arg)` is truthy in the page; the error says what was awaited and what the page shows. */
-async function until(what, fn, arg) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: STEP_TIMEOUT, polling: 50 });
-  } catch (e) {
-    const state = await page.evaluate(() => document.querySelector("main")?.innerText ?? "").catch(() => "?");
-    throw new Error(`timed out waiting for: ${what}\n--- page text ---\n${state.slice(0, 3000)}`);
-  }
-}
 
 // Helpers reading the PIN card of the reader under test.
 const pinSel = (pin) => ({ reader: READER, pin });
