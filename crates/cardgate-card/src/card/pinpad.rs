@@ -475,6 +475,84 @@ mod tests {
         );
     }
 
+    fn beid_pin() -> Credential {
+        let token = crate::card::ProfileSet::builtin()
+            .offline_token("beid")
+            .unwrap();
+        token.pin("pin").unwrap().credential.clone()
+    }
+
+    #[test]
+    fn beid_structures_are_iso_9564_format_2_as_opensc_sends_them() {
+        let props = PinProperties::default();
+        let pin = beid_pin();
+        // bTimeOut 00, bTimeOut2 00; bmFormatString 41 (bits, the PIN at
+        // bit 8, left, BCD); bmPINBlockString 48 (4-bit length field,
+        // 8-byte block); bmPINLengthFormat 04 (the length at bit 4, in
+        // bits); wPINMaxExtraDigit 0C 04 (max 12, min 4); key pressed, one
+        // message, 0409, bMsgIndex 00, no prologue; ulDataLength 13;
+        // VERIFY 00 20 00 01 08 20 FF*7.
+        let r = verify(&pin, &props, &opts()).unwrap();
+        assert_eq!((r.min_len, r.max_len), (4, 12));
+        assert_eq!(
+            hex(&r.structure),
+            "0000 41 48 04 0C04 02 01 0904 00 000000 0D000000 \
+             0020000108 20FFFFFFFFFFFFFF"
+                .replace(' ', "")
+        );
+        // CHANGE REFERENCE DATA 00 24 00 01 10: the current block at 0,
+        // the new one at 8, each 20 FF*7; bConfirmPIN 03, three messages.
+        let s = change(&pin, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000 41 48 04 00 08 0C04 03 02 03 0904 000102 000000 15000000 \
+             0024000110 20FFFFFFFFFFFFFF 20FFFFFFFFFFFFFF"
+                .replace(' ', "")
+        );
+    }
+
+    #[test]
+    fn bcd_structures_fill_the_stored_length_with_ff() {
+        let props = PinProperties::default();
+        let mut pin = beid_pin();
+        pin.format.encoding = Encoding::Bcd;
+        pin.format.stored_len = 6;
+        // bmFormatString 81 (bytes, the PIN at 0, left, BCD),
+        // bmPINBlockString 06 (no length field, 6-byte block),
+        // bmPINLengthFormat 00; VERIFY 00 20 00 01 06 FF*6.
+        let s = verify(&pin, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000 81 06 00 0C04 02 01 0904 00 000000 0B000000 0020000106 FFFFFFFFFFFF"
+                .replace(' ', "")
+        );
+        // Two blocks: the new one at offset 6.
+        let s = change(&pin, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000 81 06 00 00 06 0C04 03 02 03 0904 000102 000000 11000000 \
+             002400010C FFFFFFFFFFFF FFFFFFFFFFFF"
+                .replace(' ', "")
+        );
+        // No stored length: variable, the reader packs the digits and sets Lc.
+        pin.format.stored_len = 0;
+        let s = verify(&pin, &props, &opts()).unwrap().structure;
+        assert_eq!(hex(&s[2..5]), "810000");
+        assert!(hex(&s).ends_with("0020000100"));
+        // Values encoded differently cannot share one MODIFY; a block
+        // longer than 15 bytes does not fit bmPINBlockString.
+        let so = beid_pin();
+        assert!(matches!(
+            unblock(&so, &pin, &props, &opts()),
+            Err(Error::OperationNotSupported(_))
+        ));
+        pin.format.stored_len = 16;
+        assert!(matches!(
+            verify(&pin, &props, &opts()),
+            Err(Error::OperationNotSupported(_))
+        ));
+    }
+
     #[test]
     fn reader_properties_narrow_the_entry() {
         let token = openpgp::build_token(None, None);
