@@ -2,8 +2,8 @@
 //! the simulated reader unpacks our PIN_VERIFY / PIN_MODIFY structures,
 //! takes what the scripted user types, builds the APDU as a real reader
 //! does and hands it to the virtual card. PIV, OpenPGP and the Belgian
-//! eID (ISO 9564-1 format 2 blocks), every reader
-//! status word, and the tries the card counts.
+//! eID (ISO 9564-1 format 2 blocks), every reader status word, and the
+//! tries the card counts.
 
 #[path = "common/rig.rs"]
 mod rig;
