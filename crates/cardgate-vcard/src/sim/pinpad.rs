@@ -348,8 +348,7 @@ impl Apdu {
                 return bad;
             }
             let first = if f.format_string & part10::format::RIGHT_JUSTIFY != 0 {
-                end.checked_sub(pin_bits)
-                    .ok_or(part10::sw::WRONG_LENGTH)?
+                end.checked_sub(pin_bits).ok_or(part10::sw::WRONG_LENGTH)?
             } else {
                 start + offset
             };
@@ -511,7 +510,9 @@ mod tests {
         // field 4 bits in, the low nibble of byte 0.
         let f2 = format(0x41, 0x48, 0x04);
         assert!(supported(&f2));
-        let template = [0, 0x20, 0, 0x01, 8, 0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+        let template = [
+            0, 0x20, 0, 0x01, 8, 0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
         let mut a = Apdu::new(&template).unwrap();
         a.insert(&f2, &Secret::from("12345"), 0).unwrap();
         assert_eq!(hex(&a.finish()), "00200001082512345FFFFFFFFF");
