@@ -1,8 +1,9 @@
 //! PIN entry on a pinpad reader (PC/SC part 10), on the simulated backend:
 //! the simulated reader unpacks our PIN_VERIFY / PIN_MODIFY structures,
 //! takes what the scripted user types, builds the APDU as a real reader
-//! does and hands it to the virtual card. Both profiles, every reader
-//! status word, and the tries the card counts.
+//! does and hands it to the virtual card. PIV, OpenPGP and the Belgian
+//! eID (ISO 9564-1 format 2 blocks), every reader status word, and the
+//! tries the card counts.
 
 #[path = "common/rig.rs"]
 mod rig;
@@ -10,7 +11,7 @@ mod rig;
 use cardgate::error::Error;
 use cardgate::pin::{Engine, Entered, Entry, NoSite, PinOp, Provenance, SoPath};
 use cardgate::vcard::VirtualCard;
-use cardgate::vcard::config::CardConfig;
+use cardgate::vcard::config::{CardConfig, Profile};
 use cardgate::vcard::sim::pinpad::{PinpadInput, SimPinpad};
 use rig::{Rig, s};
 
@@ -486,4 +487,90 @@ fn openpgp_without_a_reset_code_is_refused_before_any_entry() {
         Err(Error::SoLoginRequired)
     );
     assert_eq!(r.sim.pinpad_pending(PAD), 3);
+}
+
+// ---- Belgian eID (ISO 9564-1 format 2) ----------------------------------------
+
+fn beid() -> CardConfig {
+    CardConfig::for_profile(Profile::Beid)
+}
+
+#[test]
+fn beid_login_on_the_pinpad_with_format_2_blocks() {
+    let r = rig(beid());
+    r.user([typed("1234")]);
+    r.login("pin").unwrap();
+    r.all_typed();
+    assert!(r.validated("pin"));
+    assert_eq!(r.card_tries(), 3);
+    // The structure carries the empty format 2 block: 2, length 0, F
+    // filling; the reader wrote the length nibble and the BCD digits.
+    let requests = r.sim.pinpad_requests(PAD);
+    let verify = &requests.last().unwrap().1;
+    assert!(verify.ends_with(&[
+        0x00, 0x20, 0x00, 0x01, 0x08, 0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF
+    ]));
+    assert_eq!(&verify[2..5], &[0x41, 0x48, 0x04]);
+    for (_, bytes) in &requests {
+        assert!(!contains(bytes, &[0x24, 0x12, 0x34]));
+        assert!(!contains(bytes, b"1234"));
+    }
+}
+
+#[test]
+fn beid_wrong_pin_on_the_pinpad_costs_one_try() {
+    let r = rig(beid());
+    r.user([typed("9999")]);
+    assert_eq!(
+        r.login("pin"),
+        Err(Error::PinIncorrect {
+            remaining_tries: Some(2)
+        })
+    );
+    r.all_typed();
+    assert_eq!(r.card_tries(), 2);
+    // Too short for the card: the reader answers 6403, nothing is spent.
+    r.user([typed("123")]);
+    assert_eq!(
+        r.login("pin"),
+        Err(Error::PinLengthInvalid { min: 4, max: 12 })
+    );
+    assert_eq!(r.card_tries(), 2);
+    // The right PIN of another length than the wrong one: the reader's
+    // length nibble says how many digits count.
+    r.user([typed("1234")]);
+    r.login("pin").unwrap();
+    assert_eq!(r.card_tries(), 3);
+}
+
+#[test]
+fn beid_change_on_the_pinpad() {
+    let r = rig(beid());
+    r.user([typed("1234"), typed("24681357"), typed("24681358")]);
+    assert_eq!(r.change("pin"), Err(Error::PinMismatch));
+    // Two format 2 blocks, the new one at offset 8, each with its length.
+    r.user([typed("1234"), typed("24681357"), typed("24681357")]);
+    r.change("pin").unwrap();
+    r.all_typed();
+    assert_eq!(r.card_tries(), 3);
+    let modify = r.sim.pinpad_requests(PAD).last().unwrap().1.clone();
+    let mut apdu = vec![0x00, 0x24, 0x00, 0x01, 0x10];
+    for _ in 0..2 {
+        apdu.extend_from_slice(&[0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    }
+    assert!(modify.ends_with(&apdu));
+    assert_eq!(&modify[2..7], &[0x41, 0x48, 0x04, 0x00, 0x08]);
+    r.run(|e| e.login("pin", &s("24681357"), false)).unwrap();
+    // A wrong current PIN is counted by the card, once.
+    r.user([typed("1234"), typed("123456"), typed("123456")]);
+    assert_eq!(
+        r.change("pin"),
+        Err(Error::PinIncorrect {
+            remaining_tries: Some(2)
+        })
+    );
+    assert_eq!(r.card_tries(), 2);
+    r.user([typed("24681357")]);
+    r.login("pin").unwrap();
+    assert_eq!(r.card_tries(), 3);
 }

@@ -8,7 +8,16 @@
 //!   left-justified in a block of its stored length pre-filled with its
 //!   pad byte (PIV: 8 bytes of FF); 6–8 digits. Lc stays 08 (10 for
 //!   CHANGE / RESET, two blocks, the new one at offset 8).
-//! - BCD and ISO 9564-1 format-2 values are not typed on a pinpad yet.
+//! - a BCD value: digits packed two per byte (bmFormatString BCD),
+//!   left-justified in a block of its stored length pre-filled with FF,
+//!   the odd digit's low nibble left F; unpadded when it has no stored
+//!   length (the reader inserts the packed digits and sets Lc).
+//! - an ISO 9564-1 format 2 value (the Belgian eID, as OpenSC's
+//!   `SC_PIN_ENCODING_GLP`): the 8-byte block `20 FF FF FF FF FF FF FF`;
+//!   the reader writes the digits in BCD from byte 1 (position 8 in bits)
+//!   and the number of digits in a 4-bit field at bit 4, the low nibble of
+//!   byte 0 (bmFormatString 41, bmPINBlockString 48, bmPINLengthFormat
+//!   04). CHANGE carries two such blocks, the new one at offset 8.
 //! - an unpadded value (OpenPGP 3.4 §4.3 / §7.2.2): UTF-8 (the keypad types ASCII
 //!   digits) as typed, no padding: the template has Lc = 00 and no data,
 //!   block size 0, so the reader inserts the PIN(s) with their own length
@@ -93,33 +102,118 @@ fn request(
     })
 }
 
-/// The padding template of one PIN block (empty: variable length): a
-/// padded value goes in a block of its stored length pre-filled with the
-/// pad byte (PIV: 8 bytes of FF).
-fn block_template(f: &PinFormat) -> Vec<u8> {
-    match f.pad {
-        Some(pad) if f.stored_len > 0 => vec![pad; f.stored_len],
-        _ => Vec::new(),
-    }
+/// How one PIN block is laid out for the reader: the part of the APDU
+/// template it fills, and the three fields of part 10 §2.5.2 (the same in
+/// §2.5.3) that tell the reader how to format what the user types into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Block {
+    /// The template bytes of the block (empty: variable length, the reader
+    /// inserts the PIN with its own length and sets Lc).
+    template: Vec<u8>,
+    /// bmFormatString.
+    format_string: u8,
+    /// bmPINBlockString.
+    block_string: u8,
+    /// bmPINLengthFormat.
+    length_format: u8,
 }
 
-/// The reader types ASCII digits into the block; BCD and format-2 blocks
-/// (a length nibble, packed digits) are not asked of it yet.
-fn typed_by_reader(f: &PinFormat) -> Result<(), Error> {
-    match f.encoding {
-        Encoding::Ascii | Encoding::Utf8 => Ok(()),
-        Encoding::Bcd | Encoding::Format2 => Err(Error::OperationNotSupported(
-            "PIN entry on the pinpad for a BCD or format-2 PIN".into(),
-        )),
+/// bmPINBlockString bits 3-0 hold the block size: at most 15 bytes.
+const MAX_BLOCK: usize = 0x0F;
+
+/// The block of one PIN value, as its profile's encoding says (the reader
+/// types digits; docs/cards.md `encoding`):
+/// - ascii / utf8: the characters as typed, left-justified at offset 0 in
+///   a block of the stored length pre-filled with the pad byte (PIV: 8
+///   bytes of FF), or with no block and their own length when unpadded;
+/// - bcd: two digits per byte at offset 0 in a block of the stored length
+///   pre-filled with FF (the odd digit's low nibble stays F), or with no
+///   block and their own length;
+/// - format2: the 8-byte ISO 9564-1 format 2 block, control nibble 2 and
+///   the PIN length in byte 0, the digits in BCD from byte 1, F filling.
+///
+/// The field values for BCD and format 2 are the ones OpenSC's
+/// `part10_build_verify_pin_block` / `part10_build_modify_pin_block`
+/// (`src/libopensc/reader-pcsc.c`) send for `SC_PIN_ENCODING_BCD` and
+/// `SC_PIN_ENCODING_GLP`, except that a BCD block is sized by the stored
+/// length (OpenSC leaves bmPINBlockString 0 there).
+fn block(f: &PinFormat) -> Result<Block, Error> {
+    let fixed = |pad: u8| {
+        if f.stored_len > 0 {
+            vec![pad; f.stored_len]
+        } else {
+            Vec::new()
+        }
+    };
+    let b = match f.encoding {
+        Encoding::Ascii | Encoding::Utf8 => {
+            let template = match f.pad {
+                Some(pad) => fixed(pad),
+                None => Vec::new(),
+            };
+            Block {
+                // §2.5.2 bmFormatString: bit 7 = 1, positions in bytes;
+                // bits 6-3 = 0, the PIN at the start of the block; bit 2 =
+                // 0, left-justified; bits 1-0 = 10, ASCII.
+                format_string: part10::format::UNITS_BYTES | part10::format::ASCII,
+                // §2.5.2 bmPINBlockString: bits 7-4 = 0, no PIN length
+                // field; bits 3-0, the block size in bytes (0 = variable).
+                block_string: template.len() as u8,
+                // §2.5.2 bmPINLengthFormat: no length field to place.
+                length_format: 0x00,
+                template,
+            }
+        }
+        Encoding::Bcd => {
+            let template = fixed(0xFF);
+            Block {
+                // bmFormatString: bit 7 = 1, bytes; bits 6-3 = 0, the PIN
+                // at the start of the block; bit 2 = 0, left-justified;
+                // bits 1-0 = 01, BCD (OpenSC: SC_CCID_PIN_ENCODING_BCD |
+                // SC_CCID_PIN_UNITS_BYTES = 81).
+                format_string: part10::format::UNITS_BYTES | part10::format::BCD,
+                // bmPINBlockString: no length field; the block is the
+                // stored length, its FF template the padding.
+                block_string: template.len() as u8,
+                // bmPINLengthFormat: no length field.
+                length_format: 0x00,
+                template,
+            }
+        }
+        Encoding::Format2 => Block {
+            // The block with no digits typed yet, as OpenSC's sc_build_pin
+            // makes it for the pinpad (a PIN of length 0): control nibble
+            // 2, length nibble 0 (the reader writes it), F filling.
+            template: vec![0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            // bmFormatString 41: bit 7 = 0, positions in bits; bits 6-3 =
+            // 1000, the PIN 8 bits (one byte) into the block, after the
+            // 2L byte; bit 2 = 0, left-justified; bits 1-0 = 01, BCD
+            // (OpenSC: SC_CCID_PIN_ENCODING_BCD | 0x08 << 3).
+            format_string: (8 << 3) | part10::format::BCD,
+            // bmPINBlockString 48: bits 7-4 = 4, a PIN length field of 4
+            // bits; bits 3-0 = 8, the block is 8 bytes (OpenSC: 0x40 | 0x08).
+            block_string: (4 << 4) | 8,
+            // bmPINLengthFormat 04: bit 4 = 0, the position in bits; bits
+            // 3-0 = 4, the length field 4 bits into the block: the low
+            // nibble of byte 0 (OpenSC: 0x04).
+            length_format: 0x04,
+        },
+    };
+    if b.template.len() > MAX_BLOCK {
+        return Err(Error::OperationNotSupported(format!(
+            "PIN entry on the pinpad for a PIN block of {} bytes (a reader takes at most {MAX_BLOCK})",
+            b.template.len()
+        )));
     }
+    Ok(b)
 }
 
-/// The common fields for entries of PINs with limits `min..=max` and
-/// `block` bytes (0 = variable length).
+/// The common fields for entries of PINs with limits `min..=max` laid
+/// out as `block` says.
 fn entry_format(
     min: usize,
     max: usize,
-    block: usize,
+    block: &Block,
     messages: u8,
     reader: &PinProperties,
     opts: &PinpadOptions,
@@ -146,12 +240,10 @@ fn entry_format(
     EntryFormat {
         timeout: opts.timeout_secs,
         timeout2: 0,
-        // Positions in bytes, the PIN at the start of the data field,
-        // left-justified, ASCII (part 10 §2.5.2 bmFormatString).
-        format_string: part10::format::UNITS_BYTES | part10::format::ASCII,
-        // No PIN length field; block size in bytes (0 = variable).
-        block_string: block as u8,
-        length_format: 0x00,
+        // How the typed PIN is formatted into its block: see [`block`].
+        format_string: block.format_string,
+        block_string: block.block_string,
+        length_format: block.length_format,
         min_len: min,
         max_len: max,
         validation: condition,
@@ -169,10 +261,6 @@ fn structure_error(e: part10::StructureError) -> Error {
     Error::ReaderError(format!("cannot build the pinpad request: {e}"))
 }
 
-fn block_len(f: &PinFormat) -> usize {
-    block_template(f).len()
-}
-
 /// `PIN_VERIFY_STRUCTURE` for VERIFY of `cred` (ISO 7816-4 §11.6.6) with
 /// the PIN typed on the reader.
 pub fn verify(
@@ -181,9 +269,9 @@ pub fn verify(
     opts: &PinpadOptions,
 ) -> Result<Request, Error> {
     let f = &cred.format;
-    typed_by_reader(f)?;
-    let template = commands::verify(cred.reference, &block_template(f));
-    let format = entry_format(f.min_len, f.max_len, block_len(f), 1, reader, opts);
+    let b = block(f)?;
+    let template = commands::verify(cred.reference, &b.template);
+    let format = entry_format(f.min_len, f.max_len, &b, 1, reader, opts);
     request(&format, part10::verify_structure(&format, &template))
 }
 
@@ -197,25 +285,34 @@ fn modify(
     reader: &PinProperties,
     opts: &PinpadOptions,
 ) -> Result<Request, Error> {
-    // One block size and one min/max for every entry of a MODIFY: the
+    // One layout and one min/max for every entry of a MODIFY (§2.5.3 has
+    // one bmFormatString, bmPINBlockString and bmPINLengthFormat): the
     // profiles use the same encoding for both values, and the card
     // checks each value's own limits.
-    typed_by_reader(first)?;
-    typed_by_reader(new)?;
-    let first_block = block_template(first);
-    let new_block = block_template(new);
-    let template = template(&first_block, &new_block);
+    let first_block = block(first)?;
+    let new_block = block(new)?;
+    let same = |b: &Block| (b.format_string, b.block_string, b.length_format);
+    if same(&first_block) != same(&new_block) {
+        return Err(Error::OperationNotSupported(
+            "PIN entry on the pinpad for two values encoded differently".into(),
+        ));
+    }
+    let template = template(&first_block.template, &new_block.template);
     let format = entry_format(
         first.min_len.min(new.min_len),
         first.max_len.max(new.max_len),
-        new_block.len(),
+        &new_block,
         messages,
         reader,
         opts,
     );
+    // bInsertionOffsetOld / bInsertionOffsetNew (§2.5.3), in bytes from
+    // the start of the data field: the first block, then the new one
+    // (0 for both when variable: the reader puts the new PIN after the
+    // current one).
     let layout = ModifyLayout {
         offset_old: 0,
-        offset_new: first_block.len() as u8,
+        offset_new: first_block.template.len() as u8,
         confirm: confirm_flags,
     };
     request(
@@ -272,10 +369,9 @@ pub fn reset_after_so(
     opts: &PinpadOptions,
 ) -> Result<Request, Error> {
     let f = &cred.format;
-    typed_by_reader(f)?;
-    let template =
-        commands::reset_retry_counter_after_so(cred.change_reference, &block_template(f));
-    let format = entry_format(f.min_len, f.max_len, block_len(f), 2, reader, opts);
+    let b = block(f)?;
+    let template = commands::reset_retry_counter_after_so(cred.change_reference, &b.template);
+    let format = entry_format(f.min_len, f.max_len, &b, 2, reader, opts);
     let layout = ModifyLayout {
         offset_old: 0,
         offset_new: 0,
@@ -377,6 +473,84 @@ mod tests {
             "0000820000 00 00 7F06 01 02 02 0904 000102 000000 05000000 002C028100"
                 .replace(' ', "")
         );
+    }
+
+    fn beid_pin() -> Credential {
+        let token = crate::card::ProfileSet::builtin()
+            .offline_token("beid")
+            .unwrap();
+        token.pin("pin").unwrap().credential.clone()
+    }
+
+    #[test]
+    fn beid_structures_are_iso_9564_format_2_as_opensc_sends_them() {
+        let props = PinProperties::default();
+        let pin = beid_pin();
+        // bTimeOut 00, bTimeOut2 00; bmFormatString 41 (bits, the PIN at
+        // bit 8, left, BCD); bmPINBlockString 48 (4-bit length field,
+        // 8-byte block); bmPINLengthFormat 04 (the length at bit 4, in
+        // bits); wPINMaxExtraDigit 0C 04 (max 12, min 4); key pressed, one
+        // message, 0409, bMsgIndex 00, no prologue; ulDataLength 13;
+        // VERIFY 00 20 00 01 08 20 FF*7.
+        let r = verify(&pin, &props, &opts()).unwrap();
+        assert_eq!((r.min_len, r.max_len), (4, 12));
+        assert_eq!(
+            hex(&r.structure),
+            "0000 41 48 04 0C04 02 01 0904 00 000000 0D000000 \
+             0020000108 20FFFFFFFFFFFFFF"
+                .replace(' ', "")
+        );
+        // CHANGE REFERENCE DATA 00 24 00 01 10: the current block at 0,
+        // the new one at 8, each 20 FF*7; bConfirmPIN 03, three messages.
+        let s = change(&pin, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000 41 48 04 00 08 0C04 03 02 03 0904 000102 000000 15000000 \
+             0024000110 20FFFFFFFFFFFFFF 20FFFFFFFFFFFFFF"
+                .replace(' ', "")
+        );
+    }
+
+    #[test]
+    fn bcd_structures_fill_the_stored_length_with_ff() {
+        let props = PinProperties::default();
+        let mut pin = beid_pin();
+        pin.format.encoding = Encoding::Bcd;
+        pin.format.stored_len = 6;
+        // bmFormatString 81 (bytes, the PIN at 0, left, BCD),
+        // bmPINBlockString 06 (no length field, 6-byte block),
+        // bmPINLengthFormat 00; VERIFY 00 20 00 01 06 FF*6.
+        let s = verify(&pin, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000 81 06 00 0C04 02 01 0904 00 000000 0B000000 0020000106 FFFFFFFFFFFF"
+                .replace(' ', "")
+        );
+        // Two blocks: the new one at offset 6.
+        let s = change(&pin, &props, &opts()).unwrap().structure;
+        assert_eq!(
+            hex(&s),
+            "0000 81 06 00 00 06 0C04 03 02 03 0904 000102 000000 11000000 \
+             002400010C FFFFFFFFFFFF FFFFFFFFFFFF"
+                .replace(' ', "")
+        );
+        // No stored length: variable, the reader packs the digits and sets Lc.
+        pin.format.stored_len = 0;
+        let s = verify(&pin, &props, &opts()).unwrap().structure;
+        assert_eq!(hex(&s[2..5]), "810000");
+        assert!(hex(&s).ends_with("0020000100"));
+        // Values encoded differently cannot share one MODIFY; a block
+        // longer than 15 bytes does not fit bmPINBlockString.
+        let so = beid_pin();
+        assert!(matches!(
+            unblock(&so, &pin, &props, &opts()),
+            Err(Error::OperationNotSupported(_))
+        ));
+        pin.format.stored_len = 16;
+        assert!(matches!(
+            verify(&pin, &props, &opts()),
+            Err(Error::OperationNotSupported(_))
+        ));
     }
 
     #[test]

@@ -13,12 +13,26 @@
 //! 6401 cancel, 6402 new PINs differ, 6403 length outside
 //! wPINMaxExtraDigit, 6B80 a structure it cannot use.
 //!
-//! Supported formats: positions in bytes, or in bits on byte boundaries;
-//! ASCII and binary PIN encodings (BCD answers 6B80); fixed-size blocks
-//! (left- or right-justified, the rest of the template kept as padding)
-//! and variable-length insertion (block size 0: the PIN is inserted with
-//! its own length and Lc is set to the new data length; in MODIFY the new
-//! PIN follows the current one when both offsets allow it).
+//! Supported formats (§2.5.2, the same fields in §2.5.3), read from the
+//! structure alone:
+//! - bmFormatString: positions in bytes or in bits (bit 7); the PIN's
+//!   position inside its block (bits 6-3), on a byte boundary for ASCII
+//!   and binary digits, on a nibble boundary for BCD; left or right
+//!   justification (bit 2); binary, BCD or ASCII digits (bits 1-0; the
+//!   fourth value answers 6B80).
+//! - bmPINBlockString: a fixed-size block (bits 3-0 bytes, the template's
+//!   bytes left where no digit goes: the padding) or variable-length
+//!   insertion (size 0: the PIN is inserted with its own length, BCD
+//!   packed with an F filling the odd nibble, and Lc is set to the new
+//!   data length; in MODIFY the new PIN follows the current one when both
+//!   offsets allow it); a PIN length field of bits 7-4 bits.
+//! - bmPINLengthFormat: where that field goes in the block, in bits or in
+//!   bytes (bit 4); it holds the number of digits typed.
+//!
+//! A block starts at the start of the data field for VERIFY, at
+//! bInsertionOffsetOld / bInsertionOffsetNew for MODIFY; the PIN and
+//! length positions count from there. A structure it cannot honour
+//! answers 6B80 before the user is asked anything.
 
 use crate::secret::Secret;
 use crate::transport::part10::{
@@ -185,14 +199,14 @@ impl PinpadState {
         let Some(mut apdu) = Apdu::new(&req.apdu) else {
             return sw(part10::sw::BAD_STRUCTURE);
         };
-        let Some(pos) = pin_position_bytes(&req.format) else {
+        if !supported(&req.format) {
             return sw(part10::sw::BAD_STRUCTURE);
-        };
+        }
         let pin = match self.entry(&req.format) {
             Ok(p) => p,
             Err(code) => return sw(code),
         };
-        match apdu.insert(&req.format, &pin, pos) {
+        match apdu.insert(&req.format, &pin, 0) {
             Ok(_) => Action::SendToCard(apdu.finish()),
             Err(code) => sw(code),
         }
@@ -205,7 +219,7 @@ impl PinpadState {
         let Some(mut apdu) = Apdu::new(&req.apdu) else {
             return sw(part10::sw::BAD_STRUCTURE);
         };
-        if pin_position_bytes(&req.format).is_none() {
+        if !supported(&req.format) {
             return sw(part10::sw::BAD_STRUCTURE);
         }
         let f = &req.format;
@@ -246,11 +260,26 @@ impl PinpadState {
     }
 }
 
-/// Where the PIN goes per bmFormatString, in bytes from the data start;
-/// `None` when not on a byte boundary.
-fn pin_position_bytes(f: &EntryFormat) -> Option<usize> {
-    let bits = f.pin_position() * f.units_bits();
-    bits.is_multiple_of(8).then_some(bits / 8)
+/// Bits per digit of bmFormatString's PIN format type (bits 1-0):
+/// binary and ASCII a byte, BCD a nibble; `None` for the reserved value.
+fn digit_bits(f: &EntryFormat) -> Option<usize> {
+    match f.format_string & 0x03 {
+        part10::format::BINARY | part10::format::ASCII => Some(8),
+        part10::format::BCD => Some(4),
+        _ => None,
+    }
+}
+
+/// Whether this reader can honour the structure's formatting fields: a
+/// known PIN format, the PIN on a digit boundary inside its block (and on
+/// a byte boundary when it is inserted with its own length).
+fn supported(f: &EntryFormat) -> bool {
+    let Some(unit) = digit_bits(f) else {
+        return false;
+    };
+    let at = f.pin_position() * f.units_bits();
+    let variable = f.block_size() == 0;
+    at.is_multiple_of(unit) && (!variable || at.is_multiple_of(8))
 }
 
 /// A short APDU template being completed by the reader.
@@ -277,44 +306,72 @@ impl Apdu {
         })
     }
 
-    /// Formats `pin` into the data at byte `pos` per `f`; returns how many
-    /// bytes were inserted (0 for a fixed block, which is overwritten).
-    fn insert(&mut self, f: &EntryFormat, pin: &Secret, pos: usize) -> Result<usize, u16> {
-        let encoded: zeroize::Zeroizing<Vec<u8>> =
-            zeroize::Zeroizing::new(match f.format_string & 0x03 {
-                part10::format::ASCII => pin.expose().to_vec(),
-                part10::format::BINARY => pin.expose().iter().map(|d| d - b'0').collect(),
-                _ => return Err(part10::sw::BAD_STRUCTURE),
-            });
+    /// Formats `pin` into the block that starts at byte `at` of the data
+    /// per `f`; returns how many bytes were inserted (0 for a fixed block,
+    /// which is overwritten in place).
+    fn insert(&mut self, f: &EntryFormat, pin: &Secret, at: usize) -> Result<usize, u16> {
+        let bad = Err(part10::sw::BAD_STRUCTURE);
+        let Some(unit) = digit_bits(f) else {
+            return bad;
+        };
+        // Each typed key as the format type says: the ASCII character, or
+        // the digit's value (a byte for binary, a nibble for BCD).
+        let ascii = f.format_string & 0x03 == part10::format::ASCII;
+        let digit = |k: u8| if ascii { k } else { k.wrapping_sub(b'0') };
+        let keys = pin.expose();
+        let pin_bits = keys.len() * unit;
+        // Where the PIN goes inside the block (bmFormatString bits 6-3).
+        let offset = f.pin_position() * f.units_bits();
+        if !offset.is_multiple_of(unit) {
+            return bad;
+        }
         let block = f.block_size();
         let inserted = if block == 0 {
+            // Variable length: the encoded PIN is inserted, BCD packed two
+            // digits a byte with F filling the last nibble.
+            if !offset.is_multiple_of(8) {
+                return bad;
+            }
+            let pos = at + offset / 8;
             if pos > self.data.len() {
-                return Err(part10::sw::BAD_STRUCTURE);
+                return bad;
+            }
+            let mut encoded = zeroize::Zeroizing::new(vec![0xFF; pin_bits.div_ceil(8)]);
+            for (i, k) in keys.iter().enumerate() {
+                set_bits(&mut encoded, i * unit, unit, u32::from(digit(*k)));
             }
             self.data.splice(pos..pos, encoded.iter().copied());
             encoded.len()
         } else {
-            if pos + block > self.data.len() {
-                return Err(part10::sw::BAD_STRUCTURE);
+            let (start, end) = (at * 8, (at + block) * 8);
+            if end > self.data.len() * 8 {
+                return bad;
             }
-            if encoded.len() > block {
+            let first = if f.format_string & part10::format::RIGHT_JUSTIFY != 0 {
+                end.checked_sub(pin_bits).ok_or(part10::sw::WRONG_LENGTH)?
+            } else {
+                start + offset
+            };
+            if first < start + offset || first + pin_bits > end {
                 return Err(part10::sw::WRONG_LENGTH);
             }
-            let start = if f.format_string & part10::format::RIGHT_JUSTIFY != 0 {
-                pos + block - encoded.len()
-            } else {
-                pos
-            };
-            self.data[start..start + encoded.len()].copy_from_slice(&encoded);
+            for (i, k) in keys.iter().enumerate() {
+                set_bits(&mut self.data, first + i * unit, unit, u32::from(digit(*k)));
+            }
             0
         };
+        // The PIN length field (bmPINBlockString bits 7-4, placed per
+        // bmPINLengthFormat): the number of digits typed.
         let bits = f.length_bits();
         if bits > 0 {
-            let at = f.length_position_bits();
-            if at + bits > self.data.len() * 8 {
-                return Err(part10::sw::BAD_STRUCTURE);
+            let pos = at * 8 + f.length_position_bits();
+            if pos + bits > self.data.len() * 8 {
+                return bad;
             }
-            set_bits(&mut self.data, at, bits, pin.len() as u32);
+            if keys.len() >= 1 << bits {
+                return Err(part10::sw::WRONG_LENGTH);
+            }
+            set_bits(&mut self.data, pos, bits, keys.len() as u32);
         }
         Ok(inserted)
     }
@@ -398,7 +455,7 @@ mod tests {
             0, 0x20, 0, 0x80, 8, 0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
         ])
         .unwrap();
-        a.insert(&format(0x88, 0x47, 0x04), &pin, 1).unwrap();
+        a.insert(&format(0x88, 0x47, 0x04), &pin, 0).unwrap();
         assert_eq!(
             hex(&a.finish()),
             "0020008008240102030 4FFFFFF".replace(' ', "")
@@ -406,8 +463,91 @@ mod tests {
         // A block too small for the PIN: wrong length.
         let mut a = Apdu::new(&[0, 0x20, 0, 0x80, 2, 0xFF, 0xFF]).unwrap();
         assert_eq!(a.insert(&format(0x82, 0x02, 0), &pin, 0), Err(0x6403));
-        // BCD is not emulated.
+        // The reserved PIN format type (bits 1-0 = 11) is not a format.
         let mut a = Apdu::new(&[0, 0x20, 0, 0x80, 0]).unwrap();
-        assert_eq!(a.insert(&format(0x81, 0x00, 0), &pin, 0), Err(0x6B80));
+        assert_eq!(a.insert(&format(0x83, 0x00, 0), &pin, 0), Err(0x6B80));
+        assert!(!supported(&format(0x83, 0x00, 0)));
+    }
+
+    fn ff_block(len: u8) -> Vec<u8> {
+        let mut raw = vec![0, 0x20, 0, 0x01, len];
+        raw.extend(std::iter::repeat_n(0xFF, len as usize));
+        raw
+    }
+
+    #[test]
+    fn formats_bcd_pins_like_a_reader() {
+        // BCD in bytes, left-justified in a 4-byte FF block: the odd
+        // digit's low nibble stays F.
+        let mut a = Apdu::new(&ff_block(4)).unwrap();
+        a.insert(&format(0x81, 0x04, 0), &Secret::from("12345"), 0)
+            .unwrap();
+        assert_eq!(hex(&a.finish()), "002000010412345FFF");
+        // Right-justified: the last digit ends the block.
+        let mut a = Apdu::new(&ff_block(4)).unwrap();
+        a.insert(&format(0x85, 0x04, 0), &Secret::from("12345"), 0)
+            .unwrap();
+        assert_eq!(hex(&a.finish()), "0020000104FFF12345");
+        // Variable length: packed, F-filled, Lc follows.
+        let mut a = Apdu::new(&[0, 0x20, 0, 0x01, 0]).unwrap();
+        assert_eq!(
+            a.insert(&format(0x81, 0x00, 0), &Secret::from("12345"), 0),
+            Ok(3)
+        );
+        assert_eq!(hex(&a.finish()), "002000010312345F");
+        // Nine digits do not fit a 4-byte block.
+        let mut a = Apdu::new(&ff_block(4)).unwrap();
+        assert_eq!(
+            a.insert(&format(0x81, 0x04, 0), &Secret::from("123456789"), 0),
+            Err(0x6403)
+        );
+    }
+
+    #[test]
+    fn formats_iso_9564_format_2_like_a_reader() {
+        // bmFormatString 41: bits, the PIN 8 bits in, BCD; bmPINBlockString
+        // 48: a 4-bit length field, 8-byte block; bmPINLengthFormat 04: the
+        // field 4 bits in, the low nibble of byte 0.
+        let f2 = format(0x41, 0x48, 0x04);
+        assert!(supported(&f2));
+        let template = [
+            0, 0x20, 0, 0x01, 8, 0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
+        let mut a = Apdu::new(&template).unwrap();
+        a.insert(&f2, &Secret::from("12345"), 0).unwrap();
+        assert_eq!(hex(&a.finish()), "00200001082512345FFFFFFFFF");
+        let mut a = Apdu::new(&template).unwrap();
+        a.insert(&f2, &Secret::from("123456789012"), 0).unwrap();
+        assert_eq!(hex(&a.finish()), "00200001082C123456789012FF");
+        // 14 digits fill the block; 15 do not fit the 7 bytes after 2L.
+        let mut a = Apdu::new(&template).unwrap();
+        a.insert(&f2, &Secret::from("12345678901234"), 0).unwrap();
+        assert_eq!(hex(&a.finish()), "00200001082E12345678901234");
+        let mut a = Apdu::new(&template).unwrap();
+        assert_eq!(
+            a.insert(&f2, &Secret::from("123456789012345"), 0),
+            Err(0x6403)
+        );
+        // Two blocks (CHANGE REFERENCE DATA): the second at byte 8, its
+        // positions counted from there.
+        let mut raw = vec![0, 0x24, 0, 0x01, 16];
+        raw.extend_from_slice(&template[5..]);
+        raw.extend_from_slice(&template[5..]);
+        let mut a = Apdu::new(&raw).unwrap();
+        a.insert(&f2, &Secret::from("1234"), 0).unwrap();
+        a.insert(&f2, &Secret::from("987654"), 8).unwrap();
+        assert_eq!(
+            hex(&a.finish()),
+            "002400011024 1234FFFFFFFFFF 26987654FFFFFFFF".replace(' ', "")
+        );
+        // A length field in bytes (bit 4): byte 1 of the block holds it.
+        let mut a = Apdu::new(&ff_block(8)).unwrap();
+        a.insert(&format(0x91, 0x88, 0x11), &Secret::from("1234"), 0)
+            .unwrap();
+        assert_eq!(hex(&a.finish()), "0020000108FF041234FFFFFFFF");
+        // The PIN off a nibble boundary cannot be BCD; a variable-length
+        // PIN off a byte boundary cannot be inserted.
+        assert!(!supported(&format(0x19, 0x48, 0x04)));
+        assert!(!supported(&format(0x21, 0x00, 0x00)));
     }
 }
