@@ -99,7 +99,17 @@ export type DaemonErrorCode =
   | "TEMPORARILY_LOCKED"
   | "SITE_LOCKED"
   | "RATE_LIMITED"
-  | "BATCH_TOO_LARGE";
+  | "BATCH_TOO_LARGE"
+  | "CONSTRAINT_VIOLATION"
+  | "CREDENTIAL_HANDLE_INVALID"
+  | "PIN_ENTRY_CANCELLED"
+  | "PIN_ENTRY_TIMEOUT"
+  | "PIN_DIALOG_UNAVAILABLE"
+  | "PIN_MISMATCH"
+  | "ORIGIN_NOT_ALLOWED"
+  | "HOST_NOT_ALLOWED"
+  | "TOO_MANY_CONNECTIONS"
+  | "INTERNAL_ERROR";
 
 export type ErrorCode = DaemonErrorCode | ClientErrorCode;
 
@@ -206,9 +216,9 @@ export declare class CredentialValue {
 
 /**
  * A PIN value: a string, a {@link CredentialValue}, or `false` (PIN entry
- * by the daemon's own dialog) / `null` (pinpad, see
- * {@link Token.protectedAuthPath}) — the last two answer
- * `OPERATION_NOT_SUPPORTED` until cardgate's PIN-entry feature.
+ * in the daemon's own dialog: `PIN_DIALOG_UNAVAILABLE` when the machine has
+ * none) / `null` (on the reader's pinpad, see {@link Token.protectedAuthPath};
+ * `OPERATION_NOT_SUPPORTED` on a reader without one).
  */
 export type PinValue = string | CredentialValue | false | null | undefined;
 
@@ -374,7 +384,7 @@ export declare class Token {
   readonly label: string;
   /** The PINs, the user PIN first (a new array each time; the Pin objects are the same). */
   readonly pins: Pin[];
-  /** Whether PINs are entered on the reader (pinpad); always false until pinpad support. */
+  /** Whether the reader has a pinpad: `login(null)` / `change(null, null)` take the PIN there. */
   readonly protectedAuthPath: boolean;
   /** The card profile that recognised the card: `"piv"`, `"openpgp"`, `"yubikey"`, `"pkcs15"` … (cardgate extension). */
   readonly profile: string;

@@ -419,7 +419,7 @@ export class Token {
   get serial() {
     return this.#data.serial ?? null;
   }
-  /** True when PINs are entered on the reader's pinpad (not yet supported). */
+  /** True when the reader has a pinpad: login(null) / change(null, null) take the PIN there. */
   get protectedAuthPath() {
     return !!this.#data.protectedAuthPath;
   }
