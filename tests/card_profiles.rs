@@ -43,11 +43,9 @@ fn page_login(e: &mut Engine, pin: &str, value: &str) -> Result<(), Error> {
 /// The built-in profiles and one user file holding `text`, loaded from a
 /// directory as the user's config dir `cards/` would give it.
 fn with_user_profile(file: &str, text: &str) -> ProfileSet {
-    let dir = std::env::temp_dir().join(format!("cardgate-{file}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(file), text).unwrap();
-    let profiles = ProfileSet::load(std::slice::from_ref(&dir));
-    std::fs::remove_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(file), text).unwrap();
+    let profiles = ProfileSet::load(&[dir.path().to_path_buf()]);
     assert!(profiles.errors.is_empty(), "{:?}", profiles.errors);
     profiles
 }

@@ -160,10 +160,9 @@ fn removed_card_is_reported() {
 
 #[test]
 fn a_profiles_same_as_old_status_word_is_a_constraint_not_a_spent_try() {
-    let dir = std::env::temp_dir().join(format!("cardgate-sameold-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
-        dir.join("acme.toml"),
+        dir.path().join("acme.toml"),
         r#"
         name = "acme"
         atr = ["3B 02 14 50"]
@@ -177,8 +176,7 @@ fn a_profiles_same_as_old_status_word_is_a_constraint_not_a_spent_try() {
         "#,
     )
     .unwrap();
-    let profiles = cardgate::card::ProfileSet::load(std::slice::from_ref(&dir));
-    std::fs::remove_dir_all(&dir).unwrap();
+    let profiles = cardgate::card::ProfileSet::load(&[dir.path().to_path_buf()]);
     assert!(profiles.errors.is_empty(), "{:?}", profiles.errors);
     let (t, log) = scripted(&[
         (&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xF0], &[0x90, 0x00]),

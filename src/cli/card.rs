@@ -249,14 +249,7 @@ fn logout_name(l: LogoutForm) -> &'static str {
 
 /// A status word's meaning, in the words of `status-words`.
 fn sw_meaning(sw: StatusWord) -> &'static str {
-    match sw {
-        StatusWord::AuthBlocked => "blocked",
-        StatusWord::VerifyFailedNoInfo => "wrong",
-        StatusWord::RefDataNotUsable => "not-initialized",
-        StatusWord::ConditionsNotSatisfied => "must-change",
-        StatusWord::WrongLength => "bad-length",
-        _ => "other",
-    }
+    crate::card::profile::status_word_meaning(sw).unwrap_or("other")
 }
 
 fn tags_hex(tags: &[u32]) -> Vec<String> {
@@ -339,7 +332,7 @@ fn pin_report(p: &PinObject, app: &AppProfile) -> PinReport {
             .chain(
                 c.new_same_as_old
                     .iter()
-                    .map(|sw| (format!("{sw:04X}"), "new-same-as-old")),
+                    .map(|sw| (format!("{sw:04X}"), crate::card::profile::NEW_SAME_AS_OLD)),
             )
             .collect(),
     }
@@ -870,8 +863,7 @@ pub(crate) fn probe(
                 continue;
             }
             tried.push(a.aid.clone());
-            let cmd = crate::apdu::commands::select_aid(&a.aid);
-            if crate::transport::exchange(&mut t, &cmd)?.sw == StatusWord::Ok {
+            if crate::card::answers(&mut t, &a.aid)? {
                 answering.push(AnsweringApp {
                     name: format!("{}.{}", p.name, a.id),
                     base: base_of(&a.aid),

@@ -516,7 +516,8 @@ fn cli_yubikey_four_pins_and_a_users_card_profile() -> Result<(), Failed> {
             "wrong_verify_6300",
         ],
     )?;
-    let home = tempfile_dir("cards-home")?;
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path();
     let env = [
         ("HOME", home.to_str().unwrap_or("")),
         ("XDG_CONFIG_HOME", ""),
@@ -569,14 +570,5 @@ fn cli_yubikey_four_pins_and_a_users_card_profile() -> Result<(), Failed> {
         Some("acme"),
         "the profile",
     )?;
-    std::fs::remove_dir_all(&home)?;
     Ok(())
-}
-
-fn tempfile_dir(name: &str) -> Result<std::path::PathBuf, Failed> {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

@@ -18,7 +18,7 @@ mod session;
 
 pub use encoding::pin_block;
 pub use profile::{CardProfile, LogoutForm, ProfileError, ProfileSet, Role};
-pub use recognise::{WELL_KNOWN_AIDS, probe, recognise};
+pub use recognise::{WELL_KNOWN_AIDS, answers, probe, recognise};
 pub use session::CardSession;
 
 use crate::apdu::StatusWord;

@@ -240,18 +240,61 @@ enum SwMeaning {
 }
 
 impl SwMeaning {
+    /// Every meaning, with its word in `status-words` and the ISO 7816-4
+    /// status word of the same meaning (none for `new-same-as-old`): the
+    /// one table the file format, patches and `cardgate card show` use.
+    const TABLE: [(SwMeaning, &'static str, Option<StatusWord>); 6] = [
+        (SwMeaning::Blocked, "blocked", Some(StatusWord::AuthBlocked)),
+        (
+            SwMeaning::Wrong,
+            "wrong",
+            Some(StatusWord::VerifyFailedNoInfo),
+        ),
+        (
+            SwMeaning::NotInitialized,
+            "not-initialized",
+            Some(StatusWord::RefDataNotUsable),
+        ),
+        (
+            SwMeaning::MustChange,
+            "must-change",
+            Some(StatusWord::ConditionsNotSatisfied),
+        ),
+        (
+            SwMeaning::BadLength,
+            "bad-length",
+            Some(StatusWord::WrongLength),
+        ),
+        (SwMeaning::NewSameAsOld, "new-same-as-old", None),
+    ];
+
     /// The ISO 7816-4 status word of the same meaning, if there is one.
     fn iso(self) -> Option<StatusWord> {
-        Some(match self {
-            SwMeaning::Blocked => StatusWord::AuthBlocked,
-            SwMeaning::Wrong => StatusWord::VerifyFailedNoInfo,
-            SwMeaning::NotInitialized => StatusWord::RefDataNotUsable,
-            SwMeaning::MustChange => StatusWord::ConditionsNotSatisfied,
-            SwMeaning::BadLength => StatusWord::WrongLength,
-            SwMeaning::NewSameAsOld => return None,
-        })
+        Self::TABLE
+            .iter()
+            .find(|(m, ..)| *m == self)
+            .and_then(|r| r.2)
+    }
+
+    /// The meaning an ISO 7816-4 status word stands for.
+    fn of_iso(sw: StatusWord) -> Option<SwMeaning> {
+        Self::TABLE
+            .iter()
+            .find(|(.., iso)| *iso == Some(sw))
+            .map(|r| r.0)
     }
 }
+
+/// The word `status-words` uses for what an ISO 7816-4 status word means
+/// (`blocked`, `wrong` …), if it is one a profile can map to.
+pub fn status_word_meaning(sw: StatusWord) -> Option<&'static str> {
+    let m = SwMeaning::of_iso(sw)?;
+    SwMeaning::TABLE.iter().find(|r| r.0 == m).map(|r| r.1)
+}
+
+/// The word `status-words` uses for a card's refusal of a new value equal
+/// to the old one.
+pub const NEW_SAME_AS_OLD: &str = "new-same-as-old";
 
 /// Code for what a profile cannot say as data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -937,14 +980,6 @@ fn tag_hex(tag: u32) -> String {
 
 /// A credential as a profile would spell it (what a patch starts from).
 fn pin_file_of(id: &str, c: &Credential) -> PinFile {
-    let sw_meaning = |sw: StatusWord| match sw {
-        StatusWord::AuthBlocked => Some(SwMeaning::Blocked),
-        StatusWord::VerifyFailedNoInfo => Some(SwMeaning::Wrong),
-        StatusWord::RefDataNotUsable => Some(SwMeaning::NotInitialized),
-        StatusWord::ConditionsNotSatisfied => Some(SwMeaning::MustChange),
-        StatusWord::WrongLength => Some(SwMeaning::BadLength),
-        _ => None,
-    };
     PinFile {
         id: id.to_string(),
         label: Some(c.label.clone()),
@@ -990,7 +1025,7 @@ fn pin_file_of(id: &str, c: &Credential) -> PinFile {
         status_words: Some(
             c.sw_map
                 .iter()
-                .filter_map(|(raw, sw)| Some((format!("{raw:04X}"), sw_meaning(*sw)?)))
+                .filter_map(|(raw, sw)| Some((format!("{raw:04X}"), SwMeaning::of_iso(*sw)?)))
                 .chain(
                     c.new_same_as_old
                         .iter()
@@ -1069,6 +1104,23 @@ mod tests {
             .flat_map(|a| a.pins.iter().map(|p| p.id))
             .collect();
         assert_eq!(ids, ["pin", "puk", "user", "admin"]);
+    }
+
+    #[test]
+    fn status_word_meanings_are_spelled_as_the_format_reads_them() {
+        #[derive(Deserialize)]
+        struct One {
+            m: SwMeaning,
+        }
+        for (meaning, word, _) in SwMeaning::TABLE {
+            let one: One = toml::from_str(&format!("m = \"{word}\"")).unwrap();
+            assert_eq!(one.m, meaning, "{word}");
+        }
+        assert_eq!(
+            status_word_meaning(StatusWord::AuthBlocked),
+            Some("blocked")
+        );
+        assert_eq!(status_word_meaning(StatusWord::Ok), None);
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn answering<'a>(
 ) -> Result<Vec<&'a AppProfile>, TransportError> {
     let mut found = Vec::new();
     for app in apps {
-        if transport::exchange(t, &commands::select_aid(&app.aid))?.sw == StatusWord::Ok {
+        if answers(t, &app.aid)? {
             found.push(app);
         }
     }
@@ -156,11 +156,17 @@ fn answering<'a>(
 pub fn probe(t: &mut dyn Transport) -> Result<Vec<(&'static str, Vec<u8>)>, TransportError> {
     let mut found = Vec::new();
     for (name, aid) in WELL_KNOWN_AIDS {
-        if transport::exchange(t, &commands::select_aid(aid))?.sw == StatusWord::Ok {
+        if answers(t, aid)? {
             found.push((*name, aid.to_vec()));
         }
     }
     Ok(found)
+}
+
+/// Whether the card answers SELECT of `aid` with 9000 (nothing else is
+/// sent).
+pub fn answers(t: &mut dyn Transport, aid: &[u8]) -> Result<bool, TransportError> {
+    Ok(transport::exchange(t, &commands::select_aid(aid))?.sw == StatusWord::Ok)
 }
 
 fn build(
